@@ -1,0 +1,71 @@
+//! The API versions this broker implements. ApiVersions is answered from this table, and a request
+//! at a version outside it is never decoded (kafka.md §2 pitfall 3: advertise only what we decode
+//! and implement, never `ApiKey::valid_versions()`).
+
+use kafka_protocol::messages::{
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    ProduceRequest,
+};
+use kafka_protocol::protocol::Message;
+
+/// One API the broker serves and the inclusive version range it decodes and implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16, cap: i16) -> SupportedApi {
+    SupportedApi { key, min, max: if max < cap { max } else { cap } }
+}
+
+/// Every API the broker answers. `cap` is the highest version whose semantics are implemented;
+/// the lower bound and the codec's ceiling come from the message structs themselves.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    api(ApiKey::Produce, ProduceRequest::VERSIONS.min, ProduceRequest::VERSIONS.max, 12), // v13 addresses topics by id
+    api(ApiKey::Fetch, FetchRequest::VERSIONS.min, FetchRequest::VERSIONS.max, 16), // v17 adds KIP-853 replica state
+    api(ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS.min, ListOffsetsRequest::VERSIONS.max, 8), // v9 = tiered-only -5
+    api(ApiKey::Metadata, MetadataRequest::VERSIONS.min, MetadataRequest::VERSIONS.max, 12),
+    api(ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS.min, ApiVersionsRequest::VERSIONS.max, 4),
+    api(ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS.min, CreateTopicsRequest::VERSIONS.max, 7),
+    api(ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS.min, DeleteTopicsRequest::VERSIONS.max, 6),
+    api(ApiKey::DeleteRecords, DeleteRecordsRequest::VERSIONS.min, DeleteRecordsRequest::VERSIONS.max, 2),
+    api(ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS.min, DescribeConfigsRequest::VERSIONS.max, 4),
+    api(ApiKey::AlterConfigs, AlterConfigsRequest::VERSIONS.min, AlterConfigsRequest::VERSIONS.max, 2),
+    api(ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS.min, CreatePartitionsRequest::VERSIONS.max, 3),
+    api(
+        ApiKey::IncrementalAlterConfigs,
+        IncrementalAlterConfigsRequest::VERSIONS.min,
+        IncrementalAlterConfigsRequest::VERSIONS.max,
+        1,
+    ),
+    api(ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS.min, DescribeClusterRequest::VERSIONS.max, 1),
+];
+
+/// The version range the broker implements for `key`, if it serves that API at all.
+pub fn supported_range(key: ApiKey) -> Option<SupportedApi> {
+    SUPPORTED_APIS.iter().copied().find(|a| a.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_apis_never_exceed_the_codec() {
+        for a in SUPPORTED_APIS {
+            let codec = a.key.valid_versions();
+            assert!(a.min <= a.max, "{:?} has an empty range", a.key);
+            assert!(a.min >= codec.min && a.max <= codec.max, "{:?} outside codec range", a.key);
+        }
+    }
+
+    #[test]
+    fn api_versions_range_is_zero_to_four() {
+        let r = supported_range(ApiKey::ApiVersions).expect("api versions is served");
+        assert_eq!((r.min, r.max), (0, 4));
+    }
+}
