@@ -1,0 +1,202 @@
+//! The immutable metadata image: a snapshot of every topic, partition and config, cheap to clone
+//! (topics are shared `Arc`s) and replaced wholesale when records are applied.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::records::{BrokerId, ConfigResource, MetadataRecord, PartitionId, TopicId};
+use crate::{Error, Result};
+
+/// One partition's assignment and leadership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub partition: PartitionId,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+}
+
+/// One topic: id, partitions in index order, and the configs set on it (not defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: TopicId,
+    pub partitions: Vec<PartitionImage>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Everything the broker knows about the cluster at one point of the metadata log.
+#[derive(Debug, Clone, Default)]
+pub struct MetadataImage {
+    /// Number of record batches applied so far (the metadata log position).
+    pub offset: u64,
+    topics: BTreeMap<String, Arc<TopicImage>>,
+    names_by_id: HashMap<TopicId, String>,
+    broker_configs: BTreeMap<String, String>,
+}
+
+impl MetadataImage {
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: TopicId) -> Option<&Arc<TopicImage>> {
+        self.names_by_id.get(&id).and_then(|n| self.topics.get(n))
+    }
+
+    pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
+        self.topics.values()
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.topics.values().map(|t| t.partitions.len()).sum()
+    }
+
+    /// Broker-level configs set dynamically (not the static config file).
+    pub fn broker_configs(&self) -> &BTreeMap<String, String> {
+        &self.broker_configs
+    }
+
+    /// Applies one batch of records, producing the next image. The batch is atomic: if any record
+    /// does not apply, the image is unchanged and the error says which.
+    pub fn apply(&self, records: &[MetadataRecord]) -> Result<MetadataImage> {
+        let mut next = self.clone();
+        for record in records {
+            next.apply_one(record)?;
+        }
+        next.offset += 1;
+        Ok(next)
+    }
+
+    fn apply_one(&mut self, record: &MetadataRecord) -> Result<()> {
+        match record {
+            MetadataRecord::Topic { name, topic_id } => {
+                if self.topics.contains_key(name) {
+                    return Err(Error::Invalid(format!("topic {name} already exists")));
+                }
+                let topic = TopicImage {
+                    name: name.clone(),
+                    id: *topic_id,
+                    partitions: Vec::new(),
+                    configs: BTreeMap::new(),
+                };
+                self.names_by_id.insert(*topic_id, name.clone());
+                self.topics.insert(name.clone(), Arc::new(topic));
+            }
+            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch } => {
+                let topic = self.topic_mut(*topic_id)?;
+                let image = PartitionImage {
+                    partition: *partition,
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                };
+                let index = usize::try_from(partition.0)
+                    .map_err(|_| Error::Invalid(format!("negative partition {}", partition.0)))?;
+                match index.cmp(&topic.partitions.len()) {
+                    std::cmp::Ordering::Less => topic.partitions[index] = image,
+                    std::cmp::Ordering::Equal => topic.partitions.push(image),
+                    std::cmp::Ordering::Greater => {
+                        return Err(Error::Invalid(format!(
+                            "partition {} of {} added out of order",
+                            partition.0, topic.name
+                        )));
+                    }
+                }
+            }
+            MetadataRecord::Config { resource, name, value } => {
+                let configs = match resource {
+                    ConfigResource::Broker(_) => &mut self.broker_configs,
+                    ConfigResource::Topic(topic) => {
+                        let id = self
+                            .topics
+                            .get(topic)
+                            .map(|t| t.id)
+                            .ok_or_else(|| Error::Invalid(format!("config for unknown topic {topic}")))?;
+                        &mut self.topic_mut(id)?.configs
+                    }
+                };
+                match value {
+                    Some(v) => configs.insert(name.clone(), v.clone()),
+                    None => configs.remove(name),
+                };
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let name = self
+                    .names_by_id
+                    .remove(topic_id)
+                    .ok_or_else(|| Error::Invalid(format!("remove of unknown topic id {topic_id}")))?;
+                self.topics.remove(&name);
+            }
+        }
+        Ok(())
+    }
+
+    fn topic_mut(&mut self, id: TopicId) -> Result<&mut TopicImage> {
+        let name = self
+            .names_by_id
+            .get(&id)
+            .ok_or_else(|| Error::Invalid(format!("unknown topic id {id}")))?;
+        let topic = self.topics.get_mut(name).expect("names_by_id and topics agree");
+        Ok(Arc::make_mut(topic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn create_topic(name: &str, partitions: i32) -> Vec<MetadataRecord> {
+        let topic_id = TopicId::random();
+        let mut records = vec![MetadataRecord::Topic { name: name.into(), topic_id }];
+        for p in 0..partitions {
+            records.push(MetadataRecord::Partition {
+                topic_id,
+                partition: PartitionId(p),
+                replicas: vec![BrokerId(0)],
+                isr: vec![BrokerId(0)],
+                leader: BrokerId(0),
+                leader_epoch: 0,
+            });
+        }
+        records
+    }
+
+    #[test]
+    fn apply_create_config_remove_round_trip() {
+        let empty = MetadataImage::default();
+        let one = empty.apply(&create_topic("orders", 3)).expect("applies");
+        let id = one.topic("orders").expect("exists").id;
+        assert_eq!(one.topic_by_id(id).expect("by id").partitions.len(), 3);
+        assert_eq!(one.partition_count(), 3);
+        let configured = one
+            .apply(&[MetadataRecord::Config {
+                resource: ConfigResource::Topic("orders".into()),
+                name: "retention.ms".into(),
+                value: Some("1000".into()),
+            }])
+            .expect("applies");
+        assert_eq!(configured.topic("orders").expect("exists").configs["retention.ms"], "1000");
+        // The earlier image is untouched: images are immutable.
+        assert!(one.topic("orders").expect("exists").configs.is_empty());
+        let removed = configured.apply(&[MetadataRecord::RemoveTopic { topic_id: id }]).expect("applies");
+        assert!(removed.topic("orders").is_none());
+        assert!(removed.topic_by_id(id).is_none());
+        assert_eq!(removed.offset, 3);
+    }
+
+    #[test]
+    fn apply_failing_batch_leaves_image_unchanged() {
+        let one = MetadataImage::default().apply(&create_topic("a", 1)).expect("applies");
+        let mut bad = create_topic("b", 1);
+        bad.extend(create_topic("a", 1)); // duplicate name inside the batch
+        assert!(one.apply(&bad).is_err());
+        assert!(one.topic("b").is_none());
+    }
+}
