@@ -1,0 +1,75 @@
+//! The crate's error type.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::batch::BatchError;
+use crate::types::Offset;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input record batches are invalid; the log was not modified.
+    #[error("invalid record batch: {0}")]
+    Batch(#[from] BatchError),
+
+    /// A file-system operation failed.
+    #[error("i/o error during {op} on {path}: {source}")]
+    Io {
+        /// What was being done ("open", "write", "fsync", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The requested offset is outside the log's valid range.
+    #[error("offset {offset} out of range: log start offset {log_start}, upper bound {log_end}")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: Offset,
+        /// The log start offset at the time of the request.
+        log_start: Offset,
+        /// The upper bound that applied: the log end offset for reads, the high watermark for
+        /// `delete_records_before`.
+        log_end: Offset,
+    },
+
+    /// A checkpoint file exists but cannot be parsed.
+    #[error("corrupt checkpoint file {path}: {reason}")]
+    CorruptCheckpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A batch already in the log failed to parse or decode (disk corruption after the fact).
+    #[error("corrupt record batch in {path} at offset {offset}, position {position}: {reason}")]
+    CorruptBatch {
+        /// The segment file.
+        path: PathBuf,
+        /// The (expected) offset of the batch.
+        offset: Offset,
+        /// The byte position in the segment file.
+        position: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

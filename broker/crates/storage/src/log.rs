@@ -1,0 +1,1202 @@
+//! One partition's log: segments on disk, append, read planning, timestamp lookups, retention,
+//! DeleteRecords, truncation, group-commit flushing, checkpoints and crash recovery.
+//!
+//! Directory layout (Kafka's names): `<20-digit base offset>.log`, `.index`, `.timeindex`,
+//! `leader-epoch-checkpoint`, plus the per-partition checkpoints `log-start-offset`,
+//! `recovery-point` and `high-watermark`.
+
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, ErrorKind, IoSlice, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tracing::{debug, info, warn};
+
+use crate::batch::{self, BATCH_HEADER_LEN, BatchError, BatchHeader};
+use crate::checkpoint;
+use crate::epoch::LeaderEpochCache;
+use crate::error::{Error, Result};
+use crate::segment::{self, INDEX_SUFFIX, IndexLimits, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
+use crate::types::{LeaderEpoch, Offset};
+
+const LOG_START_OFFSET_FILE: &str = "log-start-offset";
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+const HIGH_WATERMARK_FILE: &str = "high-watermark";
+/// Leftovers of interrupted operations, deleted on open.
+const STALE_SUFFIXES: [&str; 4] = [checkpoint::TMP_SUFFIX, ".deleted", ".cleaned", ".swap"];
+
+/// How record timestamps are set (Kafka `message.timestamp.type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Keep the producer's timestamps.
+    #[default]
+    CreateTime,
+    /// Stamp the broker's append time into each batch (maxTimestamp + attribute bit).
+    LogAppendTime,
+}
+
+/// Per-log configuration; `Default` gives Kafka's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// Roll when the active segment would exceed this size (`segment.bytes`; capped at 2 GiB - 1
+    /// because index positions are 32-bit and Kafka's setting is an int).
+    pub segment_bytes: u64,
+    /// Roll when the active segment's first batch is this old (`segment.ms`); `None` = never.
+    pub segment_ms: Option<u64>,
+    /// Delete closed segments whose largest timestamp is older (`retention.ms`); `None` = unlimited.
+    pub retention_ms: Option<i64>,
+    /// Delete oldest closed segments while the log is larger (`retention.bytes`); `None` = unlimited.
+    pub retention_bytes: Option<u64>,
+    /// Largest batch accepted, including the 12-byte log overhead (`max.message.bytes`).
+    pub max_message_bytes: usize,
+    /// `message.timestamp.type`.
+    pub timestamp_type: TimestampType,
+    /// Bytes between sparse offset index entries (`index.interval.bytes`).
+    pub index_interval_bytes: usize,
+    /// Maximum index file size per segment; the segment rolls when full (`segment.index.bytes`).
+    pub segment_index_bytes: usize,
+    /// `file.delete.delay.ms`. Ignored: segments are deleted immediately. Readers holding a
+    /// [`ReadPlan`] keep the open file and can still read it after the unlink.
+    pub file_delete_delay_ms: u64,
+}
+
+const SEVEN_DAYS_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: Some(SEVEN_DAYS_MS),
+            retention_ms: Some(SEVEN_DAYS_MS as i64),
+            retention_bytes: None,
+            max_message_bytes: 1_048_588,
+            timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+            file_delete_delay_ms: 60_000,
+        }
+    }
+}
+
+impl LogConfig {
+    fn limits(&self) -> IndexLimits {
+        IndexLimits {
+            interval_bytes: self.index_interval_bytes as u64,
+            max_offset_entries: (self.segment_index_bytes / 8).max(1),
+            max_time_entries: (self.segment_index_bytes / 12).max(1),
+        }
+    }
+
+    fn max_segment_bytes(&self) -> u64 {
+        self.segment_bytes.min(i32::MAX as u64)
+    }
+}
+
+/// Result of [`Log::append`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset assigned to the first record.
+    pub base_offset: Offset,
+    /// Offset of the last record.
+    pub last_offset: Offset,
+    /// The append time stamped into the batches; `Some` only for LogAppendTime.
+    pub log_append_time_ms: Option<i64>,
+    /// Bytes written.
+    pub bytes: usize,
+    /// Records appended.
+    pub record_count: u64,
+    /// Largest timestamp in the append (after LogAppendTime stamping).
+    pub max_timestamp: i64,
+    /// Last offset of the batch holding `max_timestamp`.
+    pub offset_of_max_timestamp: Offset,
+}
+
+/// What [`Log::apply_retention`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes of segment files deleted.
+    pub bytes_deleted: u64,
+    /// Log start offset afterwards.
+    pub log_start_offset: Offset,
+    /// True if the active segment was rolled because segment.ms elapsed.
+    pub rolled: bool,
+}
+
+/// What [`Log::open`] had to do; lets callers (and tests) see whether the log was rescanned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenStats {
+    /// The caller said the previous shutdown was clean.
+    pub clean_shutdown: bool,
+    /// Segments found (or created) on open.
+    pub segments_loaded: usize,
+    /// Segments validated batch by batch (unclean recovery).
+    pub segments_recovered: usize,
+    /// Segments whose indexes were rebuilt (recovery, or missing/corrupt index files).
+    pub indexes_rebuilt: usize,
+    /// Batches read and validated.
+    pub batches_scanned: u64,
+    /// Segment bytes read while validating.
+    pub bytes_scanned: u64,
+    /// Bytes cut from torn or corrupt tails.
+    pub bytes_truncated: u64,
+    /// Segments deleted because they followed a truncation point.
+    pub segments_deleted: usize,
+}
+
+/// A planned read of whole batches from one segment. Holds the segment file open, so the I/O
+/// can run outside the log lock and even after the segment is deleted.
+#[derive(Clone, Debug)]
+pub struct ReadPlan {
+    source: Option<(Arc<File>, Arc<Path>)>,
+    position: u64,
+    len: usize,
+    first_offset: Option<Offset>,
+}
+
+impl ReadPlan {
+    fn empty() -> Self {
+        ReadPlan {
+            source: None,
+            position: 0,
+            len: 0,
+            first_offset: None,
+        }
+    }
+
+    /// Bytes the plan covers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if there is nothing to read.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Base offset of the first batch (may be below the requested offset), if any.
+    pub fn first_offset(&self) -> Option<Offset> {
+        self.first_offset
+    }
+
+    /// Byte position in the segment file.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The segment file, for zero-copy senders; `None` for an empty plan.
+    pub fn file(&self) -> Option<&Arc<File>> {
+        self.source.as_ref().map(|(f, _)| f)
+    }
+
+    /// Reads the planned bytes with `pread`. If the log was truncated concurrently, returns the
+    /// bytes that still exist (possibly ending in a partial batch, which consumers skip).
+    pub fn read_bytes(&self) -> Result<Bytes> {
+        let Some((file, path)) = &self.source else {
+            return Ok(Bytes::new());
+        };
+        let mut buf = vec![0u8; self.len];
+        let mut done = 0usize;
+        while done < self.len {
+            match file.read_at(&mut buf[done..], self.position + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io("read segment", path)(e)),
+            }
+        }
+        buf.truncate(done);
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// A file (or, with `file: None`, the log directory) written but not yet fsynced.
+#[derive(Debug)]
+struct PendingSync {
+    file: Option<Arc<File>>,
+    path: PathBuf,
+    done: AtomicBool,
+}
+
+/// What tickets have made durable; reset when the log is truncated.
+#[derive(Debug)]
+struct SyncedMark {
+    generation: u64,
+    up_to: i64,
+}
+
+/// Group-commit ticket from [`Log::flush_ticket`]: fsync outside the lock with
+/// [`FlushTicket::sync`], then pass [`FlushTicket::up_to`] to [`Log::mark_flushed`].
+#[derive(Debug)]
+pub struct FlushTicket {
+    files: Vec<(Arc<File>, Arc<Path>)>,
+    pending: Vec<Arc<PendingSync>>,
+    up_to: Offset,
+    generation: u64,
+    mark: Arc<Mutex<SyncedMark>>,
+}
+
+impl FlushTicket {
+    /// The log end offset when the ticket was taken: everything below is durable after `sync`.
+    pub fn up_to(&self) -> Offset {
+        self.up_to
+    }
+
+    /// fdatasyncs every segment with unflushed data, plus index files and the directory if
+    /// segments were created since the last flush.
+    pub fn sync(&self) -> Result<()> {
+        for (file, path) in &self.files {
+            file.sync_data().map_err(Error::io("fsync", path))?;
+        }
+        for p in &self.pending {
+            match &p.file {
+                Some(f) => f.sync_data().map_err(Error::io("fsync", &p.path))?,
+                None => checkpoint::sync_dir(&p.path)?,
+            }
+            p.done.store(true, Ordering::Release);
+        }
+        let mut mark = self.mark.lock();
+        if mark.generation == self.generation && mark.up_to < self.up_to.0 {
+            mark.up_to = self.up_to.0;
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoint values last written to disk (to skip rewriting unchanged files).
+#[derive(Debug, Default)]
+struct Written {
+    log_start: Option<i64>,
+    recovery_point: Option<i64>,
+    high_watermark: Option<i64>,
+}
+
+/// One partition's log. Not internally synchronised: the broker wraps it in a `Mutex`.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Sorted by base offset; never empty; the last one is the active segment.
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    epochs: LeaderEpochCache,
+    /// (log end offset after an append, append time), coalesced per millisecond; entries above
+    /// the recovery point are unflushed.
+    unflushed_appends: VecDeque<(i64, i64)>,
+    pending_sync: Vec<Arc<PendingSync>>,
+    synced: Arc<Mutex<SyncedMark>>,
+    truncation_generation: u64,
+    written: Written,
+    open_stats: OpenStats,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn write_all_vectored(mut file: &File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    ErrorKind::WriteZero,
+                    "failed to write whole buffer",
+                ));
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn has_stale_suffix(name: &str) -> bool {
+    STALE_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+impl Log {
+    /// Opens or creates the log in `dir`. `clean_shutdown` = the broker's clean-shutdown marker
+    /// was present.
+    ///
+    /// Clean: segments and indexes are loaded from disk; only the active segment's batches after
+    /// its last offset index entry are read (to find the log end offset). Unclean: every segment
+    /// from the one holding the recovery point is validated batch by batch (length, magic, CRC,
+    /// offsets); a torn or corrupt tail is cut, later segments deleted and indexes rebuilt. In
+    /// both cases missing or wrong-sized indexes of closed segments are rebuilt.
+    pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log> {
+        fs::create_dir_all(dir).map_err(Error::io("create dir", dir))?;
+        let limits = config.limits();
+        let mut stats = OpenStats {
+            clean_shutdown,
+            ..OpenStats::default()
+        };
+        let mut pending: Vec<Arc<PendingSync>> = Vec::new();
+        let mut bases = Vec::new();
+        let mut index_files = Vec::new();
+        for entry in fs::read_dir(dir).map_err(Error::io("list dir", dir))? {
+            let entry = entry.map_err(Error::io("list dir", dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if has_stale_suffix(&name) {
+                warn!(dir = %dir.display(), file = %name, "deleting leftover file");
+                fs::remove_file(entry.path()).map_err(Error::io("delete", &entry.path()))?;
+            } else if let Some(base) = segment::parse_file_name(&name, LOG_SUFFIX) {
+                bases.push(base);
+            } else if let Some(base) = segment::parse_file_name(&name, INDEX_SUFFIX)
+                .or_else(|| segment::parse_file_name(&name, TIME_INDEX_SUFFIX))
+            {
+                index_files.push((base, entry.path()));
+            }
+        }
+        bases.sort_unstable();
+        for (base, path) in index_files {
+            if bases.binary_search(&base).is_err() {
+                warn!(dir = %dir.display(), file = %path.display(), "deleting index without segment");
+                fs::remove_file(&path).map_err(Error::io("delete", &path))?;
+            }
+        }
+
+        let log_start_ckpt = checkpoint::read_offset(dir, LOG_START_OFFSET_FILE)?;
+        let recovery_ckpt = checkpoint::read_offset(dir, RECOVERY_POINT_FILE)?;
+        let hw_ckpt = checkpoint::read_offset(dir, HIGH_WATERMARK_FILE)?;
+        let mut epochs = LeaderEpochCache::load(dir)?;
+        let now = now_ms();
+
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let recover_from = if clean_shutdown {
+            None
+        } else {
+            let rp = recovery_ckpt.unwrap_or(i64::MIN);
+            Some(bases.partition_point(|&b| b <= rp).saturating_sub(1))
+        };
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            let is_last = i + 1 == bases.len();
+            let must_recover = recover_from.is_some_and(|r| i >= r);
+            let (mut seg, indexes_ok) = Segment::open(dir, base, is_last || must_recover)?;
+            let mut assign_epoch =
+                |h: &BatchHeader| epochs.assign_if_newer(h.partition_leader_epoch, h.base_offset);
+            let outcome = if must_recover {
+                stats.segments_recovered += 1;
+                stats.indexes_rebuilt += 1;
+                Some(seg.recover(&limits, &mut assign_epoch)?)
+            } else if is_last {
+                if indexes_ok && seg.active_indexes_look_sane()? {
+                    Some(seg.resume_from_index(&limits, &mut assign_epoch)?)
+                } else {
+                    warn!(dir = %dir.display(), base_offset = base, "rebuilding missing or corrupt index of active segment");
+                    stats.indexes_rebuilt += 1;
+                    Some(seg.recover(&limits, &mut assign_epoch)?)
+                }
+            } else if indexes_ok && seg.closed_indexes_look_sane(bases[i + 1])? {
+                None
+            } else {
+                warn!(dir = %dir.display(), base_offset = base, "rebuilding missing or corrupt index of closed segment");
+                stats.indexes_rebuilt += 1;
+                Some(seg.recover(&limits, &mut assign_epoch)?)
+            };
+            let mut cut_rest = false;
+            let rebuilt = outcome.is_some();
+            if let Some((end, truncated)) = outcome {
+                stats.batches_scanned += end.batches;
+                stats.bytes_scanned += end.bytes;
+                stats.bytes_truncated += truncated;
+                if let Some(reason) = &end.corruption {
+                    warn!(dir = %dir.display(), offset = seg.next_offset, position = end.valid_end,
+                        truncated_bytes = truncated, reason = %reason,
+                        "truncating torn or corrupt log tail");
+                    // Past the recovery point everything after a bad batch is suspect; a bad
+                    // closed segment found only by an index check keeps its successors (Kafka).
+                    cut_rest = must_recover;
+                }
+            }
+            if cut_rest || is_last {
+                segments.push(seg);
+                for &later in &bases[i + 1..] {
+                    warn!(dir = %dir.display(), base_offset = later, "deleting segment after truncation point");
+                    let (doomed, _) = Segment::open(dir, later, false)?;
+                    doomed.delete_files()?;
+                    stats.segments_deleted += 1;
+                }
+                break;
+            }
+            let upper = bases[i + 1];
+            if !rebuilt {
+                seg.next_offset = upper;
+                segments.push(seg);
+            } else {
+                seg.close_for_writes(&limits)?;
+                pending.push(pending_file(
+                    seg.offset_index.file(),
+                    seg.offset_index.path(),
+                ));
+                pending.push(pending_file(seg.time_index.file(), seg.time_index.path()));
+                if seg.next_offset > upper {
+                    warn!(dir = %dir.display(), base_offset = base, next_offset = seg.next_offset,
+                        next_segment = upper, "segment overlaps the next one");
+                }
+                seg.next_offset = upper;
+                segments.push(seg);
+            }
+            i += 1;
+        }
+        if segments.is_empty() {
+            let base = log_start_ckpt.unwrap_or(0).max(0);
+            segments.push(Segment::create(dir, base, now)?);
+            pending.push(pending_dir(dir));
+        }
+        stats.segments_loaded = segments.len();
+
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: 0,
+            high_watermark: 0,
+            recovery_point: 0,
+            epochs,
+            unflushed_appends: VecDeque::new(),
+            pending_sync: Vec::new(),
+            synced: Arc::new(Mutex::new(SyncedMark {
+                generation: 0,
+                up_to: i64::MIN,
+            })),
+            truncation_generation: 0,
+            written: Written {
+                log_start: log_start_ckpt,
+                recovery_point: recovery_ckpt,
+                high_watermark: hw_ckpt,
+            },
+            open_stats: stats,
+        };
+        let first_base = log.segments[0].base_offset;
+        let leo = log.log_end_offset().0;
+        let log_start = log_start_ckpt.unwrap_or(first_base).max(first_base);
+        if log_start > leo {
+            warn!(dir = %dir.display(), log_start_offset = log_start, log_end_offset = leo,
+                "log start offset beyond log end offset, starting empty at the log start offset");
+            log.truncate_fully_and_start_at(log_start)?;
+        } else {
+            log.log_start_offset = log_start;
+            let rp_default = if clean_shutdown { leo } else { first_base };
+            log.recovery_point = recovery_ckpt.unwrap_or(rp_default).min(leo);
+            log.high_watermark = hw_ckpt.unwrap_or(log_start).clamp(log_start, leo);
+            log.epochs.truncate_from_end(leo);
+            log.epochs.truncate_from_start(log_start);
+        }
+        log.synced.lock().up_to = log.recovery_point;
+        // Make rebuilt indexes and created files durable now: open is not a hot path.
+        for p in pending.iter().chain(&log.pending_sync) {
+            match &p.file {
+                Some(f) => f.sync_data().map_err(Error::io("fsync", &p.path))?,
+                None => checkpoint::sync_dir(&p.path)?,
+            }
+        }
+        log.pending_sync.clear();
+        log.checkpoint()?;
+        info!(dir = %dir.display(), log_start_offset = log.log_start_offset,
+            log_end_offset = log.log_end_offset().0, segments = log.segments.len(),
+            clean_shutdown, batches_scanned = log.open_stats.batches_scanned, "opened log");
+        Ok(log)
+    }
+
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; applies to later appends and retention runs.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    /// What the last [`Log::open`] did.
+    pub fn open_stats(&self) -> &OpenStats {
+        &self.open_stats
+    }
+
+    /// First offset visible to readers.
+    pub fn log_start_offset(&self) -> Offset {
+        Offset(self.log_start_offset)
+    }
+
+    /// Next offset to be assigned.
+    pub fn log_end_offset(&self) -> Offset {
+        Offset(self.active().next_offset)
+    }
+
+    /// High watermark (set by the caller; never above the log end offset).
+    pub fn high_watermark(&self) -> Offset {
+        Offset(self.high_watermark)
+    }
+
+    /// Sets the high watermark, clamped to [log start offset, log end offset].
+    pub fn set_high_watermark(&mut self, hw: Offset) {
+        self.high_watermark = hw.0.clamp(self.log_start_offset, self.log_end_offset().0);
+    }
+
+    /// Everything below this offset is fsynced.
+    pub fn recovery_point(&self) -> Offset {
+        Offset(self.recovery_point)
+    }
+
+    /// Total bytes of segment files.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Number of segments (including the active one).
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Base offsets of all segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<Offset> {
+        self.segments
+            .iter()
+            .map(|s| Offset(s.base_offset))
+            .collect()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .last_mut()
+            .expect("a log always has an active segment")
+    }
+
+    /// Upper bound (exclusive) of the offsets in segment `i`.
+    fn upper_bound(&self, i: usize) -> i64 {
+        match self.segments.get(i + 1) {
+            Some(next) => next.base_offset,
+            None => self.segments[i].next_offset,
+        }
+    }
+
+    /// Index of the segment that would hold `offset` (the last with base <= offset).
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Validates, stamps and appends one partition's produce payload (one or more batches) with
+    /// a single vectored write, rolling first if needed. Updates the indexes and the epoch
+    /// cache. Does not fsync and does not move the high watermark.
+    ///
+    /// Invalid input returns `Error::Batch` and leaves the log untouched.
+    pub fn append(
+        &mut self,
+        records: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let validated = batch::validate_produce_batches(records, self.config.max_message_bytes)?;
+        if records.len() > i32::MAX as usize {
+            return Err(BatchError::TooLarge {
+                size: records.len(),
+                max: i32::MAX as usize,
+            }
+            .into());
+        }
+        let log_append_time = match self.config.timestamp_type {
+            TimestampType::LogAppendTime => Some(now_ms),
+            TimestampType::CreateTime => None,
+        };
+        let base_offset = self.log_end_offset().0;
+        let last_offset = base_offset + validated.record_count as i64 - 1;
+        let max_timestamp = log_append_time.unwrap_or(validated.max_timestamp);
+        let offset_of_max_timestamp = match log_append_time {
+            // Every batch carries the append time; the first batch reaches it first.
+            Some(_) => base_offset + i64::from(validated.batches[0].header.last_offset_delta),
+            None => base_offset + validated.max_timestamp_offset_delta,
+        };
+        self.maybe_roll(records.len() as u64, max_timestamp, last_offset, now_ms)?;
+
+        let n = validated.batches.len();
+        let mut headers: Vec<[u8; BATCH_HEADER_LEN]> = Vec::with_capacity(n);
+        let mut next = base_offset;
+        for b in &validated.batches {
+            let bytes = &records[b.range.clone()];
+            headers.push(batch::stamp_header(
+                bytes,
+                &bytes[BATCH_HEADER_LEN..],
+                next,
+                leader_epoch.0,
+                log_append_time,
+            ));
+            next += i64::from(b.header.last_offset_delta) + 1;
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * n);
+        for (h, b) in headers.iter().zip(&validated.batches) {
+            slices.push(IoSlice::new(h));
+            slices.push(IoSlice::new(
+                &records[b.range.start + BATCH_HEADER_LEN..b.range.end],
+            ));
+        }
+
+        let limits = self.config.limits();
+        let seg = self.active_mut();
+        let start = seg.size;
+        if let Err(e) = write_all_vectored(&seg.log, &mut slices) {
+            if let Err(undo) = seg.log.set_len(start) {
+                warn!(path = %seg.log_path.display(), error = %undo,
+                    "could not remove partial write after a failed append");
+            }
+            return Err(Error::io("write", &seg.log_path)(e));
+        }
+        let mut pos = start;
+        let mut next = base_offset;
+        for b in &validated.batches {
+            let mut h = b.header;
+            h.base_offset = next;
+            h.partition_leader_epoch = leader_epoch.0;
+            if let Some(ts) = log_append_time {
+                h.max_timestamp = ts;
+                h.attributes |= 1 << 3;
+            }
+            seg.track_batch(pos, &h, &limits);
+            pos += h.total_len() as u64;
+            next = h.next_offset();
+        }
+        seg.size = pos;
+        debug_assert_eq!(seg.next_offset, last_offset + 1);
+
+        self.epochs.assign_if_newer(leader_epoch.0, base_offset);
+        let leo = last_offset + 1;
+        match self.unflushed_appends.back_mut() {
+            Some(back) if back.1 == now_ms => back.0 = leo,
+            _ => self.unflushed_appends.push_back((leo, now_ms)),
+        }
+        Ok(AppendInfo {
+            base_offset: Offset(base_offset),
+            last_offset: Offset(last_offset),
+            log_append_time_ms: log_append_time,
+            bytes: records.len(),
+            record_count: validated.record_count,
+            max_timestamp,
+            offset_of_max_timestamp: Offset(offset_of_max_timestamp),
+        })
+    }
+
+    fn maybe_roll(
+        &mut self,
+        append_len: u64,
+        incoming_max_ts: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        let limits = self.config.limits();
+        let seg = self.active();
+        if seg.size == 0 {
+            return Ok(());
+        }
+        let by_size = seg.size + append_len > self.config.max_segment_bytes();
+        let by_time = self.config.segment_ms.is_some_and(|ms| {
+            // Kafka: time between the segment's first batch and the incoming batch, or since
+            // creation when there are no timestamps.
+            let waited = match seg.first_batch_timestamp {
+                Some(first) if first >= 0 && incoming_max_ts >= 0 => incoming_max_ts - first,
+                _ => now_ms - seg.created_ms,
+            };
+            waited > ms as i64
+        });
+        let by_index = seg.indexes_full(&limits);
+        let by_offset = last_offset - seg.base_offset > i64::from(i32::MAX);
+        if by_size || by_time || by_index || by_offset {
+            debug!(dir = %self.dir.display(), by_size, by_time, by_index, by_offset, "rolling segment");
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment for writes and starts a new one at the log end offset.
+    fn roll(&mut self, now_ms: i64) -> Result<()> {
+        let limits = self.config.limits();
+        let leo = self.log_end_offset().0;
+        let seg = self.active_mut();
+        seg.close_for_writes(&limits)?;
+        let pending = [
+            pending_file(seg.offset_index.file(), seg.offset_index.path()),
+            pending_file(seg.time_index.file(), seg.time_index.path()),
+        ];
+        let new = match Segment::create(&self.dir, leo, now_ms) {
+            Ok(s) => s,
+            Err(e) => {
+                self.active_mut().reopen_for_writes()?;
+                return Err(e);
+            }
+        };
+        self.pending_sync.extend(pending);
+        self.pending_sync.push(pending_dir(&self.dir));
+        self.segments.push(new);
+        info!(dir = %self.dir.display(), base_offset = leo, "rolled new segment");
+        Ok(())
+    }
+
+    /// Plans a read of whole batches starting at the batch containing `offset`, stopping before
+    /// the first batch that reaches `max_offset` (exclusive, usually the high watermark) and
+    /// within `max_bytes`, except that with `min_one_batch` the first batch is returned even if
+    /// larger (KIP-74). A plan covers one segment at most.
+    pub fn read(
+        &self,
+        offset: Offset,
+        max_offset: Offset,
+        max_bytes: usize,
+        min_one_batch: bool,
+    ) -> Result<ReadPlan> {
+        let leo = self.log_end_offset().0;
+        if offset.0 < self.log_start_offset || offset.0 > leo {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start: Offset(self.log_start_offset),
+                log_end: Offset(leo),
+            });
+        }
+        let max_offset = max_offset.0.min(leo);
+        if offset.0 >= max_offset {
+            return Ok(ReadPlan::empty());
+        }
+        for i in self.segment_for(offset.0)..self.segments.len() {
+            let seg = &self.segments[i];
+            let Some((start, first)) = seg.find_batch(offset.0)? else {
+                continue;
+            };
+            if first.last_offset() >= max_offset {
+                return Ok(ReadPlan::empty());
+            }
+            let end_by_offset = if max_offset >= self.upper_bound(i) {
+                seg.size
+            } else {
+                seg.boundary_for_max_offset(start, max_offset)?
+            };
+            let limit = start.saturating_add(max_bytes as u64);
+            let end_by_bytes = seg.boundary_at_or_below(start, limit)?;
+            let mut end = end_by_offset.min(end_by_bytes);
+            if end <= start {
+                if !min_one_batch {
+                    return Ok(ReadPlan::empty());
+                }
+                end = start + first.total_len() as u64;
+            }
+            return Ok(ReadPlan {
+                source: Some((Arc::clone(&seg.log), Arc::clone(&seg.log_path))),
+                position: start,
+                len: (end - start) as usize,
+                first_offset: Some(Offset(first.base_offset)),
+            });
+        }
+        Ok(ReadPlan::empty())
+    }
+
+    /// ListOffsets by timestamp: offset and timestamp of the first record with timestamp >= `ts`
+    /// at or above the log start offset and below the high watermark. Segments are picked by
+    /// their largest timestamp, batches by the time index, and the record by decoding the batch
+    /// (decompressing if needed). LogAppendTime batches answer with their first record.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(Offset, i64)>> {
+        let hw = self.high_watermark;
+        let log_start = self.log_start_offset;
+        for seg in &self.segments[self.segment_for(log_start)..] {
+            if seg.max_timestamp.is_none_or(|(max, _)| max < ts) {
+                continue;
+            }
+            let mut from = log_start;
+            while let Some((pos, h)) = seg.find_by_timestamp(ts, from)? {
+                if h.base_offset.max(log_start) >= hw {
+                    return Ok(None);
+                }
+                if h.is_log_append_time() {
+                    let offset = h.base_offset.max(log_start);
+                    return Ok(Some((Offset(offset), h.max_timestamp)));
+                }
+                let bytes = seg.read_exact(pos, h.total_len())?;
+                let mut buf = Bytes::from(bytes);
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+                    .map_err(|e| seg.corrupt(pos, h.base_offset, e.to_string()))?;
+                if let Some(r) = set
+                    .records
+                    .iter()
+                    .find(|r| r.timestamp >= ts && r.offset >= log_start)
+                {
+                    if r.offset >= hw {
+                        return Ok(None);
+                    }
+                    return Ok(Some((Offset(r.offset), r.timestamp)));
+                }
+                from = h.last_offset() + 1;
+            }
+        }
+        Ok(None)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP: the largest timestamp in the log and the last offset of the
+    /// first batch that carries it. Batch granularity: the offset is the batch's last offset, not
+    /// the exact record's. `None` if the log has no batches.
+    pub fn max_timestamp(&self) -> Option<(Offset, i64)> {
+        let mut best: Option<(i64, i64)> = None;
+        for seg in &self.segments {
+            if let Some((ts, off)) = seg.max_timestamp
+                && best.is_none_or(|(b, _)| ts > b)
+            {
+                best = Some((ts, off));
+            }
+        }
+        best.map(|(ts, off)| (Offset(off), ts))
+    }
+
+    /// DeleteRecords: advances the log start offset to `offset` (which must not exceed the high
+    /// watermark), persists it, and deletes segments entirely below it (rolling the active
+    /// segment first if everything in it is below). Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset> {
+        if offset.0 > self.high_watermark {
+            return Err(Error::OffsetOutOfRange {
+                offset,
+                log_start: Offset(self.log_start_offset),
+                log_end: Offset(self.high_watermark),
+            });
+        }
+        if offset.0 <= self.log_start_offset {
+            return Ok(Offset(self.log_start_offset));
+        }
+        self.advance_log_start(offset.0)?;
+        if self.active().size > 0 && self.log_end_offset().0 <= offset.0 {
+            self.roll(now_ms())?;
+        }
+        let mut k = 0;
+        while k + 1 < self.segments.len() && self.segments[k + 1].base_offset <= offset.0 {
+            k += 1;
+        }
+        self.delete_oldest(k)?;
+        info!(dir = %self.dir.display(), log_start_offset = self.log_start_offset, "deleted records");
+        Ok(Offset(self.log_start_offset))
+    }
+
+    fn advance_log_start(&mut self, new_start: i64) -> Result<()> {
+        if new_start <= self.log_start_offset {
+            return Ok(());
+        }
+        self.log_start_offset = new_start;
+        self.high_watermark = self.high_watermark.max(new_start);
+        self.epochs.truncate_from_start(new_start);
+        checkpoint::write_offset(&self.dir, LOG_START_OFFSET_FILE, new_start)?;
+        self.written.log_start = Some(new_start);
+        Ok(())
+    }
+
+    /// Removes the `k` oldest segments (never the active one) and deletes their files.
+    fn delete_oldest(&mut self, k: usize) -> Result<(usize, u64)> {
+        let k = k.min(self.segments.len() - 1);
+        if k == 0 {
+            return Ok((0, 0));
+        }
+        let doomed: Vec<Segment> = self.segments.drain(..k).collect();
+        let bytes = doomed.iter().map(|s| s.size).sum();
+        for seg in &doomed {
+            debug!(dir = %self.dir.display(), base_offset = seg.base_offset, "deleting segment");
+            seg.delete_files()?;
+        }
+        Ok((k, bytes))
+    }
+
+    /// Retention: rolls the active segment if it is non-empty and segment.ms has elapsed since
+    /// its first batch (so idle partitions age out), then deletes closed segments wholly below
+    /// the high watermark, oldest first, while they are older than retention.ms, or the log is
+    /// above retention.bytes, or they lie below the log start offset. Advances and persists the
+    /// log start offset.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
+        let mut rolled = false;
+        if let Some(ms) = self.config.segment_ms {
+            let seg = self.active();
+            let since = match seg.first_batch_timestamp {
+                Some(first) if first >= 0 => first,
+                _ => seg.created_ms,
+            };
+            if seg.size > 0 && now_ms - since > ms as i64 {
+                self.roll(now_ms)?;
+                rolled = true;
+            }
+        }
+        let mut excess = self
+            .config
+            .retention_bytes
+            .map(|limit| i128::from(self.size_bytes()) - i128::from(limit));
+        let mut k = 0;
+        while k + 1 < self.segments.len() {
+            let seg = &self.segments[k];
+            let upper = self.segments[k + 1].base_offset;
+            if upper > self.high_watermark {
+                break;
+            }
+            let by_start = upper <= self.log_start_offset;
+            let by_time = self
+                .config
+                .retention_ms
+                .is_some_and(|r| now_ms - seg.largest_timestamp_for_retention() > r);
+            let by_size = excess.is_some_and(|d| d - i128::from(seg.size) >= 0);
+            if !(by_start || by_time || by_size) {
+                break;
+            }
+            if let Some(d) = excess.as_mut() {
+                *d -= i128::from(seg.size);
+            }
+            k += 1;
+        }
+        let new_start = self.segments[k].base_offset;
+        let (segments_deleted, bytes_deleted) = self.delete_oldest(k)?;
+        self.advance_log_start(new_start)?;
+        if segments_deleted > 0 {
+            info!(dir = %self.dir.display(), segments_deleted, bytes_deleted,
+                log_start_offset = self.log_start_offset, "retention deleted segments");
+        }
+        Ok(RetentionOutcome {
+            segments_deleted,
+            bytes_deleted,
+            log_start_offset: Offset(self.log_start_offset),
+            rolled,
+        })
+    }
+
+    /// Group commit: `None` if nothing is unflushed, else a ticket holding every segment with
+    /// data at or above the recovery point (and files/dirs created since the last flush).
+    pub fn flush_ticket(&self) -> Option<FlushTicket> {
+        let leo = self.log_end_offset().0;
+        let pending: Vec<Arc<PendingSync>> = self
+            .pending_sync
+            .iter()
+            .filter(|p| !p.done.load(Ordering::Acquire))
+            .cloned()
+            .collect();
+        if leo <= self.recovery_point && pending.is_empty() {
+            return None;
+        }
+        let files = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|&(i, s)| s.size > 0 && self.upper_bound(i) > self.recovery_point)
+            .map(|(_, s)| (Arc::clone(&s.log), Arc::clone(&s.log_path)))
+            .collect();
+        Some(FlushTicket {
+            files,
+            pending,
+            up_to: Offset(leo),
+            generation: self.truncation_generation,
+            mark: Arc::clone(&self.synced),
+        })
+    }
+
+    /// Advances the recovery point to `up_to` after a ticket's `sync()` succeeded. Monotonic;
+    /// never beyond what a synced ticket of the current log generation covered (a ticket taken
+    /// before a `truncate_to` does not count).
+    pub fn mark_flushed(&mut self, up_to: Offset) {
+        let synced = self.synced.lock().up_to;
+        let target = up_to.0.min(synced).min(self.log_end_offset().0);
+        if target > self.recovery_point {
+            self.recovery_point = target;
+        }
+        self.pending_sync
+            .retain(|p| !p.done.load(Ordering::Acquire));
+        while self
+            .unflushed_appends
+            .front()
+            .is_some_and(|&(end, _)| end <= self.recovery_point)
+        {
+            self.unflushed_appends.pop_front();
+        }
+    }
+
+    /// Takes a ticket, syncs it and marks it flushed, all under `&mut self`.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(ticket) = self.flush_ticket() {
+            ticket.sync()?;
+            self.mark_flushed(ticket.up_to());
+        }
+        Ok(())
+    }
+
+    /// Messages appended since the recovery point (for flush.messages).
+    pub fn unflushed_messages(&self) -> u64 {
+        (self.log_end_offset().0 - self.recovery_point).max(0) as u64
+    }
+
+    /// Append time of the oldest append not yet covered by the recovery point (for flush.ms).
+    pub fn oldest_unflushed_append_ms(&self) -> Option<i64> {
+        self.unflushed_appends.front().map(|&(_, ms)| ms)
+    }
+
+    /// Writes the active segment's pending index entries and the checkpoints that changed:
+    /// leader epochs (first, so every epoch below the recorded recovery point is on disk), log
+    /// start offset, recovery point, high watermark.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.active_mut().flush_indexes()?;
+        if self.epochs.is_dirty() {
+            self.epochs.write(&self.dir)?;
+        }
+        let dir = self.dir.clone();
+        let write = |name: &str, value: i64, last: &mut Option<i64>| -> Result<()> {
+            if *last != Some(value) {
+                checkpoint::write_offset(&dir, name, value)?;
+                *last = Some(value);
+            }
+            Ok(())
+        };
+        write(
+            LOG_START_OFFSET_FILE,
+            self.log_start_offset,
+            &mut self.written.log_start,
+        )?;
+        write(
+            RECOVERY_POINT_FILE,
+            self.recovery_point,
+            &mut self.written.recovery_point,
+        )?;
+        write(
+            HIGH_WATERMARK_FILE,
+            self.high_watermark,
+            &mut self.written.high_watermark,
+        )
+    }
+
+    /// fsyncs everything and writes all checkpoints (recovery point = log end offset). Index
+    /// files are never preallocated, so there is nothing to trim.
+    pub fn close(mut self) -> Result<()> {
+        self.active_mut().flush_indexes()?;
+        let active = self.active();
+        active
+            .offset_index
+            .file()
+            .sync_data()
+            .map_err(Error::io("fsync", active.offset_index.path()))?;
+        active
+            .time_index
+            .file()
+            .sync_data()
+            .map_err(Error::io("fsync", active.time_index.path()))?;
+        self.flush()?;
+        self.recovery_point = self.log_end_offset().0;
+        self.checkpoint()?;
+        checkpoint::sync_dir(&self.dir)?;
+        info!(dir = %self.dir.display(), log_end_offset = self.recovery_point, "closed log");
+        Ok(())
+    }
+
+    /// Drops every record at or above `offset`: the segment holding it is cut at the start of
+    /// the batch containing `offset` (so a mid-batch offset truncates to that batch's base),
+    /// later segments are deleted, indexes and the epoch cache fixed, and the high watermark,
+    /// recovery point and log start offset clamped. Checkpoints are written before returning.
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<()> {
+        let leo = self.log_end_offset().0;
+        if offset.0 >= leo {
+            return Ok(());
+        }
+        self.truncation_generation += 1;
+        if offset.0 < self.segments[0].base_offset {
+            self.truncate_fully_and_start_at(offset.0.max(0))?;
+        } else {
+            let i = self.segment_for(offset.0);
+            let later: Vec<Segment> = self.segments.drain(i + 1..).collect();
+            for seg in &later {
+                seg.delete_files()?;
+            }
+            let limits = self.config.limits();
+            let seg = &mut self.segments[i];
+            let position = match seg.find_batch(offset.0)? {
+                Some((pos, _)) => pos,
+                None => seg.size,
+            };
+            seg.truncate_to_position(position, &limits)?;
+            let new_leo = self.log_end_offset().0;
+            self.log_start_offset = self.log_start_offset.min(new_leo);
+            self.recovery_point = self.recovery_point.min(new_leo);
+            self.high_watermark = self.high_watermark.min(new_leo);
+            self.epochs.truncate_from_end(new_leo);
+        }
+        let new_leo = self.log_end_offset().0;
+        for entry in &mut self.unflushed_appends {
+            entry.0 = entry.0.min(new_leo);
+        }
+        let rp = self.recovery_point;
+        self.unflushed_appends.retain(|&(end, _)| end > rp);
+        {
+            let mut mark = self.synced.lock();
+            mark.generation = self.truncation_generation;
+            mark.up_to = mark.up_to.min(new_leo);
+        }
+        if self.epochs.is_dirty() {
+            self.epochs.write(&self.dir)?;
+        }
+        self.checkpoint()?;
+        info!(dir = %self.dir.display(), offset = offset.0, log_end_offset = new_leo, "truncated log");
+        Ok(())
+    }
+
+    /// Deletes every segment and starts an empty log at `offset`.
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        for seg in self.segments.drain(..) {
+            seg.delete_files()?;
+        }
+        self.segments
+            .push(Segment::create(&self.dir, offset, now_ms())?);
+        self.pending_sync.push(pending_dir(&self.dir));
+        self.log_start_offset = offset;
+        self.recovery_point = offset;
+        self.high_watermark = offset;
+        self.epochs.clear();
+        Ok(())
+    }
+
+    /// Latest leader epoch in the epoch cache.
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest_epoch()
+    }
+
+    /// OffsetForLeaderEpoch: for the latest epoch, (epoch, log end offset); for an older epoch,
+    /// (largest known epoch <= requested, start offset of the next larger epoch). `None` if the
+    /// epoch is unknown and newer than every known epoch (Kafka's UNDEFINED answer).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        self.epochs.end_offset_for(epoch.0, self.log_end_offset().0)
+    }
+}
+
+fn pending_file(file: &Arc<File>, path: &Path) -> Arc<PendingSync> {
+    Arc::new(PendingSync {
+        file: Some(Arc::clone(file)),
+        path: path.to_path_buf(),
+        done: AtomicBool::new(false),
+    })
+}
+
+fn pending_dir(dir: &Path) -> Arc<PendingSync> {
+    Arc::new(PendingSync {
+        file: None,
+        path: dir.to_path_buf(),
+        done: AtomicBool::new(false),
+    })
+}
+
+#[cfg(test)]
+mod tests;

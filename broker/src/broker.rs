@@ -1,0 +1,117 @@
+//! The broker context every handler gets: configuration, cluster identity, the metadata store and
+//! image, hosted partitions and metrics. Built once at start-up by [`Broker::open`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use fjord_metadata::{MetadataImage, MetadataStore};
+
+use crate::config::BrokerConfig;
+use crate::metrics::Metrics;
+use crate::replication::ReplicaManager;
+
+/// Shared state of a running broker.
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub metadata: MetadataStore,
+    pub replicas: ReplicaManager,
+    pub metrics: Arc<Metrics>,
+    shutting_down: AtomicBool,
+}
+
+impl Broker {
+    /// Opens the data dir: cluster identity, metadata log, and every partition log it names.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let data_dir = config.storage.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
+        let metadata = MetadataStore::open(&data_dir.join("__cluster_metadata-0").join("metadata.log"))
+            .context("opening the metadata log")?;
+        let metrics = Metrics::new(config.http.per_partition_metrics);
+        let replicas = ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?;
+        let image = metadata.image();
+        replicas.sync_with_image(&image).context("opening partition logs")?;
+        tracing::info!(%cluster_id, node_id = config.node_id, topics = image.topic_count(),
+            partitions = image.partition_count(), "broker state loaded");
+        Ok(Arc::new(Broker {
+            config,
+            cluster_id,
+            metadata,
+            replicas,
+            metrics,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.metadata.image()
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Runs blocking work (file I/O, metadata commits) off the async workers (invariant 5).
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Broker) -> T + Send + 'static,
+    ) -> T {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || work(&broker)).await.expect("blocking broker task panicked")
+    }
+}
+
+/// Reads `meta.properties` (Kafka's format) or writes a new one with a fresh cluster id.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let id = text.lines().find_map(|l| l.strip_prefix("cluster.id=")).map(str::trim);
+        if let Some(id) = id.filter(|id| !id.is_empty()) {
+            return Ok(id.to_string());
+        }
+        anyhow::bail!("{} has no cluster.id", path.display());
+    }
+    // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
+    let id = base64_url(uuid::Uuid::new_v4().as_bytes());
+    let body = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
+    crate::replication::write_durably(&path, body.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_id_is_22_url_safe_chars_and_stable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_or_create_cluster_id(dir.path(), 0).expect("creates");
+        assert_eq!(first.len(), 22);
+        assert!(first.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(load_or_create_cluster_id(dir.path(), 0).expect("reads"), first);
+    }
+}

@@ -1,0 +1,394 @@
+//! The broker's one typed configuration: built-in defaults, then a TOML file, then `FJORD_*`
+//! environment variables, then command-line flags, each layer overriding the one before. The
+//! embedded default (no file, no flags) is a single node on 127.0.0.1:9092 with data in `./data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+/// Command-line flags. Every flag also reads an environment variable; `--set` reaches any key.
+#[derive(Debug, Parser, Default)]
+#[command(name = "fjord-broker", version, about = "Fjord: a Kafka-compatible broker on a durable, segmented log")]
+pub struct Cli {
+    /// TOML config file (see broker/config/broker.example.toml for every key).
+    #[arg(long, env = "FJORD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka listener address [default: 127.0.0.1:9092].
+    #[arg(long, env = "FJORD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// host:port clients are told to connect to [default: the listen address].
+    #[arg(long, env = "FJORD_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+    /// Directory for partition logs and the metadata log [default: ./data].
+    #[arg(long, env = "FJORD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP address for /metrics and /health [default: 127.0.0.1:9644].
+    #[arg(long, env = "FJORD_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Create topics on first Metadata or Produce request [default: true].
+    #[arg(long, env = "FJORD_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Override any config key, e.g. `--set storage.flush_interval=500ms` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+}
+
+/// Errors found while loading or validating the configuration. All problems are reported at once.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// This broker's node id.
+    pub node_id: i32,
+    /// Rack (zone) this broker runs in, reported in Metadata and DescribeCluster.
+    pub rack: Option<String>,
+    pub network: NetworkConfig,
+    pub http: HttpConfig,
+    pub storage: StorageConfig,
+    pub topics: TopicDefaults,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    pub listen: SocketAddr,
+    pub advertised_listener: Option<String>,
+    /// Largest request frame accepted; larger frames close the connection (Kafka socket.request.max.bytes).
+    pub max_request_size: ByteSize,
+    /// Requests decoded ahead of their responses per connection (pipelining bound).
+    pub max_in_flight_requests: usize,
+    /// A connection with no request for this long is closed (Kafka connections.max.idle.ms).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before closing connections anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address of the /metrics and /health endpoint; absent disables it.
+    pub listen: Option<SocketAddr>,
+    /// Export per-partition series (log end offset per topic-partition). High cardinality.
+    pub per_partition_metrics: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    /// acks=all responses wait for fsync of the batch (group commit). false = acks=all behaves
+    /// like acks=1 and durability rests on the background flush.
+    pub fsync_on_acks_all: bool,
+    /// Background flush interval for data not yet fsynced (acks=0/1 writes). Topic `flush.ms`
+    /// and `flush.messages` can make a topic flush sooner.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// How often retention runs (Kafka log.retention.check.interval.ms).
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
+    /// How often recovery points and indexes are checkpointed.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+/// Broker-wide defaults for topic configs, in Kafka's units (the `log.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// auto.create.topics.enable
+    pub auto_create: bool,
+    /// num.partitions: partitions of an auto-created topic, or of CreateTopics with -1.
+    pub num_partitions: i32,
+    /// default.replication.factor (one node: must be 1).
+    pub replication_factor: i16,
+    /// log.segment.bytes
+    pub segment_bytes: u64,
+    /// log.roll.ms
+    pub segment_ms: i64,
+    /// log.retention.ms (-1 = unlimited)
+    pub retention_ms: i64,
+    /// log.retention.bytes (-1 = unlimited)
+    pub retention_bytes: i64,
+    /// message.max.bytes: largest record batch a topic accepts by default.
+    pub max_message_bytes: i32,
+    /// log.message.timestamp.type: CreateTime or LogAppendTime.
+    pub message_timestamp_type: String,
+    /// log.cleanup.policy
+    pub cleanup_policy: String,
+    /// log.flush.interval.messages (i64::MAX = leave it to the flush policy)
+    pub flush_messages: i64,
+    /// log.flush.interval.ms (i64::MAX = leave it to the flush policy)
+    pub flush_ms: i64,
+    /// log.index.interval.bytes
+    pub index_interval_bytes: i32,
+    /// log.index.size.max.bytes
+    pub segment_index_bytes: i32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 0,
+            rack: None,
+            network: NetworkConfig::default(),
+            http: HttpConfig::default(),
+            storage: StorageConfig::default(),
+            topics: TopicDefaults::default(),
+        }
+    }
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            max_request_size: ByteSize::mib(100),
+            max_in_flight_requests: 32,
+            idle_timeout: Duration::from_secs(600),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))), per_partition_metrics: false }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./data"),
+            fsync_on_acks_all: true,
+            flush_interval: Duration::from_secs(1),
+            retention_check_interval: Duration::from_secs(300),
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for TopicDefaults {
+    fn default() -> Self {
+        TopicDefaults {
+            auto_create: true,
+            num_partitions: 1,
+            replication_factor: 1,
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: "CreateTime".into(),
+            cleanup_policy: "delete".into(),
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            index_interval_bytes: 4096,
+            segment_index_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Loads the layered configuration for `cli` with the process environment.
+    pub fn load(cli: &Cli) -> Result<BrokerConfig, ConfigError> {
+        Self::load_from(cli, std::env::vars())
+    }
+
+    /// Loads the layered configuration: defaults < file < `FJORD_SECTION__KEY` env < flags.
+    pub fn load_from(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> Result<BrokerConfig, ConfigError> {
+        let mut table = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        // Nested keys from the environment: FJORD_STORAGE__FLUSH_INTERVAL=2s -> storage.flush_interval.
+        for (name, value) in env {
+            if let Some(path) = name.strip_prefix("FJORD_").filter(|p| p.contains("__") || *p == "NODE_ID" || *p == "RACK") {
+                let key = path.to_ascii_lowercase().replace("__", ".");
+                set_key(&mut table, &key, &value)?;
+            }
+        }
+        for entry in &cli.overrides {
+            let (key, value) =
+                entry.split_once('=').ok_or_else(|| ConfigError::Parse(format!("--set {entry}: expected KEY=VALUE")))?;
+            set_key(&mut table, key.trim(), value.trim())?;
+        }
+        let mut config: BrokerConfig =
+            table.try_into_config().map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some(v) = cli.listen {
+            config.network.listen = v;
+        }
+        if let Some(v) = &cli.advertised_listener {
+            config.network.advertised_listener = Some(v.clone());
+        }
+        if let Some(v) = &cli.data_dir {
+            config.storage.data_dir = v.clone();
+        }
+        if let Some(v) = cli.http_listen {
+            config.http.listen = Some(v);
+        }
+        if let Some(v) = cli.auto_create_topics {
+            config.topics.auto_create = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every cross-field rule and reports all violations together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let t = &self.topics;
+        if self.node_id < 0 {
+            problems.push(format!("node_id must be >= 0, got {}", self.node_id));
+        }
+        if self.network.max_request_size.as_u64() < 1024 || self.network.max_request_size.as_u64() > i32::MAX as u64 {
+            problems.push("network.max_request_size must be between 1 KiB and 2 GiB".to_string());
+        }
+        if self.network.max_in_flight_requests == 0 {
+            problems.push("network.max_in_flight_requests must be at least 1".to_string());
+        }
+        if let Some(adv) = &self.network.advertised_listener {
+            if adv.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                problems.push(format!("network.advertised_listener must be host:port, got {adv:?}"));
+            }
+        }
+        if t.num_partitions < 1 {
+            problems.push(format!("topics.num_partitions must be >= 1, got {}", t.num_partitions));
+        }
+        if t.replication_factor != 1 {
+            problems.push("topics.replication_factor must be 1 on a single node".to_string());
+        }
+        for (name, value) in crate::topic_config::broker_defaults_as_topic_configs(t) {
+            if let Err(e) = crate::topic_config::validate_value(name, &value) {
+                problems.push(format!("topics: {e}"));
+            }
+        }
+        for (name, d) in [
+            ("storage.flush_interval", self.storage.flush_interval),
+            ("storage.retention_check_interval", self.storage.retention_check_interval),
+            ("storage.checkpoint_interval", self.storage.checkpoint_interval),
+        ] {
+            if d.is_zero() {
+                problems.push(format!("{name} must be greater than zero"));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+    }
+
+    /// host:port clients should connect to.
+    pub fn advertised_listener(&self) -> (String, i32) {
+        let raw = self.network.advertised_listener.clone().unwrap_or_else(|| self.network.listen.to_string());
+        match raw.rsplit_once(':') {
+            Some((host, port)) => (host.trim_matches(['[', ']']).to_string(), port.parse().unwrap_or(9092)),
+            None => (raw, 9092),
+        }
+    }
+}
+
+/// Deserialises a TOML table into the config, naming the offending key on error.
+trait IntoConfig {
+    fn try_into_config(self) -> Result<BrokerConfig, toml::de::Error>;
+}
+
+impl IntoConfig for toml::Table {
+    fn try_into_config(self) -> Result<BrokerConfig, toml::de::Error> {
+        toml::Value::Table(self).try_into()
+    }
+}
+
+/// Sets a dotted key in the table. The value is read as TOML (numbers, booleans, strings in
+/// quotes) and falls back to a plain string, so `--set storage.flush_interval=2s` works.
+fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigError> {
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().filter(|k| !k.is_empty()).ok_or_else(|| ConfigError::Parse(format!("empty key in {key:?}")))?;
+    let mut current = table;
+    for part in parts {
+        let entry = current.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Parse(format!("{key}: {part} is not a section")))?;
+    }
+    current.insert(last.to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::parse_from(std::iter::once("fjord-broker").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn load_no_flags_gives_embedded_default() {
+        let config = BrokerConfig::load_from(&cli(&[]), Vec::new()).expect("defaults load");
+        assert_eq!(config, BrokerConfig::default());
+        assert_eq!(config.network.listen.to_string(), "127.0.0.1:9092");
+        assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+        assert!(config.topics.auto_create);
+    }
+
+    #[test]
+    fn load_layers_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("broker.toml");
+        std::fs::write(&path, "[storage]\nflush_interval = \"3s\"\ndata_dir = \"/from/file\"\n[topics]\nnum_partitions = 4\n")
+            .expect("write");
+        let env = vec![
+            ("FJORD_STORAGE__FLUSH_INTERVAL".to_string(), "5s".to_string()),
+            ("FJORD_TOPICS__NUM_PARTITIONS".to_string(), "6".to_string()),
+        ];
+        let args = ["--config", path.to_str().expect("utf8"), "--data-dir", "/from/flag", "--set", "topics.num_partitions=8"];
+        let config = BrokerConfig::load_from(&cli(&args), env).expect("loads");
+        assert_eq!(config.storage.flush_interval, Duration::from_secs(5));
+        assert_eq!(config.storage.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(config.topics.num_partitions, 8);
+    }
+
+    #[test]
+    fn load_unknown_key_and_bad_values_are_refused() {
+        let err = BrokerConfig::load_from(&cli(&["--set", "storage.flush_intervall=1s"]), Vec::new()).expect_err("typo");
+        assert!(err.to_string().contains("flush_intervall"), "{err}");
+        let err = BrokerConfig::load_from(
+            &cli(&["--set", "topics.num_partitions=0", "--set", "topics.message_timestamp_type=Wallclock"]),
+            Vec::new(),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("num_partitions") && text.contains("message.timestamp.type"), "{text}");
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/broker.example.toml");
+        let config = BrokerConfig::load_from(&Cli { config: Some(path.into()), ..Cli::default() }, Vec::new())
+            .expect("example parses");
+        assert_eq!(config, BrokerConfig::default(), "the example documents the defaults");
+    }
+}

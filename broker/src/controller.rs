@@ -1,0 +1,328 @@
+//! Topic administration as metadata changes: create, delete, add partitions, change configs.
+//! Each operation validates against the current image, commits metadata records, then brings
+//! the hosted partitions in line with the new image. Blocking: call through `Broker::blocking`.
+
+use std::collections::BTreeMap;
+
+use fjord_metadata::{BrokerId, ConfigResource, MetadataRecord, PartitionId, TopicId};
+use fjord_protocol::kafka_protocol::error::ResponseError;
+
+use crate::broker::Broker;
+use crate::topic_config;
+
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Upper bound on partitions per topic, so one request cannot exhaust file handles.
+pub const MAX_PARTITIONS: i32 = 100_000;
+
+/// An admin request refused with a Kafka error code and a message for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into() }
+    }
+}
+
+/// A topic to create, with client-facing defaults already resolved to -1 where absent.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub name: String,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub explicit_assignments: Option<usize>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What was (or, validate-only, would be) created.
+#[derive(Debug, Clone)]
+pub struct CreatedTopic {
+    pub topic_id: TopicId,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+}
+
+/// How one config entry changes (IncrementalAlterConfigs operations).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigChange {
+    Set(String),
+    Delete,
+    Append(String),
+    Subtract(String),
+}
+
+/// Checks a topic name with Kafka's rules.
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let invalid = |why: String| Err(ApiError::new(ResponseError::InvalidTopicException, why));
+    if name.is_empty() {
+        return invalid("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid(format!("topic name {name:?} is not allowed"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return invalid(format!("topic name is {} characters, the limit is {MAX_TOPIC_NAME_LEN}", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return invalid(format!("topic name {name:?} contains {c:?}; allowed are ASCII letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (name, value) in configs {
+        topic_config::validate_value(name, value).map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
+    }
+    Ok(())
+}
+
+fn partition_records(topic_id: TopicId, node: i32, range: std::ops::Range<i32>) -> impl Iterator<Item = MetadataRecord> {
+    range.map(move |p| MetadataRecord::Partition {
+        topic_id,
+        partition: PartitionId(p),
+        replicas: vec![BrokerId(node)],
+        isr: vec![BrokerId(node)],
+        leader: BrokerId(node),
+        leader_epoch: 0,
+    })
+}
+
+fn metadata_failure(error: fjord_metadata::Error) -> ApiError {
+    tracing::error!(%error, "metadata commit failed");
+    ApiError::new(ResponseError::UnknownServerError, format!("metadata commit failed: {error}"))
+}
+
+impl Broker {
+    /// Creates one topic (or only validates it). Idempotence is the caller's business: an
+    /// existing name is TOPIC_ALREADY_EXISTS.
+    pub fn create_topic(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
+        validate_topic_name(&topic.name)?;
+        let num_partitions = if topic.num_partitions == -1 { self.config.topics.num_partitions } else { topic.num_partitions };
+        if !(1..=MAX_PARTITIONS).contains(&num_partitions) {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"),
+            ));
+        }
+        let replication_factor =
+            if topic.replication_factor == -1 { self.config.topics.replication_factor } else { topic.replication_factor };
+        if replication_factor != 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {replication_factor} is larger than the 1 available broker"),
+            ));
+        }
+        if let Some(n) = topic.explicit_assignments {
+            if n as i32 != num_partitions && topic.num_partitions != -1 {
+                return Err(ApiError::new(ResponseError::InvalidRequest, "replica assignments and num_partitions disagree"));
+            }
+        }
+        validate_configs(&topic.configs)?;
+        let node = self.node_id();
+        let (image, created) = self
+            .metadata
+            .commit_with(|image| {
+                if image.topic(&topic.name).is_some() {
+                    return Ok((Vec::new(), Err(ApiError::new(
+                        ResponseError::TopicAlreadyExists,
+                        format!("topic {} already exists", topic.name),
+                    ))));
+                }
+                let topic_id = TopicId::random();
+                let created = CreatedTopic { topic_id, num_partitions, replication_factor };
+                if validate_only {
+                    return Ok((Vec::new(), Ok(created)));
+                }
+                let mut records = vec![MetadataRecord::Topic { name: topic.name.clone(), topic_id }];
+                records.extend(partition_records(topic_id, node, 0..num_partitions));
+                records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
+                    resource: ConfigResource::Topic(topic.name.clone()),
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                }));
+                Ok((records, Ok(created)))
+            })
+            .map_err(metadata_failure)?;
+        let created = created?;
+        if !validate_only {
+            self.sync_partitions(&image)?;
+            tracing::info!(topic = %topic.name, topic_id = %created.topic_id, partitions = num_partitions, "created topic");
+        }
+        Ok(created)
+    }
+
+    /// Deletes a topic by name, returning its id.
+    pub fn delete_topic(&self, name: &str) -> Result<TopicId, ApiError> {
+        let (image, deleted) = self
+            .metadata
+            .commit_with(|image| match image.topic(name) {
+                None => Ok((Vec::new(), Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist"))))),
+                Some(t) => Ok((vec![MetadataRecord::RemoveTopic { topic_id: t.id }], Ok(t.id))),
+            })
+            .map_err(metadata_failure)?;
+        let id = deleted?;
+        self.sync_partitions(&image)?;
+        tracing::info!(topic = %name, topic_id = %id, "deleted topic");
+        Ok(id)
+    }
+
+    /// Grows a topic to `count` partitions (partitions never shrink).
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+        let node = self.node_id();
+        let (image, result) = self
+            .metadata
+            .commit_with(|image| {
+                let Some(t) = image.topic(name) else {
+                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist")))));
+                };
+                let current = t.partitions.len() as i32;
+                if count <= current {
+                    let message = if count == current {
+                        format!("topic {name} already has {current} partitions")
+                    } else {
+                        format!("topic {name} has {current} partitions; partitions can only be increased, not to {count}")
+                    };
+                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidPartitions, message))));
+                }
+                if count > MAX_PARTITIONS {
+                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS} partitions")))));
+                }
+                if validate_only {
+                    return Ok((Vec::new(), Ok(())));
+                }
+                Ok((partition_records(t.id, node, current..count).collect(), Ok(())))
+            })
+            .map_err(metadata_failure)?;
+        result?;
+        if !validate_only {
+            self.sync_partitions(&image)?;
+        }
+        Ok(())
+    }
+
+    /// Changes a topic's configs. `replace_all` is AlterConfigs (the given set becomes the whole
+    /// set); otherwise changes apply one by one (IncrementalAlterConfigs).
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: Vec<(String, ConfigChange)>,
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let (image, result) = self
+            .metadata
+            .commit_with(|image| {
+                let Some(t) = image.topic(name) else {
+                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist")))));
+                };
+                let mut next = if replace_all { BTreeMap::new() } else { t.configs.clone() };
+                for (key, change) in &changes {
+                    let Some(def) = topic_config::find(key) else {
+                        return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidConfig, format!("unknown topic config {key}")))));
+                    };
+                    let current_list = |next: &BTreeMap<String, String>| -> Vec<String> {
+                        next.get(key).cloned().unwrap_or_else(|| {
+                            topic_config::effective(&self.config.topics, &t.configs, key).unwrap_or_default()
+                        })
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                    };
+                    let is_list = matches!(def.kind, topic_config::Kind::ListOf(_));
+                    match change {
+                        ConfigChange::Set(v) => {
+                            next.insert(key.clone(), v.clone());
+                        }
+                        ConfigChange::Delete => {
+                            next.remove(key);
+                        }
+                        ConfigChange::Append(v) | ConfigChange::Subtract(v) if !is_list => {
+                            let _ = v;
+                            return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidConfig, format!("{key} is not a list config")))));
+                        }
+                        ConfigChange::Append(v) => {
+                            let mut list = current_list(&next);
+                            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                                if !list.iter().any(|x| x == item) {
+                                    list.push(item.to_string());
+                                }
+                            }
+                            next.insert(key.clone(), list.join(","));
+                        }
+                        ConfigChange::Subtract(v) => {
+                            let remove: Vec<&str> = v.split(',').map(str::trim).collect();
+                            let list: Vec<String> = current_list(&next).into_iter().filter(|x| !remove.contains(&x.as_str())).collect();
+                            next.insert(key.clone(), list.join(","));
+                        }
+                    }
+                }
+                if let Err(e) = validate_configs(&next) {
+                    return Ok((Vec::new(), Err(e)));
+                }
+                if validate_only {
+                    return Ok((Vec::new(), Ok(())));
+                }
+                let resource = ConfigResource::Topic(name.to_string());
+                let mut records = Vec::new();
+                for (k, v) in &next {
+                    if t.configs.get(k) != Some(v) {
+                        records.push(MetadataRecord::Config { resource: resource.clone(), name: k.clone(), value: Some(v.clone()) });
+                    }
+                }
+                for k in t.configs.keys().filter(|k| !next.contains_key(*k)) {
+                    records.push(MetadataRecord::Config { resource: resource.clone(), name: k.clone(), value: None });
+                }
+                Ok((records, Ok(())))
+            })
+            .map_err(metadata_failure)?;
+        result?;
+        if !validate_only {
+            self.sync_partitions(&image)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the given topics with broker defaults if auto-creation is on (Metadata, Produce).
+    /// Names that are invalid or already exist are skipped.
+    pub fn auto_create_topics(&self, names: &[String]) {
+        for name in names {
+            if self.image().topic(name).is_some() || validate_topic_name(name).is_err() {
+                continue;
+            }
+            let topic = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, ..NewTopic::default() };
+            match self.create_topic(topic, false) {
+                Ok(_) | Err(ApiError { code: ResponseError::TopicAlreadyExists, .. }) => {}
+                Err(error) => tracing::warn!(topic = %name, message = %error.message, "auto-create failed"),
+            }
+        }
+    }
+
+    fn sync_partitions(&self, image: &fjord_metadata::MetadataImage) -> Result<(), ApiError> {
+        self.replicas.sync_with_image(image).map_err(|error| {
+            tracing::error!(%error, "applying metadata to partitions failed");
+            ApiError::new(ResponseError::KafkaStorageError, format!("applying metadata failed: {error}"))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_topic_name_follows_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        for bad in ["", ".", "..", "a/b", "spaces here", "ümlaut"] {
+            let err = validate_topic_name(bad).expect_err(bad);
+            assert_eq!(err.code, ResponseError::InvalidTopicException);
+        }
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

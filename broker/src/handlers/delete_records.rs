@@ -1,0 +1,45 @@
+//! DeleteRecords (key 21): advance a partition's log start offset (-1 = to the high watermark).
+
+use std::sync::Arc;
+
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_protocol::kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use fjord_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use fjord_storage::Offset;
+
+use super::errors::storage_error_code;
+use crate::broker::Broker;
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    broker
+        .blocking(move |broker| {
+            let topics = request
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+                            let Some(partition) = broker.replicas.get(&t.name, p.partition_index) else {
+                                return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                            };
+                            let mut log = partition.log.lock();
+                            let target = if p.offset == -1 { log.high_watermark() } else { Offset(p.offset) };
+                            if target.0 < 0 || target > log.high_watermark() {
+                                return result.with_error_code(ResponseError::OffsetOutOfRange.code());
+                            }
+                            match log.delete_records_before(target) {
+                                Ok(low) => result.with_low_watermark(low.0),
+                                Err(error) => result.with_error_code(storage_error_code(&error).code()),
+                            }
+                        })
+                        .collect();
+                    DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+                })
+                .collect();
+            DeleteRecordsResponse::default().with_topics(topics)
+        })
+        .await
+}

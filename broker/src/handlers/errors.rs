@@ -1,0 +1,44 @@
+//! The one place where internal errors become Kafka error codes, and where returned codes are
+//! counted for /metrics.
+
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_protocol::kafka_protocol::messages::{ApiKey, ResponseKind};
+use fjord_storage::{BatchError, Error as StorageError};
+
+use crate::metrics::Metrics;
+
+/// Kafka error code for a storage failure on the produce or fetch path.
+pub(super) fn storage_error_code(error: &StorageError) -> ResponseError {
+    match error {
+        StorageError::Batch(batch) => batch_error_code(batch),
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        _ => ResponseError::KafkaStorageError,
+    }
+}
+
+/// Kafka error code for an invalid record batch.
+pub(super) fn batch_error_code(error: &BatchError) -> ResponseError {
+    match error {
+        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::InvalidRecordCount { .. } => ResponseError::InvalidRecord,
+        _ => ResponseError::CorruptMessage,
+    }
+}
+
+/// Counts every non-zero partition/topic error code in a Produce or Fetch response.
+pub(super) fn count_errors(metrics: &Metrics, api: ApiKey, body: &ResponseKind) {
+    match body {
+        ResponseKind::Produce(r) => {
+            for p in r.responses.iter().flat_map(|t| &t.partition_responses) {
+                metrics.error_code(api, p.error_code);
+            }
+        }
+        ResponseKind::Fetch(r) => {
+            metrics.error_code(api, r.error_code);
+            for p in r.responses.iter().flat_map(|t| &t.partitions) {
+                metrics.error_code(api, p.error_code);
+            }
+        }
+        _ => {}
+    }
+}

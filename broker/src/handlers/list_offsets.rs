@@ -1,0 +1,61 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4, the
+//! same as earliest until tiering) and by timestamp (first record with timestamp >= target).
+
+use std::sync::Arc;
+
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use fjord_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::errors::storage_error_code;
+use crate::broker::Broker;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // Timestamp lookups may read and decompress segment data: off the async workers.
+    broker
+        .blocking(move |broker| {
+            let topics = request
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| lookup(broker, &t.name, p.partition_index, p.timestamp, version))
+                        .collect();
+                    ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+                })
+                .collect();
+            ListOffsetsResponse::default().with_topics(topics)
+        })
+        .await
+}
+
+fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16) -> ListOffsetsPartitionResponse {
+    let response = ListOffsetsPartitionResponse::default().with_partition_index(index).with_timestamp(-1).with_offset(-1);
+    let Some(partition) = broker.replicas.get(topic, index) else {
+        return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    };
+    // leader_epoch exists from v4; older versions must leave it at its default (-1).
+    let epoch = if version >= 4 { partition.leader_epoch().0 } else { -1 };
+    let log = partition.log.lock();
+    let found = match timestamp {
+        LATEST => Ok(Some((log.high_watermark(), -1))),
+        EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
+        MAX_TIMESTAMP => Ok(log.max_timestamp()),
+        ts if ts >= 0 => log.offset_for_timestamp(ts),
+        _ => {
+            return response.with_error_code(ResponseError::InvalidRequest.code());
+        }
+    };
+    match found {
+        Ok(Some((offset, ts))) => response.with_offset(offset.0).with_timestamp(ts).with_leader_epoch(epoch),
+        Ok(None) => response.with_leader_epoch(epoch),
+        Err(error) => response.with_error_code(storage_error_code(&error).code()),
+    }
+}

@@ -1,0 +1,97 @@
+//! Metadata (key 3): brokers, cluster id, and topics with their partitions, leaders and epochs.
+//! Creates requested topics when both the client and the broker allow auto-creation.
+
+use std::sync::Arc;
+
+use fjord_metadata::TopicImage;
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_protocol::kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use fjord_protocol::kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+use super::{OPERATIONS_NOT_REQUESTED, broker_id, str_bytes, topic_name};
+use crate::broker::Broker;
+use crate::controller::validate_topic_name;
+
+/// Topic operations allowed without ACLs: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS (Kafka AclOperation codes).
+const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let operations = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
+    let mut image = broker.image();
+    let topics = match &request.topics {
+        None => image.topics().map(|t| describe_topic(t, operations)).collect(),
+        Some(requested) => {
+            // Auto-create first (one metadata commit per missing topic), then describe.
+            // Metadata v0-v3 always allowed auto-creation; v4+ asks for it explicitly.
+            let allow = (version < 4 || request.allow_auto_topic_creation) && broker.config.topics.auto_create;
+            let missing: Vec<String> = requested
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+                .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+                .collect();
+            if allow && !missing.is_empty() {
+                broker.blocking(move |b| b.auto_create_topics(&missing)).await;
+                image = broker.image();
+            }
+            requested
+                .iter()
+                .map(|t| {
+                    let found = match &t.name {
+                        Some(name) => image.topic(name),
+                        None => image.topic_by_id(fjord_metadata::TopicId(t.topic_id)),
+                    };
+                    match (found, &t.name) {
+                        (Some(topic), _) => describe_topic(topic, operations),
+                        (None, Some(name)) => {
+                            let code = match validate_topic_name(name) {
+                                Err(e) => e.code,
+                                Ok(()) => ResponseError::UnknownTopicOrPartition,
+                            };
+                            MetadataResponseTopic::default().with_name(Some(name.clone())).with_error_code(code.code())
+                        }
+                        (None, None) => MetadataResponseTopic::default()
+                            .with_topic_id(t.topic_id)
+                            .with_error_code(ResponseError::UnknownTopicId.code()),
+                    }
+                })
+                .collect()
+        }
+    };
+    let (host, port) = broker.config.advertised_listener();
+    MetadataResponse::default()
+        .with_brokers(vec![
+            MetadataResponseBroker::default()
+                .with_node_id(broker_id(broker.node_id()))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(broker.config.rack.clone().map(str_bytes)),
+        ])
+        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
+        .with_controller_id(broker_id(broker.node_id()))
+        .with_topics(topics)
+        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+}
+
+fn describe_topic(topic: &TopicImage, operations: i32) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p.partition.0)
+                .with_leader_id(broker_id(p.leader.0))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().map(|b| broker_id(b.0)).collect())
+                .with_isr_nodes(p.isr.iter().map(|b| broker_id(b.0)).collect())
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(topic.name.clone())))
+        .with_topic_id(topic.id.0)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(operations)
+}

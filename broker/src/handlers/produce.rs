@@ -1,0 +1,127 @@
+//! Produce (key 0): validate and append each partition's record batches verbatim, then answer
+//! per acks: 0 = no response, 1 = after the append, -1 (all) = after the group-commit fsync
+//! when `storage.fsync_on_acks_all` is on (on one node the ISR is this broker).
+
+use std::sync::Arc;
+
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use fjord_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::errors::storage_error_code;
+use super::str_bytes;
+use crate::broker::Broker;
+use crate::replication::Partition;
+
+/// One partition's slot in the response, with the append to do (if the partition exists).
+struct Slot {
+    topic_index: usize,
+    response: PartitionProduceResponse,
+    append: Option<(Arc<Partition>, bytes::Bytes)>,
+}
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
+    let mut slots: Vec<Slot> = Vec::new();
+    if !matches!(acks, -1..=1) {
+        for t in &request.topic_data {
+            let partitions = t
+                .partition_data
+                .iter()
+                .map(|p| error_response(p.index, ResponseError::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
+                .collect();
+            topics.push(TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(partitions));
+        }
+        return (acks != 0).then(|| ProduceResponse::default().with_responses(topics));
+    }
+    // Auto-create unknown topics (Kafka does this on produce as well as on metadata).
+    if broker.config.topics.auto_create {
+        let image = broker.image();
+        let missing: Vec<String> = request
+            .topic_data
+            .iter()
+            .map(|t| t.name.to_string())
+            .filter(|n| image.topic(n).is_none())
+            .collect();
+        if !missing.is_empty() {
+            broker.blocking(move |b| b.auto_create_topics(&missing)).await;
+        }
+    }
+    for (topic_index, t) in request.topic_data.into_iter().enumerate() {
+        topics.push(TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id));
+        for p in t.partition_data {
+            let (response, append) = match (broker.replicas.get(&t.name, p.index), p.records) {
+                (None, _) => (error_response(p.index, ResponseError::UnknownTopicOrPartition, "unknown topic or partition"), None),
+                (Some(_), None) => (error_response(p.index, ResponseError::CorruptMessage, "records are missing"), None),
+                (Some(partition), Some(records)) => (PartitionProduceResponse::default().with_index(p.index), Some((partition, records))),
+            };
+            slots.push(Slot { topic_index, response, append });
+        }
+    }
+    let slots = broker
+        .blocking(move |b| {
+            let now = crate::clock::now_ms();
+            slots.into_iter().map(|slot| append(b, slot, now)).collect::<Vec<_>>()
+        })
+        .await;
+    let wrote = slots.iter().any(|s| s.response.error_code == 0);
+    if acks == -1 && wrote && broker.config.storage.fsync_on_acks_all {
+        broker.replicas.flusher.wait_durable().await;
+    }
+    if acks == 0 {
+        return None;
+    }
+    for slot in slots {
+        topics[slot.topic_index].partition_responses.push(slot.response);
+    }
+    Some(ProduceResponse::default().with_responses(topics))
+}
+
+/// Appends one partition's batches (blocking), fills in its response, wakes fetchers and hands
+/// the partition to the flusher.
+fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
+    let Some((partition, records)) = slot.append.take() else { return slot };
+    let result = {
+        let mut log = partition.log.lock();
+        let epoch = partition.leader_epoch();
+        log.append(&records, epoch, now_ms).map(|info| {
+            // Single node: the ISR is this broker, so the high watermark follows the log end.
+            let leo = log.log_end_offset();
+            log.set_high_watermark(leo);
+            (info, log.log_start_offset())
+        })
+    };
+    match result {
+        Ok((info, log_start)) => {
+            broker.metrics.records_appended.inc_by(info.record_count);
+            slot.response = slot
+                .response
+                .with_base_offset(info.base_offset.0)
+                .with_log_append_time_ms(info.log_append_time_ms.unwrap_or(-1))
+                .with_log_start_offset(log_start.0);
+            partition.wake_waiters();
+            broker.replicas.flusher.mark_dirty(&partition);
+        }
+        Err(error) => {
+            let code = storage_error_code(&error);
+            if code == ResponseError::KafkaStorageError {
+                tracing::error!(topic = %partition.topic, partition = partition.index, %error, "append failed");
+            } else {
+                tracing::debug!(topic = %partition.topic, partition = partition.index, %error, "produce refused");
+            }
+            slot.response = error_response(slot.response.index, code, &error.to_string());
+        }
+    }
+    slot
+}
+
+fn error_response(index: i32, code: ResponseError, message: &str) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(Some(str_bytes(message)))
+}

@@ -1,0 +1,35 @@
+//! The HTTP side door: Prometheus `/metrics` and `/health` (200 while serving, 503 once
+//! shutdown has begun, so load balancers and probes stop sending traffic).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let app = Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(broker);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "http server failed");
+    }
+}
+
+async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    let body = broker.blocking(|b| b.metrics.encode(&b.replicas)).await;
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+}
+
+async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    if broker.is_shutting_down() { (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n") } else { (StatusCode::OK, "ok\n") }
+}

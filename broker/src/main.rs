@@ -1,0 +1,31 @@
+//! `fjord-broker`: loads the layered config and runs the broker until SIGTERM/SIGINT, then
+//! shuts down gracefully: stop accepting, finish in-flight requests, flush and checkpoint every
+//! log, mark the shutdown clean.
+
+use anyhow::Context;
+use clap::Parser;
+use fjord_broker::config::{BrokerConfig, Cli};
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = match BrokerConfig::load(&cli) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("fjord-broker: {error}");
+            std::process::exit(2);
+        }
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fjord-worker")
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(fjord_broker::run(config))
+}
+

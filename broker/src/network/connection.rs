@@ -1,0 +1,169 @@
+//! One client connection. A reader task turns the byte stream into request frames (size limit,
+//! memory budget, idle timeout); the connection task handles them concurrently and writes the
+//! responses strictly in request order, as Kafka clients require for pipelining.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use fjord_protocol::kafka_protocol::messages::ApiKey;
+use fjord_protocol::{DecodeError, decode_request, encode_response};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+
+use crate::broker::Broker;
+use crate::handlers::{self, Reply};
+
+/// A request frame and the share of the connection's memory budget it holds until answered.
+struct Frame {
+    bytes: Bytes,
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Why the reader stopped.
+enum ReadEnd {
+    Closed,
+    Idle,
+    TooLarge(usize),
+    Invalid(i32),
+    Io(std::io::Error),
+}
+
+pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    broker.metrics.connections.inc();
+    let (read_half, mut write_half) = stream.into_split();
+    let net = &broker.config.network;
+    let max_request = net.max_request_size.as_u64() as usize;
+    // Requests read but not yet answered may hold at most max_request_size bytes in total
+    // (a single request may use all of it), so memory per connection stays bounded.
+    let budget = Arc::new(Semaphore::new(max_request));
+    let (frames_tx, mut frames_rx) = mpsc::channel(net.max_in_flight_requests);
+    let reader = tokio::spawn(read_frames(read_half, frames_tx, budget, max_request, net.idle_timeout, broker.clone()));
+
+    let mut in_flight = FuturesOrdered::new();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut reading = true;
+    let mut closing = false;
+    loop {
+        if (closing || !reading) && in_flight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            biased;
+            Some((reply, frame)) = in_flight.next(), if !in_flight.is_empty() => {
+                let (reply, _frame): (Reply, Frame) = (reply, frame);
+                match reply {
+                    Reply::Response { api_key, version, correlation_id, body } => {
+                        if let Err(error) = encode_response(&mut out, api_key, version, correlation_id, &body) {
+                            tracing::error!(%peer, %error, "cannot encode response, closing connection");
+                            break;
+                        }
+                    }
+                    Reply::None => {}
+                    Reply::Close => break,
+                }
+                // Batch writes: flush when nothing else is ready or the buffer is large.
+                if in_flight.is_empty() || out.len() >= 256 * 1024 {
+                    if let Err(error) = write_half.write_all(&out).await {
+                        tracing::debug!(%peer, %error, "write failed, closing connection");
+                        break;
+                    }
+                    broker.metrics.bytes_out.inc_by(out.len() as u64);
+                    out.clear();
+                    if out.capacity() > 4 * 1024 * 1024 {
+                        out = BytesMut::with_capacity(64 * 1024);
+                    }
+                }
+            }
+            frame = frames_rx.recv(), if reading && !closing => match frame {
+                Some(frame) => {
+                    let broker = broker.clone();
+                    in_flight.push_back(async move {
+                        let reply = handle_frame(&broker, frame.bytes.clone(), peer).await;
+                        (reply, frame)
+                    });
+                }
+                None => reading = false,
+            },
+            _ = shutdown.changed(), if !closing => closing = true,
+        }
+    }
+    if !out.is_empty() && write_half.write_all(&out).await.is_ok() {
+        broker.metrics.bytes_out.inc_by(out.len() as u64);
+    }
+    reader.abort();
+    let _ = write_half.shutdown().await;
+    broker.metrics.connections.dec();
+}
+
+/// Decodes and handles one frame. Decode failures answer as Kafka does: ApiVersions at a
+/// too-new version gets UNSUPPORTED_VERSION in a v0 response; anything else closes.
+async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Reply {
+    let started = Instant::now();
+    match decode_request(frame) {
+        Ok(request) => {
+            let api_key = request.api_key;
+            let reply = handlers::handle(broker, request).await;
+            broker.metrics.observe_request(api_key, started.elapsed());
+            reply
+        }
+        Err(DecodeError::UnsupportedVersion { api_key: ApiKey::ApiVersions, version, correlation_id, .. }) => {
+            tracing::debug!(%peer, version, "api versions request too new, answering with v0 fallback");
+            handlers::api_versions::unsupported_version(correlation_id)
+        }
+        Err(error) => {
+            tracing::warn!(%peer, %error, "bad request, closing connection");
+            Reply::Close
+        }
+    }
+}
+
+async fn read_frames(
+    read_half: OwnedReadHalf,
+    frames: mpsc::Sender<Frame>,
+    budget: Arc<Semaphore>,
+    max_request: usize,
+    idle_timeout: std::time::Duration,
+    broker: Arc<Broker>,
+) {
+    let peer = read_half.peer_addr().ok();
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let end = loop {
+        let size = match tokio::time::timeout(idle_timeout, reader.read_i32()).await {
+            Err(_) => break ReadEnd::Idle,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break ReadEnd::Closed,
+            Ok(Err(e)) => break ReadEnd::Io(e),
+            Ok(Ok(size)) => size,
+        };
+        if size < 8 {
+            break ReadEnd::Invalid(size);
+        }
+        let size = size as usize;
+        if size > max_request {
+            break ReadEnd::TooLarge(size);
+        }
+        let Ok(permit) = budget.clone().acquire_many_owned(size as u32).await else { break ReadEnd::Closed };
+        let mut buf = BytesMut::zeroed(size);
+        if let Err(e) = reader.read_exact(&mut buf).await {
+            break if e.kind() == std::io::ErrorKind::UnexpectedEof { ReadEnd::Closed } else { ReadEnd::Io(e) };
+        }
+        broker.metrics.bytes_in.inc_by(size as u64 + 4);
+        if frames.send(Frame { bytes: buf.freeze(), _budget: permit }).await.is_err() {
+            break ReadEnd::Closed;
+        }
+    };
+    match end {
+        ReadEnd::Closed => {}
+        ReadEnd::Idle => tracing::debug!(?peer, "closing idle connection"),
+        ReadEnd::TooLarge(size) => {
+            tracing::warn!(?peer, size, max_request, "request larger than network.max_request_size, closing connection")
+        }
+        ReadEnd::Invalid(size) => tracing::warn!(?peer, size, "invalid request size prefix, closing connection"),
+        ReadEnd::Io(error) => tracing::debug!(?peer, %error, "read failed, closing connection"),
+    }
+}

@@ -1,0 +1,222 @@
+//! Partition state on this broker: which partitions it hosts (kept in step with the metadata
+//! image), their logs, the group-commit flusher, and the background retention and checkpoint
+//! loops. On a single node every partition is led here and the high watermark follows the log
+//! end offset; cluster mode will move it with follower fetches instead.
+
+pub mod flusher;
+pub mod partition;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fjord_metadata::{MetadataImage, TopicId};
+use fjord_storage::{LeaderEpoch, Log};
+use parking_lot::RwLock;
+
+pub use flusher::Flusher;
+pub use partition::Partition;
+
+use crate::config::BrokerConfig;
+use crate::metrics::Metrics;
+use crate::topic_config;
+
+/// Written at clean shutdown, removed at start: its absence means the logs need recovery.
+const CLEAN_SHUTDOWN_MARKER: &str = ".fjord-clean-shutdown";
+
+/// Errors of partition management.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("storage error on {topic}-{partition}: {source}")]
+    Storage { topic: String, partition: i32, source: fjord_storage::Error },
+    #[error("data dir {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// All partitions hosted by this broker.
+#[derive(Debug)]
+pub struct ReplicaManager {
+    data_dir: PathBuf,
+    config: BrokerConfig,
+    partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// Whether the previous run shut down cleanly (decides recovery for logs opened at start).
+    clean_start: bool,
+    pub flusher: Arc<Flusher>,
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+impl ReplicaManager {
+    /// Prepares the data dir and notes (and consumes) the clean-shutdown marker.
+    pub fn new(config: &BrokerConfig, metrics: Arc<Metrics>) -> Result<ReplicaManager, Error> {
+        let data_dir = config.storage.data_dir.clone();
+        let io = |source| Error::Io { path: data_dir.clone(), source };
+        std::fs::create_dir_all(&data_dir).map_err(io)?;
+        let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean_start = marker.is_file();
+        if clean_start {
+            std::fs::remove_file(&marker).map_err(io)?;
+        }
+        tracing::info!(data_dir = %data_dir.display(), clean_start, "opening logs");
+        let flusher = Flusher::start(config.storage.flush_interval, data_dir.clone(), metrics);
+        Ok(ReplicaManager {
+            data_dir,
+            config: config.clone(),
+            partitions: RwLock::new(HashMap::new()),
+            clean_start,
+            flusher,
+        })
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        self.partitions.read().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
+    /// Brings hosted partitions in line with `image`: opens logs for new partitions, applies
+    /// config changes, and deletes the logs of topics that are gone. Blocking file I/O.
+    pub fn sync_with_image(&self, image: &MetadataImage) -> Result<(), Error> {
+        // Drop partitions whose topic vanished or was recreated with a new id.
+        let gone: Vec<Arc<Partition>> = {
+            let mut partitions = self.partitions.write();
+            let keys: Vec<_> = partitions
+                .iter()
+                .filter(|(_, p)| image.topic(&p.topic).is_none_or(|t| t.id != p.topic_id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| partitions.remove(k)).collect()
+        };
+        for p in gone {
+            self.delete_partition_dir(&p);
+        }
+        for topic in image.topics() {
+            let log_config = topic_config::log_config(&self.config.topics, &topic.configs);
+            let (flush_messages, flush_ms) = topic_config::flush_policy(&self.config.topics, &topic.configs);
+            for p in &topic.partitions {
+                if let Some(existing) = self.get(&topic.name, p.partition.0) {
+                    let mut log = existing.log.lock();
+                    if log.config() != &log_config {
+                        log.set_config(log_config.clone());
+                    }
+                    *existing.flush_messages.lock() = flush_messages;
+                    *existing.flush_ms.lock() = flush_ms;
+                    continue;
+                }
+                let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
+                self.claim_dir(&dir, topic.id)?;
+                let log = Log::open(&dir, log_config.clone(), self.clean_start).map_err(|source| Error::Storage {
+                    topic: topic.name.clone(),
+                    partition: p.partition.0,
+                    source,
+                })?;
+                let partition = Arc::new(Partition::new(
+                    topic.name.clone(),
+                    topic.id,
+                    p.partition.0,
+                    log,
+                    LeaderEpoch(p.leader_epoch),
+                ));
+                *partition.flush_messages.lock() = flush_messages;
+                *partition.flush_ms.lock() = flush_ms;
+                self.partitions.write().insert((topic.name.clone(), p.partition.0), partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure `dir` belongs to `topic_id` (Kafka's partition.metadata): a directory left by an
+    /// earlier topic of the same name is moved aside and deleted, never reused.
+    fn claim_dir(&self, dir: &Path, topic_id: TopicId) -> Result<(), Error> {
+        let io = |source| Error::Io { path: dir.to_path_buf(), source };
+        let marker = dir.join("partition.metadata");
+        let expected = format!("version: 0\ntopic_id: {topic_id}\n");
+        match std::fs::read_to_string(&marker) {
+            Ok(found) if found == expected => return Ok(()),
+            Ok(_) => {
+                tracing::warn!(dir = %dir.display(), %topic_id, "partition dir belongs to an older topic, deleting it");
+                std::fs::remove_dir_all(dir).map_err(io)?;
+            }
+            Err(_) => {}
+        }
+        std::fs::create_dir_all(dir).map_err(io)?;
+        write_durably(&marker, expected.as_bytes()).map_err(io)
+    }
+
+    fn delete_partition_dir(&self, p: &Partition) {
+        let dir = p.log.lock().dir().to_path_buf();
+        // Rename first so a crash mid-delete never leaves a half-deleted log under a live name.
+        let doomed = dir.with_extension(format!("{}-delete", p.topic_id.0.simple()));
+        let result = std::fs::rename(&dir, &doomed).and_then(|()| std::fs::remove_dir_all(&doomed));
+        match result {
+            Ok(()) => tracing::info!(topic = %p.topic, partition = p.index, "deleted partition log"),
+            Err(error) => tracing::error!(topic = %p.topic, partition = p.index, %error, "cannot delete partition log"),
+        }
+    }
+
+    /// Runs retention on every partition (called from a blocking task).
+    pub fn apply_retention(&self, metrics: &Metrics) {
+        let now = crate::clock::now_ms();
+        for p in self.all() {
+            let outcome = p.log.lock().apply_retention(now);
+            match outcome {
+                Ok(o) if o.segments_deleted > 0 => {
+                    metrics.retention_deleted(o.segments_deleted as u64, o.bytes_deleted);
+                    tracing::info!(topic = %p.topic, partition = p.index, segments = o.segments_deleted,
+                        bytes = o.bytes_deleted, log_start_offset = o.log_start_offset.0, "retention deleted segments");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(topic = %p.topic, partition = p.index, %error, "retention failed"),
+            }
+        }
+    }
+
+    /// Checkpoints recovery points and indexes of every partition (called from a blocking task).
+    pub fn checkpoint_all(&self) {
+        for p in self.all() {
+            if let Err(error) = p.log.lock().checkpoint() {
+                tracing::error!(topic = %p.topic, partition = p.index, %error, "checkpoint failed");
+            }
+        }
+    }
+
+    /// Flushes and checkpoints every log, then writes the clean-shutdown marker if all succeeded.
+    /// Logs stay open (fetches still in flight may read them); the process exits next.
+    pub fn close_all(&self) -> Result<(), Error> {
+        let mut clean = true;
+        for p in self.all() {
+            let mut log = p.log.lock();
+            let flushed = match log.flush_ticket() {
+                Some(ticket) => ticket.sync().map(|()| log.mark_flushed(ticket.up_to())),
+                None => Ok(()),
+            };
+            if let Err(error) = flushed.map_err(fjord_storage::Error::from).and_then(|()| log.checkpoint()) {
+                tracing::error!(topic = %p.topic, partition = p.index, %error, "closing log failed");
+                clean = false;
+            }
+        }
+        if clean {
+            let marker = self.data_dir.join(CLEAN_SHUTDOWN_MARKER);
+            write_durably(&marker, b"").map_err(|source| Error::Io { path: marker, source })?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a small file via a temp file + fsync + rename + directory fsync.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! One partition hosted by this broker: its log behind a mutex, leadership state, and the
+//! fetch waiters to wake when the high watermark moves.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use fjord_metadata::TopicId;
+use fjord_storage::{LeaderEpoch, Log, Offset};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// A partition led by this broker (single node: every partition).
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: TopicId,
+    pub index: i32,
+    pub log: Mutex<Log>,
+    leader_epoch: Mutex<LeaderEpoch>,
+    /// Flush policy of the topic: fsync after this many messages / this many ms.
+    pub flush_messages: Mutex<Option<u64>>,
+    pub flush_ms: Mutex<Option<u64>>,
+    /// Set while the partition sits in the flusher's dirty list.
+    pub(crate) dirty: AtomicBool,
+    waiters: Mutex<Vec<Weak<Notify>>>,
+}
+
+impl Partition {
+    pub fn new(topic: String, topic_id: TopicId, index: i32, log: Log, leader_epoch: LeaderEpoch) -> Partition {
+        Partition {
+            topic,
+            topic_id,
+            index,
+            log: Mutex::new(log),
+            leader_epoch: Mutex::new(leader_epoch),
+            flush_messages: Mutex::new(None),
+            flush_ms: Mutex::new(None),
+            dirty: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        *self.leader_epoch.lock()
+    }
+
+    /// (log start offset, high watermark, log end offset) read together.
+    pub fn offsets(&self) -> (Offset, Offset, Offset) {
+        let log = self.log.lock();
+        (log.log_start_offset(), log.high_watermark(), log.log_end_offset())
+    }
+
+    /// Registers a fetch waiter; it is woken once, on the next high-watermark move.
+    pub fn register_waiter(&self, waiter: &Arc<Notify>) {
+        let mut waiters = self.waiters.lock();
+        if waiters.len() >= 64 {
+            waiters.retain(|w| w.strong_count() > 0);
+        }
+        waiters.push(Arc::downgrade(waiter));
+    }
+
+    /// Wakes every registered fetch waiter.
+    pub fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock());
+        for waiter in waiters.iter().filter_map(Weak::upgrade) {
+            waiter.notify_one();
+        }
+    }
+
+    /// True if the partition was clean and is now marked dirty (the caller enqueues it once).
+    pub(crate) fn mark_dirty(&self) -> bool {
+        !self.dirty.swap(true, Ordering::AcqRel)
+    }
+}
