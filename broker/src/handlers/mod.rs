@@ -33,21 +33,66 @@ pub enum Reply {
     Close,
 }
 
+/// A request's place in its connection's order. Kafka processes a connection's requests one
+/// after another; we keep that for everything that changes state (appends, admin changes) while
+/// letting the waiting parts (fsync for acks=all, fetch long-polls) overlap with later requests.
+/// A request waits for its predecessor's turn to end before it starts, and ends its own turn
+/// when its ordered part is done (or when dropped, so a failure can never stall the connection).
+#[derive(Debug, Default)]
+pub struct Turn {
+    wait: Option<tokio::sync::oneshot::Receiver<()>>,
+    release: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Turn {
+    /// The next turn on a connection: it starts when `previous` (the last one issued) ends.
+    pub fn after(previous: &mut Option<tokio::sync::oneshot::Receiver<()>>) -> Turn {
+        let (release, next) = tokio::sync::oneshot::channel();
+        let wait = previous.replace(next);
+        Turn { wait, release: Some(release) }
+    }
+
+    async fn begin(&mut self) {
+        if let Some(wait) = self.wait.take() {
+            // An error only means the predecessor was dropped, which also ends its turn.
+            let _ = wait.await;
+        }
+    }
+
+    /// Lets the next request on the connection start.
+    pub fn end(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 /// Kafka's "authorized operations were not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Turn) -> Reply {
+    turn.begin().await;
     let api_key = request.api_key;
     let version = request.version();
     let correlation_id = request.correlation_id();
     let body = match request.body {
+        // Reads end their turn at once: a long-polling fetch must not hold up later produces.
+        RequestKind::Fetch(r) => {
+            turn.end();
+            ResponseKind::Fetch(fetch::handle(broker, r, version).await)
+        }
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version).await),
-        RequestKind::Produce(r) => match produce::handle(broker, r).await {
+        RequestKind::Produce(r) => match produce::handle(broker, r, turn).await {
             Some(response) => ResponseKind::Produce(response),
             None => return Reply::None,
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await),
         RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await),
         RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(broker, r).await),

@@ -20,7 +20,7 @@ struct Slot {
     append: Option<(Arc<Partition>, bytes::Bytes)>,
 }
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Option<ProduceResponse> {
+pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, mut turn: super::Turn) -> Option<ProduceResponse> {
     let acks = request.acks;
     let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
     let mut slots: Vec<Slot> = Vec::new();
@@ -65,6 +65,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> Opt
             slots.into_iter().map(|slot| append(b, slot, now)).collect::<Vec<_>>()
         })
         .await;
+    // The append is the ordered part; the fsync wait below overlaps with later requests.
+    turn.end();
     let wrote = slots.iter().any(|s| s.response.error_code == 0);
     if acks == -1 && wrote && broker.config.storage.fsync_on_acks_all {
         broker.replicas.flusher.wait_durable().await;

@@ -17,7 +17,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::broker::Broker;
-use crate::handlers::{self, Reply};
+use crate::handlers::{self, Reply, Turn};
 
 /// A request frame and the share of the connection's memory budget it holds until answered.
 struct Frame {
@@ -47,6 +47,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
 
     let mut in_flight = FuturesOrdered::new();
     let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut last_turn = None;
     let mut reading = true;
     let mut closing = false;
     loop {
@@ -83,8 +84,9 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             frame = frames_rx.recv(), if reading && !closing => match frame {
                 Some(frame) => {
                     let broker = broker.clone();
+                    let turn = Turn::after(&mut last_turn);
                     in_flight.push_back(async move {
-                        let reply = handle_frame(&broker, frame.bytes.clone(), peer).await;
+                        let reply = handle_frame(&broker, frame.bytes.clone(), peer, turn).await;
                         (reply, frame)
                     });
                 }
@@ -103,12 +105,12 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
 
 /// Decodes and handles one frame. Decode failures answer as Kafka does: ApiVersions at a
 /// too-new version gets UNSUPPORTED_VERSION in a v0 response; anything else closes.
-async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Reply {
+async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn: Turn) -> Reply {
     let started = Instant::now();
     match decode_request(frame) {
         Ok(request) => {
             let api_key = request.api_key;
-            let reply = handlers::handle(broker, request).await;
+            let reply = handlers::handle(broker, request, turn).await;
             broker.metrics.observe_request(api_key, started.elapsed());
             reply
         }

@@ -75,11 +75,21 @@ enum Entries<E> {
 }
 
 /// One index file plus its entries.
-#[derive(Debug)]
 pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
     file: Arc<File>,
     entries: Entries<E>,
+}
+
+impl<E: IndexEntry> std::fmt::Debug for Index<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Entries can number in the millions: show the shape only.
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("len", &self.len())
+            .field("in_memory", &matches!(self.entries, Entries::Memory { .. }))
+            .finish()
+    }
 }
 
 fn open_rw(path: &Path, truncate: bool) -> Result<File> {

@@ -28,6 +28,8 @@ use crate::types::{LeaderEpoch, Offset};
 const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const HIGH_WATERMARK_FILE: &str = "high-watermark";
+/// Cap on the append-time marks kept for `oldest_unflushed_append_ms`.
+const MAX_APPEND_MARKS: usize = 1024;
 /// Leftovers of interrupted operations, deleted on open.
 const STALE_SUFFIXES: [&str; 4] = [checkpoint::TMP_SUFFIX, ".deleted", ".cleaned", ".swap"];
 
@@ -432,6 +434,9 @@ impl Log {
                     doomed.delete_files()?;
                     stats.segments_deleted += 1;
                 }
+                if i + 1 < bases.len() {
+                    pending.push(pending_dir(dir));
+                }
                 break;
             }
             let upper = bases[i + 1];
@@ -494,7 +499,7 @@ impl Log {
             log.log_start_offset = log_start;
             let rp_default = if clean_shutdown { leo } else { first_base };
             log.recovery_point = recovery_ckpt.unwrap_or(rp_default).min(leo);
-            log.high_watermark = hw_ckpt.unwrap_or(log_start).clamp(log_start, leo);
+            log.high_watermark = hw_ckpt.unwrap_or(log_start).min(leo).max(log_start);
             log.epochs.truncate_from_end(leo);
             log.epochs.truncate_from_start(log_start);
         }
@@ -551,7 +556,7 @@ impl Log {
 
     /// Sets the high watermark, clamped to [log start offset, log end offset].
     pub fn set_high_watermark(&mut self, hw: Offset) {
-        self.high_watermark = hw.0.clamp(self.log_start_offset, self.log_end_offset().0);
+        self.high_watermark = hw.0.min(self.log_end_offset().0).max(self.log_start_offset);
     }
 
     /// Everything below this offset is fsynced.
@@ -688,8 +693,11 @@ impl Log {
 
         self.epochs.assign_if_newer(leader_epoch.0, base_offset);
         let leo = last_offset + 1;
+        // One mark per millisecond; past the cap the newest mark absorbs later appends (keeping
+        // its older time, so flush.ms errs towards flushing early) and memory stays bounded.
+        let full = self.unflushed_appends.len() >= MAX_APPEND_MARKS;
         match self.unflushed_appends.back_mut() {
-            Some(back) if back.1 == now_ms => back.0 = leo,
+            Some(back) if back.1 == now_ms || full => back.0 = leo,
             _ => self.unflushed_appends.push_back((leo, now_ms)),
         }
         Ok(AppendInfo {
@@ -1156,11 +1164,19 @@ impl Log {
 
     /// Deletes every segment and starts an empty log at `offset`.
     fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
-        for seg in self.segments.drain(..) {
-            seg.delete_files()?;
+        let old: Vec<Segment> = self.segments.drain(..).collect();
+        // On failure the old segments stay in memory so the log keeps an active segment.
+        let created = old
+            .iter()
+            .try_for_each(Segment::delete_files)
+            .and_then(|()| Segment::create(&self.dir, offset, now_ms()));
+        match created {
+            Ok(seg) => self.segments.push(seg),
+            Err(e) => {
+                self.segments = old;
+                return Err(e);
+            }
         }
-        self.segments
-            .push(Segment::create(&self.dir, offset, now_ms())?);
         self.pending_sync.push(pending_dir(&self.dir));
         self.log_start_offset = offset;
         self.recovery_point = offset;

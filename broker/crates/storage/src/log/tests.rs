@@ -1178,3 +1178,25 @@ fn offset_for_timestamp_handles_out_of_order_batch_timestamps() {
     assert_eq!(log.offset_for_timestamp(701).expect("lookup"), None);
     assert_eq!(log.max_timestamp(), Some((Offset(13), 700)));
 }
+
+#[test]
+fn unflushed_append_marks_stay_bounded_and_conservative() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), LogConfig::default(), true);
+    let b = batch(1, 10, 0);
+    for ms in 0..5_000 {
+        log.append(&b, LeaderEpoch(0), ms).expect("append");
+    }
+    assert_eq!(log.unflushed_appends.len(), MAX_APPEND_MARKS);
+    assert_eq!(log.oldest_unflushed_append_ms(), Some(0));
+    let ticket = log.flush_ticket().expect("ticket");
+    ticket.sync().expect("sync");
+    log.mark_flushed(Offset(100));
+    // Marks 100.. remain; the oldest unflushed append happened at 100.
+    assert_eq!(log.oldest_unflushed_append_ms(), Some(100));
+    log.mark_flushed(Offset(4_000));
+    // Beyond the cap the times are merged into the last mark, which keeps an older time.
+    assert!(log.oldest_unflushed_append_ms().is_some_and(|t| t <= 4_000));
+    log.mark_flushed(ticket.up_to());
+    assert_eq!(log.oldest_unflushed_append_ms(), None);
+}
