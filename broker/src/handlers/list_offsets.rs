@@ -47,7 +47,7 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16
     let found = match timestamp {
         LATEST => Ok(Some((log.high_watermark(), -1))),
         EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
-        MAX_TIMESTAMP => Ok(log.max_timestamp()),
+        MAX_TIMESTAMP => log.max_timestamp_record(),
         ts if ts >= 0 => log.offset_for_timestamp(ts),
         _ => {
             return response.with_error_code(ResponseError::InvalidRequest.code());

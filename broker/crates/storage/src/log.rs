@@ -826,7 +826,21 @@ impl Log {
     /// their largest timestamp, batches by the time index, and the record by decoding the batch
     /// (decompressing if needed). LogAppendTime batches answer with their first record.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(Offset, i64)>> {
-        let hw = self.high_watermark;
+        self.first_record_at_or_after(ts, self.high_watermark)
+    }
+
+    /// ListOffsets MAX_TIMESTAMP with record precision (Kafka 3.7+, KAFKA-16310): the offset of
+    /// the first record carrying the largest timestamp in the log, and that timestamp. Falls back
+    /// to [`Log::max_timestamp`]'s batch granularity if the record cannot be located.
+    pub fn max_timestamp_record(&self) -> Result<Option<(Offset, i64)>> {
+        let Some((batch_last, ts)) = self.max_timestamp() else { return Ok(None) };
+        let exact = self.first_record_at_or_after(ts, self.log_end_offset().0)?;
+        Ok(Some(exact.filter(|(_, found)| *found == ts).unwrap_or((batch_last, ts))))
+    }
+
+    /// The first record with timestamp >= `ts` and offset below `upper` (exclusive).
+    fn first_record_at_or_after(&self, ts: i64, upper: i64) -> Result<Option<(Offset, i64)>> {
+        let hw = upper;
         let log_start = self.log_start_offset;
         for seg in &self.segments[self.segment_for(log_start)..] {
             if seg.max_timestamp.is_none_or(|(max, _)| max < ts) {

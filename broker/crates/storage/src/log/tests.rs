@@ -472,6 +472,8 @@ fn log_append_time_stamps_batches_with_valid_crc() {
         Some((Offset(3), 88_000))
     );
     assert_eq!(log.max_timestamp(), Some((Offset(4), 88_000)));
+    // LogAppendTime: every record of the batch has the append time; the first one is reported.
+    assert_eq!(log.max_timestamp_record().expect("lookup").map(|(o, _)| o.0 <= 4), Some(true));
 }
 
 #[test]
@@ -1199,4 +1201,19 @@ fn unflushed_append_marks_stay_bounded_and_conservative() {
     assert!(log.oldest_unflushed_append_ms().is_some_and(|t| t <= 4_000));
     log.mark_flushed(ticket.up_to());
     assert_eq!(log.oldest_unflushed_append_ms(), None);
+}
+
+#[test]
+fn max_timestamp_record_finds_the_exact_record_inside_a_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config(), true);
+    // Two batches; the maximum timestamp (900) is carried by the 3rd record of the second.
+    let first = crate::batch::test_util::batch_with(4, 10, kafka_protocol::records::Compression::None, |i| 100 + i as i64);
+    let second = crate::batch::test_util::batch_with(5, 10, kafka_protocol::records::Compression::None, |i| if i == 2 { 900 } else { 200 + i as i64 });
+    log.append(&first, LeaderEpoch(0), 0).expect("append");
+    log.append(&second, LeaderEpoch(0), 0).expect("append");
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    assert_eq!(log.max_timestamp(), Some((Offset(8), 900)), "batch granularity: the batch's last offset");
+    assert_eq!(log.max_timestamp_record().expect("lookup"), Some((Offset(6), 900)));
 }

@@ -1,0 +1,217 @@
+"""Fixtures that run the real fjord-broker binary as a separate process.
+
+`FJORD_BROKER_BIN` names the binary (scripts/test.sh sets it). Each test module gets its own
+broker (fixture `broker`), started on free loopback ports with a fresh data directory; modules
+that need special flags use `broker_factory`. The broker's stdout/stderr go to a log file in its
+data directory's parent, and the tail of every broker log of the module is attached to each
+failing test's report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from helpers import wait_until
+
+LOG_TAIL_LINES = 60
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+
+_live_brokers: list["Broker"] = []
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def broker_bin() -> str:
+    path = os.environ.get("FJORD_BROKER_BIN")
+    if not path:
+        pytest.fail("FJORD_BROKER_BIN is not set: point it at the fjord-broker binary "
+                    "(scripts/test.sh does: FJORD_BROKER_BIN=$PWD/target/debug/fjord-broker)",
+                    pytrace=False)
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(f"FJORD_BROKER_BIN={path} is not an executable file "
+                    "(build it: cargo build -p fjord-broker --bins)", pytrace=False)
+    return path
+
+
+class Broker:
+    """One fjord-broker process. Ports and data dir stay the same across restart()."""
+
+    def __init__(self, workdir: Path, extra_args: list[str] | None = None, name: str = "broker"):
+        self.name = name
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = workdir / f"{name}.log"
+        self.port = _free_port()
+        self.http_port = _free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.http = f"http://127.0.0.1:{self.http_port}"
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen | None = None
+        self.exit_codes: list[int] = []
+        self.starts = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        return [broker_bin(), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
+                "--http-listen", f"127.0.0.1:{self.http_port}", *self.extra_args]
+
+    def start(self) -> "Broker":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        # After a stop the listen port must be bindable again; wait for that, not a fixed time.
+        wait_until(lambda: _port_bindable(self.port), timeout=30, what=f"port {self.port} free")
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
+            log.flush()
+            env = dict(os.environ, NO_COLOR="1")  # plain log lines in the log file
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=env)
+        if self not in _live_brokers:
+            _live_brokers.append(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"{self.name} exited with {rc} during startup\n{self.log_tail()}")
+            if self.health_status() == 200:
+                return self
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: /health not 200 within {START_TIMEOUT}s\n"
+                                     f"{self.log_tail()}")
+            time.sleep(0.05)
+
+    def health_status(self) -> int | None:
+        try:
+            with urllib.request.urlopen(self.http + "/health", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return None
+
+    def http_get(self, path: str) -> tuple[int, str, str]:
+        """(status, content-type, body text)"""
+        try:
+            with urllib.request.urlopen(self.http + path, timeout=10) as r:
+                return r.status, r.headers.get("Content-Type", ""), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Content-Type", ""), e.read().decode(errors="replace")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.exit_codes.append(self.proc.wait(timeout=STOP_TIMEOUT))
+
+    def stop(self) -> int:
+        """SIGTERM, wait for exit; returns the exit code (SIGKILL after STOP_TIMEOUT: then the
+        return value is -9, which callers that expect a clean shutdown assert against)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait(timeout=STOP_TIMEOUT)
+            with open(self.log_path, "ab") as log:
+                log.write(f"\n===== test harness: no exit {STOP_TIMEOUT}s after SIGTERM, killed\n".encode())
+        self.exit_codes.append(rc)
+        return rc
+
+    def restart(self, kill9: bool = False) -> int | None:
+        """Stops (SIGTERM, or SIGKILL if kill9) and starts again on the same ports and data dir.
+        Returns the exit code of the stopped process."""
+        if kill9:
+            self.kill9()
+            rc = self.exit_codes[-1]
+        else:
+            rc = self.stop()
+        self.start()
+        return rc
+
+    def log_tail(self, n: int = LOG_TAIL_LINES) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return f"({self.log_path} missing)"
+        return f"--- last {min(n, len(lines))} lines of {self.log_path} ---\n" + "\n".join(lines[-n:])
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _port_bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def broker_factory(request):
+    """Module-scoped factory: broker_factory(extra_args=[...], name=...) -> started Broker.
+    Every broker it made is stopped (SIGTERM) at the end of the module and its tmp dir removed
+    unless a test of the module failed (then the path is printed)."""
+    made: list[Broker] = []
+    root = Path(tempfile.mkdtemp(prefix=f"fjord-{request.module.__name__}-"))
+
+    def make(extra_args: list[str] | None = None, name: str | None = None) -> Broker:
+        name = name or f"broker{len(made)}"
+        b = Broker(root / name, extra_args, name)
+        made.append(b)
+        b.start()
+        return b
+
+    yield make
+    failed = False
+    for b in made:
+        rc = b.stop()
+        if rc not in (0, None):
+            print(f"\n{b.name}: exit code {rc} after SIGTERM\n{b.log_tail()}")
+            failed = True
+        if b in _live_brokers:
+            _live_brokers.remove(b)
+    if failed or request.session.testsfailed or os.environ.get("FJORD_KEEP_TMP"):
+        print(f"\nbroker dirs kept at {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def broker(broker_factory) -> Broker:
+    """The module's default broker: auto-create on, default settings."""
+    return broker_factory(name="broker")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for b in list(_live_brokers):
+            report.sections.append((f"{b.name} log ({'alive' if b.alive() else 'not running'})",
+                                    b.log_tail()))
