@@ -50,6 +50,7 @@ pub enum ConfigError {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct BrokerConfig {
     /// This broker's node id.
     pub node_id: i32,
@@ -140,18 +141,6 @@ pub struct TopicDefaults {
     pub segment_index_bytes: i32,
 }
 
-impl Default for BrokerConfig {
-    fn default() -> Self {
-        BrokerConfig {
-            node_id: 0,
-            rack: None,
-            network: NetworkConfig::default(),
-            http: HttpConfig::default(),
-            storage: StorageConfig::default(),
-            topics: TopicDefaults::default(),
-        }
-    }
-}
 
 impl Default for NetworkConfig {
     fn default() -> Self {
@@ -267,11 +256,10 @@ impl BrokerConfig {
         if self.network.max_in_flight_requests == 0 {
             problems.push("network.max_in_flight_requests must be at least 1".to_string());
         }
-        if let Some(adv) = &self.network.advertised_listener {
-            if adv.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+        if let Some(adv) = &self.network.advertised_listener
+            && adv.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
                 problems.push(format!("network.advertised_listener must be host:port, got {adv:?}"));
             }
-        }
         if t.num_partitions < 1 {
             problems.push(format!("topics.num_partitions must be >= 1, got {}", t.num_partitions));
         }

@@ -116,11 +116,10 @@ impl Broker {
                 format!("replication factor {replication_factor} is larger than the 1 available broker"),
             ));
         }
-        if let Some(n) = topic.explicit_assignments {
-            if n as i32 != num_partitions && topic.num_partitions != -1 {
+        if let Some(n) = topic.explicit_assignments
+            && n as i32 != num_partitions && topic.num_partitions != -1 {
                 return Err(ApiError::new(ResponseError::InvalidRequest, "replica assignments and num_partitions disagree"));
             }
-        }
         validate_configs(&topic.configs)?;
         let node = self.node_id();
         let (image, created) = self

@@ -200,7 +200,6 @@ pub fn log_config(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>
         index_interval_bytes: positive(long("index.interval.bytes")).map_or(base.index_interval_bytes, |v| v as usize),
         segment_index_bytes: positive(long("segment.index.bytes")).map_or(base.segment_index_bytes, |v| v as usize),
         file_delete_delay_ms: positive(long("file.delete.delay.ms")).map_or(base.file_delete_delay_ms, |v| v as u64),
-        ..base
     }
 }
 
@@ -232,8 +231,7 @@ mod tests {
 
     #[test]
     fn describe_reports_default_broker_and_topic_sources() {
-        let mut defaults = TopicDefaults::default();
-        defaults.retention_bytes = 1000;
+        let defaults = TopicDefaults { retention_bytes: 1000, ..TopicDefaults::default() };
         let overrides = BTreeMap::from([("segment.ms".to_string(), "5000".to_string())]);
         let described = describe(&defaults, &overrides);
         assert_eq!(described.len(), TOPIC_CONFIGS.len());

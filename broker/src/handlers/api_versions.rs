@@ -25,5 +25,5 @@ pub fn unsupported_version(correlation_id: i32) -> Reply {
     let body = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(api_keys());
-    Reply::Response { api_key: ApiKey::ApiVersions, version: 0, correlation_id, body: ResponseKind::ApiVersions(body) }
+    Reply::Response { api_key: ApiKey::ApiVersions, version: 0, correlation_id, body: Box::new(ResponseKind::ApiVersions(body)) }
 }

@@ -52,11 +52,9 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                                 }
                                 if let (Some(syn), Some((_, v))) =
                                     (d.def.broker_synonym, broker_defaults.iter().find(|(n, _)| *n == d.def.name))
-                                {
-                                    if v != d.def.default {
+                                    && v != d.def.default {
                                         synonyms.push(synonym(syn, v, Source::StaticBroker as i8));
                                     }
-                                }
                                 synonyms.push(synonym(d.def.broker_synonym.unwrap_or(d.def.name), d.def.default, Source::Default as i8));
                             }
                             DescribeConfigsResourceResult::default()

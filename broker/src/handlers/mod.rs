@@ -26,7 +26,7 @@ use crate::broker::Broker;
 /// What the connection does with a handled request.
 #[derive(Debug)]
 pub enum Reply {
-    Response { api_key: ApiKey, version: i16, correlation_id: i32, body: ResponseKind },
+    Response { api_key: ApiKey, version: i16, correlation_id: i32, body: Box<ResponseKind> },
     /// No response is sent (Produce with acks=0).
     None,
     /// The request cannot be answered; close the connection.
@@ -111,7 +111,7 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         }
     };
     errors::count_errors(&broker.metrics, api_key, &body);
-    Reply::Response { api_key, version, correlation_id, body }
+    Reply::Response { api_key, version, correlation_id, body: Box::new(body) }
 }
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {

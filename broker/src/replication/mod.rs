@@ -194,7 +194,7 @@ impl ReplicaManager {
                 Some(ticket) => ticket.sync().map(|()| log.mark_flushed(ticket.up_to())),
                 None => Ok(()),
             };
-            if let Err(error) = flushed.map_err(fjord_storage::Error::from).and_then(|()| log.checkpoint()) {
+            if let Err(error) = flushed.and_then(|()| log.checkpoint()) {
                 tracing::error!(topic = %p.topic, partition = p.index, %error, "closing log failed");
                 clean = false;
             }
