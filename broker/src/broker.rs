@@ -8,9 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use fjord_metadata::{MetadataImage, MetadataStore};
 
+use crate::buffers::BufferPool;
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::replication::ReplicaManager;
+
+/// Read buffers kept for reuse by fetches (a few fetch responses' worth).
+const READ_BUFFER_POOL_BYTES: usize = 256 * 1024 * 1024;
 
 /// Shared state of a running broker.
 #[derive(Debug)]
@@ -20,6 +24,8 @@ pub struct Broker {
     pub metadata: MetadataStore,
     pub replicas: ReplicaManager,
     pub metrics: Arc<Metrics>,
+    /// Read buffers reused across fetches.
+    pub read_buffers: Arc<BufferPool>,
     shutting_down: AtomicBool,
 }
 
@@ -43,6 +49,7 @@ impl Broker {
             metadata,
             replicas,
             metrics,
+            read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
             shutting_down: AtomicBool::new(false),
         }))
     }

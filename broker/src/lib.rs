@@ -2,6 +2,7 @@
 //! and tools can start a broker in-process the same way.
 
 pub mod broker;
+pub mod buffers;
 pub mod clock;
 pub mod config;
 pub mod controller;

@@ -86,7 +86,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
         let any_error = planned.iter().any(|p| p.error.is_some());
         if total >= min_bytes || any_error || Instant::now() >= deadline || broker.is_shutting_down() {
             let plans: Vec<Option<ReadPlan>> = planned.iter().map(|p| p.plan.clone()).collect();
-            let data = broker.blocking(move |_| plans.into_iter().map(|p| p.map(|p| p.read_bytes())).collect::<Vec<_>>()).await;
+            let data = broker
+                .blocking(move |b| plans.into_iter().map(|p| p.map(|p| b.read_buffers.read(&p))).collect::<Vec<_>>())
+                .await;
             break (planned, data);
         }
         let _ = tokio::time::timeout_at(deadline.into(), waiter.notified()).await;

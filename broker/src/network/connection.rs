@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fjord_protocol::kafka_protocol::messages::ApiKey;
-use fjord_protocol::{DecodeError, decode_request, encode_response};
+use fjord_protocol::kafka_protocol::messages::ResponseKind;
+use fjord_protocol::{DecodeError, decode_request, encode_fetch_response_chunked, encode_response};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -59,6 +60,27 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
             Some((reply, frame)) = in_flight.next(), if !in_flight.is_empty() => {
                 let (reply, _frame): (Reply, Frame) = (reply, frame);
                 match reply {
+                    // Fetch responses are mostly record data: write it from the read buffers
+                    // instead of copying it into `out` (see fjord_protocol::chunked).
+                    Reply::Response { version, correlation_id, body, .. } if matches!(*body, ResponseKind::Fetch(_)) => {
+                        let ResponseKind::Fetch(fetch) = *body else { unreachable!("matched above") };
+                        let chunks = match encode_fetch_response_chunked(version, correlation_id, &fetch) {
+                            Ok(chunks) => chunks,
+                            Err(error) => {
+                                tracing::error!(%peer, %error, "cannot encode response, closing connection");
+                                break;
+                            }
+                        };
+                        drop(fetch);
+                        let sent = out.len() + chunks.iter().map(Bytes::len).sum::<usize>();
+                        if let Err(error) = write_all(&mut write_half, &out, &chunks).await {
+                            tracing::debug!(%peer, %error, "write failed, closing connection");
+                            break;
+                        }
+                        broker.metrics.bytes_out.inc_by(sent as u64);
+                        out.clear();
+                        continue;
+                    }
                     Reply::Response { api_key, version, correlation_id, body } => {
                         if let Err(error) = encode_response(&mut out, api_key, version, correlation_id, &body) {
                             tracing::error!(%peer, %error, "cannot encode response, closing connection");
@@ -101,6 +123,31 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
     reader.abort();
     let _ = write_half.shutdown().await;
     broker.metrics.connections.dec();
+}
+
+/// Writes `head` (already encoded responses) and then `chunks` with vectored writes.
+async fn write_all(write_half: &mut tokio::net::tcp::OwnedWriteHalf, head: &[u8], chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
+    if !head.is_empty() {
+        parts.push(head);
+    }
+    parts.extend(chunks.iter().map(|c| &c[..]).filter(|c| !c.is_empty()));
+    let mut first = 0;
+    while first < parts.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = parts[first..].iter().take(64).map(|p| std::io::IoSlice::new(p)).collect();
+        let mut written = write_half.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < parts.len() && written >= parts[first].len() {
+            written -= parts[first].len();
+            first += 1;
+        }
+        if written > 0 {
+            parts[first] = &parts[first][written..];
+        }
+    }
+    Ok(())
 }
 
 /// Decodes and handles one frame. Decode failures answer as Kafka does: ApiVersions at a

@@ -109,11 +109,16 @@ impl ReplicaManager {
                 }
                 let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
                 self.claim_dir(&dir, topic.id)?;
-                let log = Log::open(&dir, log_config.clone(), self.clean_start).map_err(|source| Error::Storage {
+                let mut log = Log::open(&dir, log_config.clone(), self.clean_start).map_err(|source| Error::Storage {
                     topic: topic.name.clone(),
                     partition: p.partition.0,
                     source,
                 })?;
+                // Becoming leader with an ISR of one (this broker): everything in the log is
+                // committed, as Kafka does for a single-replica leader. The checkpointed high
+                // watermark may be stale after a crash.
+                let leo = log.log_end_offset();
+                log.set_high_watermark(leo);
                 let partition = Arc::new(Partition::new(
                     topic.name.clone(),
                     topic.id,

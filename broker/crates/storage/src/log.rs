@@ -201,21 +201,29 @@ impl ReadPlan {
     /// Reads the planned bytes with `pread`. If the log was truncated concurrently, returns the
     /// bytes that still exist (possibly ending in a partial batch, which consumers skip).
     pub fn read_bytes(&self) -> Result<Bytes> {
-        let Some((file, path)) = &self.source else {
-            return Ok(Bytes::new());
-        };
         let mut buf = vec![0u8; self.len];
+        let done = self.read_into(&mut buf)?;
+        buf.truncate(done);
+        Ok(Bytes::from(buf))
+    }
+
+    /// Like [`ReadPlan::read_bytes`], into the caller's buffer (at least [`ReadPlan::len`] bytes
+    /// long), so hot paths can reuse buffers. Returns how many bytes were read.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<usize> {
+        let Some((file, path)) = &self.source else {
+            return Ok(0);
+        };
+        let len = self.len.min(buf.len());
         let mut done = 0usize;
-        while done < self.len {
-            match file.read_at(&mut buf[done..], self.position + done as u64) {
+        while done < len {
+            match file.read_at(&mut buf[done..len], self.position + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::io("read segment", path)(e)),
             }
         }
-        buf.truncate(done);
-        Ok(Bytes::from(buf))
+        Ok(done)
     }
 }
 
