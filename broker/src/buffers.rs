@@ -4,6 +4,7 @@
 //! as `Bytes` and come back to the pool when the response that holds them is dropped.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use fjord_storage::ReadPlan;
@@ -17,6 +18,8 @@ const MAX_POOLED_BUFFER: usize = 64 * 1024 * 1024;
 pub struct BufferPool {
     free: Mutex<Vec<Vec<u8>>>,
     max_pooled_bytes: usize,
+    /// Set by every `take`; cleared by `trim_if_idle`.
+    used: AtomicBool,
 }
 
 /// A pooled buffer lent out as `Bytes`; returns to the pool on drop.
@@ -40,7 +43,7 @@ impl Drop for Lent {
 
 impl BufferPool {
     pub fn new(max_pooled_bytes: usize) -> Arc<BufferPool> {
-        Arc::new(BufferPool { free: Mutex::new(Vec::new()), max_pooled_bytes })
+        Arc::new(BufferPool { free: Mutex::new(Vec::new()), max_pooled_bytes, used: AtomicBool::new(false) })
     }
 
     /// Reads `plan` into a pooled buffer.
@@ -60,6 +63,7 @@ impl BufferPool {
     /// The smallest free buffer that fits, or a new one. Buffers stay fully initialised, so a
     /// reused buffer is never zeroed again.
     fn take(&self, want: usize) -> Vec<u8> {
+        self.used.store(true, Ordering::Relaxed);
         let mut free = self.free.lock();
         let best = free
             .iter()
@@ -91,6 +95,14 @@ impl BufferPool {
         }
     }
 
+    /// Frees every pooled buffer if none was taken since the previous call, so an idle broker
+    /// gives its fetch memory back. Called periodically.
+    pub fn trim_if_idle(&self) {
+        if !self.used.swap(false, Ordering::Relaxed) {
+            self.free.lock().clear();
+        }
+    }
+
     /// Bytes currently held for reuse.
     pub fn pooled_bytes(&self) -> usize {
         self.free.lock().iter().map(Vec::len).sum()
@@ -113,5 +125,10 @@ mod tests {
         pool.give_back(vec![0u8; 2 * 1024 * 1024]);
         pool.give_back(vec![0u8; 2 * 1024 * 1024]);
         assert!(pool.pooled_bytes() <= 3 * 1024 * 1024);
+        // Used since the last trim: kept. Idle for a whole period: freed.
+        pool.trim_if_idle();
+        assert!(pool.pooled_bytes() > 0);
+        pool.trim_if_idle();
+        assert_eq!(pool.pooled_bytes(), 0);
     }
 }

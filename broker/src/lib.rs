@@ -23,6 +23,9 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 
+/// An idle broker returns its pooled fetch buffers after one to two of these intervals.
+const READ_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Runs a broker until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listen = config.network.listen;
@@ -41,6 +44,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     spawn_periodic(broker.clone(), broker.config.storage.retention_check_interval, shutdown_rx.clone(), |b| {
         b.replicas.apply_retention(&b.metrics)
     });
+    spawn_periodic(broker.clone(), READ_BUFFER_TRIM_INTERVAL, shutdown_rx.clone(), |b| b.read_buffers.trim_if_idle());
     spawn_periodic(broker.clone(), broker.config.storage.checkpoint_interval, shutdown_rx.clone(), |b| {
         b.replicas.checkpoint_all()
     });

@@ -197,9 +197,25 @@ async fn read_frames(
             break ReadEnd::TooLarge(size);
         }
         let Ok(permit) = budget.clone().acquire_many_owned(size as u32).await else { break ReadEnd::Closed };
-        let mut buf = BytesMut::zeroed(size);
-        if let Err(e) = reader.read_exact(&mut buf).await {
-            break if e.kind() == std::io::ErrorKind::UnexpectedEof { ReadEnd::Closed } else { ReadEnd::Io(e) };
+        // Read into uninitialised capacity: a zeroed allocation of this size is a calloc, which
+        // jemalloc serves by purging pages that then fault in again on every request.
+        let mut buf = BytesMut::with_capacity(size);
+        let mut failed = None;
+        while buf.len() < size {
+            match (&mut reader).take((size - buf.len()) as u64).read_buf(&mut buf).await {
+                Ok(0) => {
+                    failed = Some(ReadEnd::Closed);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(ReadEnd::Io(e));
+                    break;
+                }
+            }
+        }
+        if let Some(end) = failed {
+            break end;
         }
         broker.metrics.bytes_in.inc_by(size as u64 + 4);
         if frames.send(Frame { bytes: buf.freeze(), _budget: permit }).await.is_err() {
