@@ -198,8 +198,10 @@ fn sync_in_parallel(tickets: &[(&Arc<Partition>, fjord_storage::FlushTicket)]) -
     std::thread::scope(|scope| {
         let workers: Vec<_> = tickets
             .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(sync_one).fold(true, |all, ok| all && ok)))
+            // Count failures instead of `all()`: every ticket must be synced even after one fails.
+            .map(|chunk| scope.spawn(move || chunk.iter().map(sync_one).filter(|ok| !ok).count() == 0))
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or(false)).fold(true, |all, ok| all && ok)
+        // Join every worker before answering.
+        workers.into_iter().map(|w| w.join().unwrap_or(false)).filter(|ok| !ok).count() == 0
     })
 }
