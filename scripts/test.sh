@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every test of the repository: Rust unit/integration tests, then the Python integration
+# suite against the real broker binary. Needs only the Rust toolchain, Python 3.11 and apt
+# (as root); installs what is missing (kcat, python3-venv) and is safe to run again.
+# Extra arguments are passed to pytest, e.g.: scripts/test.sh -k kcat
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+apt_pkgs=()
+if ! command -v kcat >/dev/null 2>&1; then
+    apt_pkgs+=(kcat)
+fi
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt_pkgs+=(python3-venv)
+fi
+if ((${#apt_pkgs[@]})); then
+    step "apt-get install ${apt_pkgs[*]} (missing on this machine)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}"
+else
+    step "kcat and python3-venv already present: no apt-get"
+fi
+
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
+    step "create Python venv .venv"
+    rm -rf .venv
+    python3 -m venv .venv
+fi
+step "pip install -r broker/tests/python/requirements.txt into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r broker/tests/python/requirements.txt
+
+step "cargo build --locked -p fjord-broker --bins"
+cargo build --locked -p fjord-broker --bins
+
+step "cargo test --locked --workspace --exclude fjord-bench (the benchmark crate builds librdkafka; it is not a test)"
+cargo test --locked --workspace --exclude fjord-bench
+
+step "pytest broker/tests/python (integration tests against target/debug/fjord-broker)"
+export FJORD_BROKER_BIN="$ROOT/target/debug/fjord-broker"
+.venv/bin/pytest -q broker/tests/python "$@"
