@@ -21,8 +21,11 @@ const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1
 pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let operations = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
     let mut image = broker.image();
+    // v0 has no null array: an empty list means every topic.
+    let all_topics = request.topics.is_none() || (version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
     let topics = match &request.topics {
-        None => image.topics().map(|t| describe_topic(t, operations)).collect(),
+        _ if all_topics => image.topics().map(|t| describe_topic(t, operations)).collect(),
+        None => Vec::new(),
         Some(requested) => {
             // Auto-create first (one metadata commit per missing topic), then describe.
             // Metadata v0-v3 always allowed auto-creation; v4+ asks for it explicitly.

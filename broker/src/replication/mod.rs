@@ -39,6 +39,9 @@ pub struct ReplicaManager {
     data_dir: PathBuf,
     config: BrokerConfig,
     partitions: RwLock<HashMap<(String, i32), Arc<Partition>>>,
+    /// Serialises `sync_with_image` and remembers the newest image applied, so concurrent admin
+    /// requests can never apply an older image over a newer one (and reopen a deleted topic).
+    synced_offset: parking_lot::Mutex<Option<u64>>,
     /// Whether the previous run shut down cleanly (decides recovery for logs opened at start).
     clean_start: bool,
     pub flusher: Arc<Flusher>,
@@ -65,6 +68,7 @@ impl ReplicaManager {
             data_dir,
             config: config.clone(),
             partitions: RwLock::new(HashMap::new()),
+            synced_offset: parking_lot::Mutex::new(None),
             clean_start,
             flusher,
         })
@@ -81,6 +85,16 @@ impl ReplicaManager {
     /// Brings hosted partitions in line with `image`: opens logs for new partitions, applies
     /// config changes, and deletes the logs of topics that are gone. Blocking file I/O.
     pub fn sync_with_image(&self, image: &MetadataImage) -> Result<(), Error> {
+        let mut synced = self.synced_offset.lock();
+        if synced.is_some_and(|done| done > image.offset) {
+            return Ok(());
+        }
+        self.apply_image(image)?;
+        *synced = Some(image.offset);
+        Ok(())
+    }
+
+    fn apply_image(&self, image: &MetadataImage) -> Result<(), Error> {
         // Drop partitions whose topic vanished or was recreated with a new id.
         let gone: Vec<Arc<Partition>> = {
             let mut partitions = self.partitions.write();
@@ -224,4 +238,48 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fjord_metadata::{BrokerId, MetadataRecord, PartitionId};
+
+    fn topic_records(name: &str, id: TopicId) -> Vec<MetadataRecord> {
+        vec![
+            MetadataRecord::Topic { name: name.into(), topic_id: id },
+            MetadataRecord::Partition {
+                topic_id: id,
+                partition: PartitionId(0),
+                replicas: vec![BrokerId(0)],
+                isr: vec![BrokerId(0)],
+                leader: BrokerId(0),
+                leader_epoch: 0,
+            },
+        ]
+    }
+
+    #[test]
+    fn sync_with_an_older_image_never_reopens_a_deleted_topic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = BrokerConfig::default();
+        config.storage.data_dir = dir.path().to_path_buf();
+        let replicas = ReplicaManager::new(&config, Metrics::new(false)).expect("opens");
+        let id = TopicId::random();
+        let created = MetadataImage::default().apply(&topic_records("t", id)).expect("applies");
+        let deleted = created.apply(&[MetadataRecord::RemoveTopic { topic_id: id }]).expect("applies");
+        // The deleting request syncs first; the creating one arrives late with its older image.
+        replicas.sync_with_image(&deleted).expect("syncs");
+        replicas.sync_with_image(&created).expect("syncs");
+        assert!(replicas.get("t", 0).is_none());
+        assert!(!dir.path().join("t-0").exists());
+        // In order, the topic is opened and then deleted with its directory.
+        let replicas = ReplicaManager::new(&config, Metrics::new(false)).expect("opens");
+        replicas.sync_with_image(&created).expect("syncs");
+        assert!(replicas.get("t", 0).is_some());
+        assert!(dir.path().join("t-0").is_dir());
+        replicas.sync_with_image(&deleted).expect("syncs");
+        assert!(replicas.get("t", 0).is_none());
+        assert!(!dir.path().join("t-0").exists());
+    }
 }
