@@ -14,6 +14,9 @@ apt_pkgs=()
 if ! command -v kcat >/dev/null 2>&1; then
     apt_pkgs+=(kcat)
 fi
+if ! command -v prometheus >/dev/null 2>&1; then
+    apt_pkgs+=(prometheus)  # a real scraper for the /metrics test (test_http.py)
+fi
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     apt_pkgs+=(python3-venv)
 fi
@@ -23,7 +26,7 @@ if ((${#apt_pkgs[@]})); then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}"
 else
-    step "kcat and python3-venv already present: no apt-get"
+    step "kcat, prometheus and python3-venv already present: no apt-get"
 fi
 
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then

@@ -98,7 +98,7 @@ impl Metrics {
         let partitions = Gauge::default();
         registry.register("storage_partitions", "partitions hosted by this broker", partitions.clone());
         let log_end_offset_sum = Gauge::<i64>::default();
-        registry.register("storage_log_end_offset_sum", "sum of log end offsets over all partitions", log_end_offset_sum.clone());
+        registry.register("storage_log_end_offsets", "log end offsets summed over all partitions (records ever appended)", log_end_offset_sum.clone());
         let log_end_offset = Family::<PartitionLabel, Gauge>::default();
         if per_partition {
             registry.register("partition_log_end_offset", "log end offset per partition", log_end_offset.clone());

@@ -62,3 +62,50 @@ def test_metrics_format_and_counters(broker):
     _, _, text2 = broker.http_get("/metrics")
     after = produce_request_total(parse_metrics(text2))
     assert after >= before + 1, f"Produce request counter did not move: {before} -> {after}"
+
+
+def test_real_prometheus_scrapes_and_queries_the_broker(broker, tmp_path):
+    """A real Prometheus server (Debian's, installed by scripts/test.sh) scrapes /metrics with its
+    own OpenMetrics parser: the target is up and per-API series are queryable."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    from helpers import wait_until
+
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "prometheus is not installed (scripts/test.sh installs it with apt)"
+    produce_ok(broker.bootstrap, unique("prom"), [{"value": b"p"}])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = broker.http.removeprefix("http://")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        f"scrape_configs:\n  - job_name: fjord\n    static_configs:\n      - targets: ['{target}']\n")
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"))
+    try:
+        def query(expr):
+            url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return json.load(r)["data"]["result"]
+            except OSError:
+                return []
+
+        up = wait_until(lambda: query('up{job="fjord"}'), 30, "prometheus scraped the broker")
+        assert up[0]["value"][1] == "1", (up, (tmp_path / "prometheus.log").read_text()[-2000:])
+        series = wait_until(lambda: query('fjord_network_requests_total{api="Produce"}'), 30,
+                            "produce request counter queryable")
+        assert float(series[0]["value"][1]) >= 1
+        assert query("fjord_storage_fsync_duration_seconds_count"), "fsync histogram missing"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
