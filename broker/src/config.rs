@@ -260,6 +260,12 @@ impl BrokerConfig {
             && adv.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
                 problems.push(format!("network.advertised_listener must be host:port, got {adv:?}"));
             }
+        if self.network.listen.ip().is_unspecified() && self.network.advertised_listener.is_none() {
+            problems.push(format!(
+                "network.listen {} binds every interface; set network.advertised_listener (--advertised-listener) to the host:port clients should use",
+                self.network.listen
+            ));
+        }
         if t.num_partitions < 1 {
             problems.push(format!("topics.num_partitions must be >= 1, got {}", t.num_partitions));
         }
@@ -370,6 +376,11 @@ mod tests {
         .expect_err("invalid");
         let text = err.to_string();
         assert!(text.contains("num_partitions") && text.contains("message.timestamp.type"), "{text}");
+        let err = BrokerConfig::load_from(&cli(&["--listen", "0.0.0.0:9092"]), Vec::new()).expect_err("unadvertisable");
+        assert!(err.to_string().contains("advertised_listener"), "{err}");
+        let ok = BrokerConfig::load_from(&cli(&["--listen", "0.0.0.0:9092", "--advertised-listener", "broker-0:9092"]), Vec::new())
+            .expect("advertised");
+        assert_eq!(ok.advertised_listener(), ("broker-0".to_string(), 9092));
     }
 
     #[test]
