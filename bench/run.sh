@@ -17,6 +17,10 @@
 #   FJORD_PORT=19092  FJORD_HTTP_PORT=19093  NISSHI_PORT=19192
 #   NISSHI_BIN=/tmp/peers/bin/nisshi  NISSHI_STORAGE=memory://nisshi/
 #   DATA_PARENT=/tmp   (fjord's data directory is a fresh mktemp -d under it for every run)
+#   SETTLE=5   (seconds to pause, after a `sync`, between workloads: each workload ends by deleting
+#              its topic, i.e. GBs of segment files, and on this ext4 `discard` mount that delete
+#              stalls fsync for ~3 s; without the pause the stall lands in the next workload)
+#   BENCH_ARGS="--timeline"   (extra fjord-bench flags for every workload; see fjord-bench --help)
 #
 # The peer, nisshi (crates.io; the renamed tansu), is not built here. Install it once with
 #   cargo install --locked --ignore-rust-version --root /tmp/peers nisshi   # ~20 min on 2 cores
@@ -43,6 +47,8 @@ NISSHI_PORT=${NISSHI_PORT:-19192}
 NISSHI_BIN=${NISSHI_BIN:-/tmp/peers/bin/nisshi}
 NISSHI_STORAGE=${NISSHI_STORAGE:-memory://nisshi/}
 DATA_PARENT=${DATA_PARENT:-/tmp}
+BENCH_ARGS=${BENCH_ARGS:-}
+SETTLE=${SETTLE:-5}
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT_DIR="$ROOT/target/bench"
@@ -172,7 +178,8 @@ say "# machine: $(nproc) vCPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), kernel $(uname -r)"
 say "# fjord: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(
   git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (+ uncommitted changes)')"
-say "# settings: RUNS=$RUNS DURATION=$DURATION TARGETS='$TARGETS' WORKLOADS='$WORKLOADS' RATE_MIBS=$RATE_MIBS"
+say "# load average at start (other work on the machine skews results): $(cut -d' ' -f1-3 /proc/loadavg)"
+say "# settings: RUNS=$RUNS DURATION=$DURATION TARGETS='$TARGETS' WORKLOADS='$WORKLOADS' RATE_MIBS=$RATE_MIBS SETTLE=$SETTLE BENCH_ARGS='$BENCH_ARGS'"
 
 active_targets=()
 for target in $TARGETS; do
@@ -215,121 +222,26 @@ for run in $(seq 1 "$RUNS"); do
         failures=$((failures + 1))
         continue
       fi
-      # shellcheck disable=SC2086 # wargs is a list of flags
+      # shellcheck disable=SC2086 # wargs and BENCH_ARGS are lists of flags
       if ! timeout $((DURATION * 4 + 300)) "$BENCH_BIN" --bootstrap "127.0.0.1:$PORT" \
         --broker-pid "$BROKER_PID" --label "$target" --workload "$w" --run "$run" \
-        --duration "$DURATION" --topic "bench-$w" $wargs 2>&1 | tee -a "$RAW"; then
+        --duration "$DURATION" --topic "bench-$w" $wargs $BENCH_ARGS 2>&1 | tee -a "$RAW"; then
         say "fjord-bench failed: $target workload $w run $run"
         failures=$((failures + 1))
       fi
+      # Let the previous workload's topic deletion and dirty pages settle (see SETTLE above).
+      sync
+      sleep "$SETTLE"
     done
     stop_broker
   done
 done
 
 # ---------------------------------------------------------------------------------------------
-# 6. Summary: medians over runs, fjord/nisshi ratios, and the issue's targets.
+# 6. Summary (bench/summary.py): medians over runs, fjord/nisshi ratios, the issue's targets.
+#    Re-print it for any raw file with: python3 bench/summary.py target/bench/results-<ts>.txt
 # ---------------------------------------------------------------------------------------------
-python3 - "$RAW" "$RATE_MIBS" <<'PY' | tee -a "$RAW"
-import statistics, sys
-from collections import defaultdict
-
-raw, rate_mibs = sys.argv[1], sys.argv[2]
-vals = defaultdict(list)  # (label, workload, phase, key) -> [float]
-for line in open(raw):
-    if not line.startswith("RESULT "):
-        continue
-    kv = dict(f.split("=", 1) for f in line.split()[1:])
-    for k, v in kv.items():
-        if v in ("true", "false"):
-            v = 1.0 if v == "true" else 0.0
-        try:
-            vals[(kv["label"], kv["workload"], kv["phase"], k)].append(float(v))
-        except ValueError:
-            pass
-
-def med(label, w, phase, key):
-    xs = [x for x in vals.get((label, w, phase, key), []) if x == x]  # drop NaN
-    return statistics.median(xs) if xs else None
-
-def runs(label, w, phase, key):
-    return vals.get((label, w, phase, key), [])
-
-labels = [l for l in ("fjord", "nisshi") if any(k[0] == l for k in vals)]
-labels += sorted({k[0] for k in vals} - set(labels))
-workloads = sorted({k[1] for k in vals})
-desc = {"a": "16 partitions, max rate", "b": f"16 partitions, offered {rate_mibs} MiB/s",
-        "c": "1000 partitions, max rate"}
-rows = [
-    ("produce", "mib_s", "produce MiB/s"),
-    ("produce", "msgs_s", "produce msgs/s"),
-    ("produce", "ack_p50_ms", "ack p50 ms"),
-    ("produce", "ack_p99_ms", "ack p99 ms"),
-    ("produce", "ack_p999_ms", "ack p99.9 ms"),
-    ("produce", "errors", "produce errors"),
-    ("produce", "broker_cpu_pct", "broker CPU % (produce)"),
-    ("produce", "broker_rss_peak_mib", "broker RSS peak MiB (produce)"),
-    ("produce", "client_cpu_pct", "client CPU % (produce)"),
-    ("consume", "mib_s", "consume MiB/s"),
-    ("consume", "msgs_s", "consume msgs/s"),
-    ("consume", "broker_cpu_pct", "broker CPU % (consume)"),
-    ("consume", "broker_rss_peak_mib", "broker RSS peak MiB (consume)"),
-    ("consume", "client_cpu_pct", "client CPU % (consume)"),
-    ("consume", "count_ok", "count check (1 = ok)"),
-]
-
-def fmt(x):
-    if x is None:
-        return "-"
-    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.2f}"
-
-print()
-print("=== summary: medians over runs [per-run values] ===")
-for w in workloads:
-    print(f"\nworkload {w}: {desc.get(w, w)}")
-    head = f"  {'metric':32}" + "".join(f"{l:>34}" for l in labels)
-    if {"fjord", "nisshi"} <= set(labels):
-        head += f"{'fjord/nisshi':>14}"
-    print(head)
-    for phase, key, name in rows:
-        cells = []
-        for l in labels:
-            m = med(l, w, phase, key)
-            per = ", ".join(fmt(x) for x in runs(l, w, phase, key))
-            cells.append(f"{fmt(m)} [{per}]" if m is not None else "-")
-        if all(c == "-" for c in cells):
-            continue
-        line = f"  {name:32}" + "".join(f"{c:>34}" for c in cells)
-        if {"fjord", "nisshi"} <= set(labels):
-            f, n = med("fjord", w, phase, key), med("nisshi", w, phase, key)
-            line += f"{(f / n):>13.2f}x" if f is not None and n else f"{'-':>14}"
-        print(line)
-
-idle = {l: med(l, "a", "produce", "broker_rss_idle_mib") for l in labels}
-print("\nbroker idle RSS MiB (fresh broker, before workload a): " +
-      ", ".join(f"{l} {fmt(v)}" for l, v in idle.items()))
-
-if "fjord" in labels:
-    print("\n=== fjord vs the issue's targets (medians) ===")
-    def check(name, value, ok):
-        state = "n/a " if value is None or ok is None else ("PASS" if ok else "FAIL")
-        print(f"  [{state}] {name}: {value}")
-    pa = med("fjord", "a", "produce", "mib_s")
-    check("produce >= 150 MiB/s (a)", fmt(pa), None if pa is None else pa >= 150)
-    na = med("nisshi", "a", "produce", "mib_s")
-    check("produce >= 2x nisshi's (a)",
-          None if pa is None or not na else f"{pa / na:.2f}x",
-          None if pa is None or not na else pa >= 2 * na)
-    ca = med("fjord", "a", "consume", "mib_s")
-    check("consume >= 400 MiB/s (a)", fmt(ca), None if ca is None else ca >= 400)
-    p99 = med("fjord", "b", "produce", "ack_p99_ms")
-    check(f"p99 ack <= 10 ms at {rate_mibs} MiB/s offered (b)", fmt(p99), None if p99 is None else p99 <= 10)
-    pc = med("fjord", "c", "produce", "mib_s")
-    check("1000 partitions keep >= 80 % of 16-partition produce (c/a)",
-          None if pc is None or not pa else f"{pc / pa * 100:.0f} %",
-          None if pc is None or not pa else pc >= 0.8 * pa)
-    check("idle RSS < 64 MiB", fmt(idle.get("fjord")), None if idle.get("fjord") is None else idle["fjord"] < 64)
-PY
+python3 bench/summary.py "$RAW" "$RATE_MIBS" | tee -a "$RAW"
 
 say ""
 say "raw results: $RAW"

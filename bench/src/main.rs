@@ -24,7 +24,10 @@ use crate::produce::ProduceSpec;
 const MIB: f64 = 1024.0 * 1024.0;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Produce/consume benchmark for one Kafka-compatible broker (librdkafka)")]
+#[command(
+    version,
+    about = "Produce/consume benchmark for one Kafka-compatible broker (librdkafka)"
+)]
 struct Args {
     /// Broker bootstrap address.
     #[arg(long, default_value = "127.0.0.1:9092")]
@@ -72,6 +75,10 @@ struct Args {
     /// partition count, and keep it. For brokers without CreateTopics, e.g. librdkafka's mock.
     #[arg(long)]
     no_create_topic: bool,
+    /// Also print, per second of the produce phase, the acks and the worst ack latency
+    /// (to locate stalls behind a bad p99).
+    #[arg(long)]
+    timeline: bool,
     /// Skip the consume phase.
     #[arg(long)]
     no_consume: bool,
@@ -174,15 +181,25 @@ fn run(args: &mut Args) -> Result<bool> {
         linger_ms: args.linger_ms,
         batch_size: args.batch_size,
         flush_timeout: Duration::from_secs(args.flush_timeout),
+        timeline: args.timeline,
     };
     let meter = PhaseMeter::start(args.broker_pid);
     let p = produce::run(&args.bootstrap, &spec)?;
     let usage = meter.finish();
-    let msgs_s = if p.secs > 0.0 { p.acked as f64 / p.secs } else { 0.0 };
+    let msgs_s = if p.secs > 0.0 {
+        p.acked as f64 / p.secs
+    } else {
+        0.0
+    };
     let mib_s = msgs_s * args.value_size as f64 / MIB;
     let q = |quantile: f64| p.latency_us.value_at_quantile(quantile) as f64 / 1000.0;
     let (p50, p99, p999, max) = if p.acked > 0 {
-        (q(0.50), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0)
+        (
+            q(0.50),
+            q(0.99),
+            q(0.999),
+            p.latency_us.max() as f64 / 1000.0,
+        )
     } else {
         (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
     };
@@ -203,7 +220,13 @@ fn run(args: &mut Args) -> Result<bool> {
     println!("{}", line.0);
     let offered = rate.map_or_else(
         || "max rate".to_string(),
-        |r| format!("offered {:.0} msgs/s ({:.1} MiB/s)", r, r * args.value_size as f64 / MIB),
+        |r| {
+            format!(
+                "offered {:.0} msgs/s ({:.1} MiB/s)",
+                r,
+                r * args.value_size as f64 / MIB
+            )
+        },
     );
     println!(
         "{tag} produce ({offered}, {} partitions): {msgs_s:.0} msgs/s, {mib_s:.1} MiB/s, \
@@ -212,10 +235,20 @@ fn run(args: &mut Args) -> Result<bool> {
         args.partitions,
         p.acked,
         p.errors,
-        p.first_error.as_deref().map(|e| format!(" (first: {e})")).unwrap_or_default(),
+        p.first_error
+            .as_deref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default(),
         fmt_opt(idle_rss_mib, " MiB"),
         human_usage(&usage),
     );
+    if args.timeline {
+        let mut line = format!("{tag} timeline (second: acks/worst ack ms):");
+        for (second, (acks, worst_us)) in p.timeline.iter().enumerate() {
+            let _ = write!(line, " {second}:{acks}/{:.1}", *worst_us as f64 / 1000.0);
+        }
+        println!("{line}");
+    }
     let mut ok = p.errors == 0 && p.acked > 0;
 
     if !args.no_consume {
@@ -229,11 +262,20 @@ fn run(args: &mut Args) -> Result<bool> {
             Duration::from_secs(args.consume_idle_timeout),
         )?;
         let usage = meter.finish();
-        let msgs_s = if c.secs > 0.0 { c.msgs as f64 / c.secs } else { 0.0 };
-        let mib_s = if c.secs > 0.0 { c.bytes as f64 / MIB / c.secs } else { 0.0 };
+        let msgs_s = if c.secs > 0.0 {
+            c.msgs as f64 / c.secs
+        } else {
+            0.0
+        };
+        let mib_s = if c.secs > 0.0 {
+            c.bytes as f64 / MIB / c.secs
+        } else {
+            0.0
+        };
         // Every acknowledged record must be stored and read back; nothing unacknowledged
         // should be stored unless a delivery report was an error (then the broker may have it).
-        let count_ok = c.msgs == stored && (stored == p.acked || (p.errors > 0 && stored >= p.acked));
+        let count_ok =
+            c.msgs == stored && (stored == p.acked || (p.errors > 0 && stored >= p.acked));
         let mut line = Line::new(args, "consume");
         line.kv("msgs", c.msgs)
             .kv("stored", stored)
@@ -250,8 +292,16 @@ fn run(args: &mut Args) -> Result<bool> {
             c.msgs,
             stored,
             p.acked,
-            if count_ok { "count OK" } else { "COUNT MISMATCH" },
-            if c.timed_out { " (stopped: idle timeout)" } else { "" },
+            if count_ok {
+                "count OK"
+            } else {
+                "COUNT MISMATCH"
+            },
+            if c.timed_out {
+                " (stopped: idle timeout)"
+            } else {
+                ""
+            },
             human_usage(&usage),
         );
         ok &= count_ok;

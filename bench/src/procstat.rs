@@ -101,7 +101,10 @@ impl PhaseMeter {
         if let Some(handle) = self.sampler.take() {
             let _ = handle.join();
         }
-        let peak = self.peak_kib.load(Ordering::Relaxed).max(broker_rss_end_kib.unwrap_or(0));
+        let peak = self
+            .peak_kib
+            .load(Ordering::Relaxed)
+            .max(broker_rss_end_kib.unwrap_or(0));
         PhaseUsage {
             broker_cpu_pct,
             broker_rss_peak_kib: (self.broker.is_some() && peak > 0).then_some(peak),

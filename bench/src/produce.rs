@@ -32,6 +32,8 @@ pub(crate) struct ProduceSpec {
     pub(crate) linger_ms: u32,
     pub(crate) batch_size: u32,
     pub(crate) flush_timeout: Duration,
+    /// Also keep the worst ack latency per second of send time (for `--timeline`).
+    pub(crate) timeline: bool,
 }
 
 /// What the produce phase measured.
@@ -46,6 +48,8 @@ pub(crate) struct ProduceResult {
     pub(crate) secs: f64,
     /// Ack latency histogram in microseconds.
     pub(crate) latency_us: Histogram<u64>,
+    /// With `timeline`: per second of send time since the start, (acks, worst latency µs).
+    pub(crate) timeline: Vec<(u64, u64)>,
 }
 
 /// Producer context: the delivery callback (run on the producer's polling thread) records
@@ -57,6 +61,8 @@ struct DeliveryCtx {
     failed: AtomicU64,
     last_report_ns: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// `Some` with `--timeline`: indexed by whole seconds of send time since `t0`.
+    timeline: Option<Mutex<Vec<(u64, u64)>>>,
 }
 
 impl DeliveryCtx {
@@ -88,6 +94,16 @@ impl ProducerContext for DeliveryCtx {
                     .expect("histogram lock")
                     .saturating_record(micros.max(1));
                 self.acked.fetch_add(1, Ordering::Relaxed);
+                if let Some(timeline) = &self.timeline {
+                    let second = sent_ns / 1_000_000_000;
+                    let mut timeline = timeline.lock().expect("timeline lock");
+                    if timeline.len() <= second {
+                        timeline.resize(second + 1, (0, 0));
+                    }
+                    let slot = &mut timeline[second];
+                    slot.0 += 1;
+                    slot.1 = slot.1.max(micros);
+                }
             }
             Err((err, _)) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
@@ -145,6 +161,7 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         failed: AtomicU64::new(0),
         last_report_ns: AtomicU64::new(0),
         first_error: Mutex::new(None),
+        timeline: spec.timeline.then(|| Mutex::new(Vec::new())),
     };
     let producer: ThreadedProducer<DeliveryCtx> =
         config.create_with_context(ctx).context("create producer")?;
@@ -180,11 +197,9 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         }
         while sent < due {
             let value = &values[(sent as usize) & (PAYLOAD_POOL - 1)];
-            let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(
-                &spec.topic,
-                ctx.now_ns() as usize,
-            )
-            .payload(value.as_slice());
+            let mut record =
+                BaseRecord::<(), [u8], usize>::with_opaque_to(&spec.topic, ctx.now_ns() as usize)
+                    .payload(value.as_slice());
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -210,13 +225,35 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
 
     // Wait for every outstanding delivery report.
     if let Err(e) = producer.flush(spec.flush_timeout) {
-        eprintln!("warning: flush: {e} ({} messages still in flight)", producer.in_flight_count());
+        eprintln!(
+            "warning: flush: {e} ({} messages still in flight)",
+            producer.in_flight_count()
+        );
     }
     let acked = ctx.acked.load(Ordering::Relaxed);
     let failed = ctx.failed.load(Ordering::Relaxed);
     let last_ns = ctx.last_report_ns.load(Ordering::Relaxed).max(start_ns);
     let latency_us = ctx.latency_us.lock().expect("histogram lock").clone();
-    let first_error = ctx.first_error.lock().expect("error lock").clone().or(first_reject);
+    let first_error = ctx
+        .first_error
+        .lock()
+        .expect("error lock")
+        .clone()
+        .or(first_reject);
+    // Re-base the timeline on the phase start (t0 is taken before connecting).
+    let skip = (start_ns / 1_000_000_000) as usize;
+    let timeline = ctx
+        .timeline
+        .as_ref()
+        .map(|t| {
+            t.lock()
+                .expect("timeline lock")
+                .iter()
+                .skip(skip)
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(ProduceResult {
         sent,
         acked,
@@ -224,5 +261,6 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         first_error,
         secs: (last_ns - start_ns) as f64 / 1e9,
         latency_us,
+        timeline,
     })
 }
