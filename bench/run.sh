@@ -10,10 +10,11 @@
 # no compression; then one consumer reads everything from the beginning):
 #   a  16 partitions, max rate, DURATION s
 #   b  16 partitions, offered RATE_MIBS MiB/s (paced), DURATION s  (the p99-ack-latency target)
-#   c  1000 partitions, max rate, DURATION s
+#   c  1000 partitions, max rate, DURATION s (librdkafka's default sticky partitioner)
+#   d  1000 partitions, max rate, messages spread over every partition (--spread)
 #
 # Environment overrides:
-#   RUNS=3  DURATION=20  TARGETS="fjord nisshi"  WORKLOADS="a b c"  RATE_MIBS=50
+#   RUNS=3  DURATION=20  TARGETS="fjord nisshi"  WORKLOADS="a b c d"  RATE_MIBS=50
 #   FJORD_PORT=19092  FJORD_HTTP_PORT=19093  NISSHI_PORT=19192
 #   NISSHI_BIN=/tmp/peers/bin/nisshi  NISSHI_STORAGE=memory://nisshi/
 #   DATA_PARENT=/tmp   (fjord's data directory is a fresh mktemp -d under it for every run)
@@ -39,7 +40,7 @@ ROOT=$(pwd)
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-20}
 TARGETS=${TARGETS:-fjord nisshi}
-WORKLOADS=${WORKLOADS:-a b c}
+WORKLOADS=${WORKLOADS:-a b c d}
 RATE_MIBS=${RATE_MIBS:-50}
 FJORD_PORT=${FJORD_PORT:-19092}
 FJORD_HTTP_PORT=${FJORD_HTTP_PORT:-19093}
@@ -166,6 +167,7 @@ workload_args() {
     a) echo "--partitions 16" ;;
     b) echo "--partitions 16 --rate-mibs $RATE_MIBS" ;;
     c) echo "--partitions 1000" ;;
+    d) echo "--partitions 1000 --spread" ;;
     *) return 1 ;;
   esac
 }

@@ -42,7 +42,7 @@ labels = [l for l in ("fjord", "nisshi") if any(k[0] == l for k in vals)]
 labels += sorted({k[0] for k in vals} - set(labels))
 workloads = sorted({k[1] for k in vals})
 desc = {"a": "16 partitions, max rate", "b": f"16 partitions, offered {rate_mibs} MiB/s",
-        "c": "1000 partitions, max rate"}
+        "c": "1000 partitions, max rate", "d": "1000 partitions, max rate, spread"}
 rows = [
     ("produce", "mib_s", "produce MiB/s"),
     ("produce", "msgs_s", "produce msgs/s"),
@@ -122,4 +122,8 @@ if "fjord" in labels:
     check("1000 partitions keep >= 80 % of 16-partition produce (c/a)",
           None if pc is None or not pa else f"{pc / pa * 100:.0f} %",
           None if pc is None or not pa else pc >= 0.8 * pa)
+    pd = med("fjord", "d", "produce", "mib_s")
+    check("1000 partitions, spread, keep >= 80 % of 16-partition produce (d/a)",
+          None if pd is None or not pa else f"{pd / pa * 100:.0f} %",
+          None if pd is None or not pa else pd >= 0.8 * pa)
     check("idle RSS < 64 MiB", fmt(idle.get("fjord")), None if idle.get("fjord") is None else idle["fjord"] < 64)

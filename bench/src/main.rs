@@ -59,6 +59,10 @@ struct Args {
     /// Producer batch.size in bytes.
     #[arg(long, default_value_t = 131_072)]
     batch_size: u32,
+    /// Spread keyless messages over all partitions (sticky.partitioning.linger.ms=0) instead of
+    /// librdkafka's default sticky partitioner, which fills one partition's batch at a time.
+    #[arg(long)]
+    spread: bool,
     /// PID of the broker process: sample its RSS (VmRSS) and CPU (utime+stime) from /proc.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -180,6 +184,7 @@ fn run(args: &mut Args) -> Result<bool> {
         acks: args.acks.clone(),
         linger_ms: args.linger_ms,
         batch_size: args.batch_size,
+        spread: args.spread,
         flush_timeout: Duration::from_secs(args.flush_timeout),
         timeline: args.timeline,
     };

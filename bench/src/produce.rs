@@ -31,6 +31,8 @@ pub(crate) struct ProduceSpec {
     pub(crate) acks: String,
     pub(crate) linger_ms: u32,
     pub(crate) batch_size: u32,
+    /// Disable sticky partitioning: every message picks a partition at random.
+    pub(crate) spread: bool,
     pub(crate) flush_timeout: Duration,
     /// Also keep the worst ack latency per second of send time (for `--timeline`).
     pub(crate) timeline: bool,
@@ -152,6 +154,9 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         .set("enable.idempotence", "false")
         .set("message.timeout.ms", "120000")
         .set("request.timeout.ms", "60000");
+    if spec.spread {
+        config.set("sticky.partitioning.linger.ms", "0");
+    }
     let ctx = DeliveryCtx {
         t0: Instant::now(),
         latency_us: Mutex::new(
