@@ -62,6 +62,13 @@ impl ReplicaManager {
         if clean_start {
             std::fs::remove_file(&marker).map_err(io)?;
         }
+        // Partition dirs renamed for deletion before a crash: finish deleting them.
+        for entry in std::fs::read_dir(&data_dir).map_err(io)?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with("-delete") {
+                tracing::info!(dir = %entry.path().display(), "finishing deletion of a deleted partition");
+                fjord_storage::delete_in_background(entry.path());
+            }
+        }
         tracing::info!(data_dir = %data_dir.display(), clean_start, "opening logs");
         let flusher = Flusher::start(config.storage.flush_interval, data_dir.clone(), metrics);
         Ok(ReplicaManager {
@@ -170,9 +177,12 @@ impl ReplicaManager {
         let dir = p.log.lock().dir().to_path_buf();
         // Rename first so a crash mid-delete never leaves a half-deleted log under a live name.
         let doomed = dir.with_extension(format!("{}-delete", p.topic_id.0.simple()));
-        let result = std::fs::rename(&dir, &doomed).and_then(|()| std::fs::remove_dir_all(&doomed));
-        match result {
-            Ok(()) => tracing::info!(topic = %p.topic, partition = p.index, "deleted partition log"),
+        // The files go gradually in the background: a big unlink stalls concurrent fsyncs.
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => {
+                fjord_storage::delete_in_background(doomed);
+                tracing::info!(topic = %p.topic, partition = p.index, "deleted partition log");
+            }
             Err(error) => tracing::error!(topic = %p.topic, partition = p.index, %error, "cannot delete partition log"),
         }
     }
@@ -281,5 +291,14 @@ mod tests {
         replicas.sync_with_image(&deleted).expect("syncs");
         assert!(replicas.get("t", 0).is_none());
         assert!(!dir.path().join("t-0").exists());
+        // The renamed directory is deleted in the background.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let leftovers = || {
+            std::fs::read_dir(dir.path()).expect("list").flatten().filter(|e| e.file_name().to_string_lossy().ends_with("-delete")).count()
+        };
+        while leftovers() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(leftovers(), 0);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod batch;
 mod checkpoint;
+mod deleter;
 mod epoch;
 mod error;
 mod index;
@@ -20,6 +21,7 @@ mod segment;
 mod types;
 
 pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
+pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
 pub use log::{
     AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType,

@@ -4,7 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -93,14 +93,6 @@ fn mtime_ms(file: &File, path: &Path) -> Result<i64> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64))
-}
-
-fn remove_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("delete", path)(e)),
-    }
 }
 
 impl Segment {
@@ -542,10 +534,20 @@ impl Segment {
     }
 
     /// Deletes the segment's files.
+    /// Renames the segment's files to `*.deleted` (so they vanish from the log at once and a
+    /// crash leaves them for `Log::open` to remove) and queues them for gradual deletion.
     pub(crate) fn delete_files(&self) -> Result<()> {
-        remove_if_exists(&self.log_path)?;
-        remove_if_exists(self.offset_index.path())?;
-        remove_if_exists(self.time_index.path())
+        for path in [&self.log_path, self.offset_index.path(), self.time_index.path()] {
+            let mut doomed = path.as_os_str().to_owned();
+            doomed.push(".deleted");
+            let doomed = PathBuf::from(doomed);
+            match fs::rename(path, &doomed) {
+                Ok(()) => crate::deleter::delete_in_background(doomed),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("delete", path)(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Position and header of the first batch whose last offset is >= `offset`, searching from
