@@ -37,6 +37,13 @@ fi
 step "pip install -r broker/tests/python/requirements.txt into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r broker/tests/python/requirements.txt
 
+if cargo fmt --version >/dev/null 2>&1; then
+    step "cargo fmt --all -- --check"
+    cargo fmt --all -- --check
+else
+    step "rustfmt is not installed: skipping the format check"
+fi
+
 step "cargo build --locked -p fjord-broker --bins"
 cargo build --locked -p fjord-broker --bins
 

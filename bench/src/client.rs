@@ -102,17 +102,12 @@ pub(crate) fn recreate_topic(bootstrap: &str, topic: &str, partitions: i32) -> R
     // Wait until every partition is visible with a leader.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ready = match admin
-            .inner()
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-        {
+        let ready = match admin.inner().fetch_metadata(Some(topic), Duration::from_secs(10)) {
             Ok(md) => md.topics().iter().any(|t| {
                 t.name() == topic
                     && t.error().is_none()
                     && t.partitions().len() == partitions as usize
-                    && t.partitions()
-                        .iter()
-                        .all(|p| p.error().is_none() && p.leader() >= 0)
+                    && t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0)
             }),
             Err(e) => {
                 eprintln!("metadata: {e}");
@@ -134,9 +129,7 @@ pub(crate) fn delete_topic(bootstrap: &str, topic: &str) {
     let result = (|| -> Result<()> {
         let admin: AdminClient<LogCtx> = base_config(bootstrap).create_with_context(LogCtx)?;
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
         for r in rt.block_on(admin.delete_topics(&[topic], &opts))? {
             if let Err((name, code)) = r {
                 bail!("DeleteTopics {name}: {code}");
@@ -158,13 +151,8 @@ pub(crate) fn existing_topic_partitions(bootstrap: &str, topic: &str) -> Result<
         .context("create metadata client")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let md = producer
-            .client()
-            .fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        if let Some(t) = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
+        let md = producer.client().fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        if let Some(t) = md.topics().iter().find(|t| t.name() == topic && t.error().is_none())
             && !t.partitions().is_empty()
             && t.partitions().iter().all(|p| p.leader() >= 0)
         {

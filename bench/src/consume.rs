@@ -37,9 +37,7 @@ fn consumer(bootstrap: &str) -> Result<BaseConsumer<LogCtx>> {
         // Must exceed fetch.max.bytes (librdkafka checks this at creation).
         .set("receive.message.max.bytes", (100 << 20).to_string())
         .set("queued.max.messages.kbytes", (256 << 10).to_string());
-    config
-        .create_with_context(LogCtx)
-        .context("create consumer")
+    config.create_with_context(LogCtx).context("create consumer")
 }
 
 /// Messages stored in the topic according to the broker: sum over partitions of

@@ -191,20 +191,11 @@ fn run(args: &mut Args) -> Result<bool> {
     let meter = PhaseMeter::start(args.broker_pid);
     let p = produce::run(&args.bootstrap, &spec)?;
     let usage = meter.finish();
-    let msgs_s = if p.secs > 0.0 {
-        p.acked as f64 / p.secs
-    } else {
-        0.0
-    };
+    let msgs_s = if p.secs > 0.0 { p.acked as f64 / p.secs } else { 0.0 };
     let mib_s = msgs_s * args.value_size as f64 / MIB;
     let q = |quantile: f64| p.latency_us.value_at_quantile(quantile) as f64 / 1000.0;
     let (p50, p99, p999, max) = if p.acked > 0 {
-        (
-            q(0.50),
-            q(0.99),
-            q(0.999),
-            p.latency_us.max() as f64 / 1000.0,
-        )
+        (q(0.50), q(0.99), q(0.999), p.latency_us.max() as f64 / 1000.0)
     } else {
         (f64::NAN, f64::NAN, f64::NAN, f64::NAN)
     };
@@ -267,11 +258,7 @@ fn run(args: &mut Args) -> Result<bool> {
             Duration::from_secs(args.consume_idle_timeout),
         )?;
         let usage = meter.finish();
-        let msgs_s = if c.secs > 0.0 {
-            c.msgs as f64 / c.secs
-        } else {
-            0.0
-        };
+        let msgs_s = if c.secs > 0.0 { c.msgs as f64 / c.secs } else { 0.0 };
         let mib_s = if c.secs > 0.0 {
             c.bytes as f64 / MIB / c.secs
         } else {
@@ -279,8 +266,7 @@ fn run(args: &mut Args) -> Result<bool> {
         };
         // Every acknowledged record must be stored and read back; nothing unacknowledged
         // should be stored unless a delivery report was an error (then the broker may have it).
-        let count_ok =
-            c.msgs == stored && (stored == p.acked || (p.errors > 0 && stored >= p.acked));
+        let count_ok = c.msgs == stored && (stored == p.acked || (p.errors > 0 && stored >= p.acked));
         let mut line = Line::new(args, "consume");
         line.kv("msgs", c.msgs)
             .kv("stored", stored)
@@ -297,16 +283,8 @@ fn run(args: &mut Args) -> Result<bool> {
             c.msgs,
             stored,
             p.acked,
-            if count_ok {
-                "count OK"
-            } else {
-                "COUNT MISMATCH"
-            },
-            if c.timed_out {
-                " (stopped: idle timeout)"
-            } else {
-                ""
-            },
+            if count_ok { "count OK" } else { "COUNT MISMATCH" },
+            if c.timed_out { " (stopped: idle timeout)" } else { "" },
             human_usage(&usage),
         );
         ok &= count_ok;

@@ -159,17 +159,14 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
     }
     let ctx = DeliveryCtx {
         t0: Instant::now(),
-        latency_us: Mutex::new(
-            Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram bounds")?,
-        ),
+        latency_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram bounds")?),
         acked: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         last_report_ns: AtomicU64::new(0),
         first_error: Mutex::new(None),
         timeline: spec.timeline.then(|| Mutex::new(Vec::new())),
     };
-    let producer: ThreadedProducer<DeliveryCtx> =
-        config.create_with_context(ctx).context("create producer")?;
+    let producer: ThreadedProducer<DeliveryCtx> = config.create_with_context(ctx).context("create producer")?;
     // Connect and learn the partition leaders before the clock starts.
     producer
         .client()
@@ -202,9 +199,8 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         }
         while sent < due {
             let value = &values[(sent as usize) & (PAYLOAD_POOL - 1)];
-            let mut record =
-                BaseRecord::<(), [u8], usize>::with_opaque_to(&spec.topic, ctx.now_ns() as usize)
-                    .payload(value.as_slice());
+            let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&spec.topic, ctx.now_ns() as usize)
+                .payload(value.as_slice());
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -239,25 +235,13 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
     let failed = ctx.failed.load(Ordering::Relaxed);
     let last_ns = ctx.last_report_ns.load(Ordering::Relaxed).max(start_ns);
     let latency_us = ctx.latency_us.lock().expect("histogram lock").clone();
-    let first_error = ctx
-        .first_error
-        .lock()
-        .expect("error lock")
-        .clone()
-        .or(first_reject);
+    let first_error = ctx.first_error.lock().expect("error lock").clone().or(first_reject);
     // Re-base the timeline on the phase start (t0 is taken before connecting).
     let skip = (start_ns / 1_000_000_000) as usize;
     let timeline = ctx
         .timeline
         .as_ref()
-        .map(|t| {
-            t.lock()
-                .expect("timeline lock")
-                .iter()
-                .skip(skip)
-                .copied()
-                .collect()
-        })
+        .map(|t| t.lock().expect("timeline lock").iter().skip(skip).copied().collect())
         .unwrap_or_default();
     Ok(ProduceResult {
         sent,

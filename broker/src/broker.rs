@@ -71,12 +71,11 @@ impl Broker {
     }
 
     /// Runs blocking work (file I/O, metadata commits) off the async workers (invariant 5).
-    pub async fn blocking<T: Send + 'static>(
-        self: &Arc<Self>,
-        work: impl FnOnce(&Broker) -> T + Send + 'static,
-    ) -> T {
+    pub async fn blocking<T: Send + 'static>(self: &Arc<Self>, work: impl FnOnce(&Broker) -> T + Send + 'static) -> T {
         let broker = self.clone();
-        tokio::task::spawn_blocking(move || work(&broker)).await.expect("blocking broker task panicked")
+        tokio::task::spawn_blocking(move || work(&broker))
+            .await
+            .expect("blocking broker task panicked")
     }
 }
 
@@ -101,7 +100,10 @@ fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }

@@ -43,7 +43,11 @@ impl Drop for Lent {
 
 impl BufferPool {
     pub fn new(max_pooled_bytes: usize) -> Arc<BufferPool> {
-        Arc::new(BufferPool { free: Mutex::new(Vec::new()), max_pooled_bytes, used: AtomicBool::new(false) })
+        Arc::new(BufferPool {
+            free: Mutex::new(Vec::new()),
+            max_pooled_bytes,
+            used: AtomicBool::new(false),
+        })
     }
 
     /// Reads `plan` into a pooled buffer.
@@ -57,7 +61,11 @@ impl BufferPool {
         }
         let mut buf = self.take(want);
         let len = plan.read_into(&mut buf)?;
-        Ok(Bytes::from_owner(Lent { buf, len, pool: self.clone() }))
+        Ok(Bytes::from_owner(Lent {
+            buf,
+            len,
+            pool: self.clone(),
+        }))
     }
 
     /// The smallest free buffer that fits, or a new one. Buffers stay fully initialised, so a

@@ -12,7 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// Command-line flags. Every flag also reads an environment variable; `--set` reaches any key.
 #[derive(Debug, Parser, Default)]
-#[command(name = "fjord-broker", version, about = "Fjord: a Kafka-compatible broker on a durable, segmented log")]
+#[command(
+    name = "fjord-broker",
+    version,
+    about = "Fjord: a Kafka-compatible broker on a durable, segmented log"
+)]
 pub struct Cli {
     /// TOML config file (see broker/config/broker.example.toml for every key).
     #[arg(long, env = "FJORD_CONFIG")]
@@ -141,7 +145,6 @@ pub struct TopicDefaults {
     pub segment_index_bytes: i32,
 }
 
-
 impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
@@ -157,7 +160,10 @@ impl Default for NetworkConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))), per_partition_metrics: false }
+        HttpConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            per_partition_metrics: false,
+        }
     }
 }
 
@@ -204,26 +210,32 @@ impl BrokerConfig {
     pub fn load_from(cli: &Cli, env: impl IntoIterator<Item = (String, String)>) -> Result<BrokerConfig, ConfigError> {
         let mut table = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?
             }
             None => toml::Table::new(),
         };
         // Nested keys from the environment: FJORD_STORAGE__FLUSH_INTERVAL=2s -> storage.flush_interval.
         for (name, value) in env {
-            if let Some(path) = name.strip_prefix("FJORD_").filter(|p| p.contains("__") || *p == "NODE_ID" || *p == "RACK") {
+            if let Some(path) = name
+                .strip_prefix("FJORD_")
+                .filter(|p| p.contains("__") || *p == "NODE_ID" || *p == "RACK")
+            {
                 let key = path.to_ascii_lowercase().replace("__", ".");
                 set_key(&mut table, &key, &value)?;
             }
         }
         for entry in &cli.overrides {
-            let (key, value) =
-                entry.split_once('=').ok_or_else(|| ConfigError::Parse(format!("--set {entry}: expected KEY=VALUE")))?;
+            let (key, value) = entry
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Parse(format!("--set {entry}: expected KEY=VALUE")))?;
             set_key(&mut table, key.trim(), value.trim())?;
         }
-        let mut config: BrokerConfig =
-            table.try_into_config().map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut config: BrokerConfig = table.try_into_config().map_err(|e| ConfigError::Parse(e.to_string()))?;
         if let Some(v) = cli.listen {
             config.network.listen = v;
         }
@@ -257,9 +269,10 @@ impl BrokerConfig {
             problems.push("network.max_in_flight_requests must be at least 1".to_string());
         }
         if let Some(adv) = &self.network.advertised_listener
-            && adv.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-                problems.push(format!("network.advertised_listener must be host:port, got {adv:?}"));
-            }
+            && adv.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()
+        {
+            problems.push(format!("network.advertised_listener must be host:port, got {adv:?}"));
+        }
         if self.network.listen.ip().is_unspecified() && self.network.advertised_listener.is_none() {
             problems.push(format!(
                 "network.listen {} binds every interface; set network.advertised_listener (--advertised-listener) to the host:port clients should use",
@@ -279,19 +292,30 @@ impl BrokerConfig {
         }
         for (name, d) in [
             ("storage.flush_interval", self.storage.flush_interval),
-            ("storage.retention_check_interval", self.storage.retention_check_interval),
+            (
+                "storage.retention_check_interval",
+                self.storage.retention_check_interval,
+            ),
             ("storage.checkpoint_interval", self.storage.checkpoint_interval),
         ] {
             if d.is_zero() {
                 problems.push(format!("{name} must be greater than zero"));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 
     /// host:port clients should connect to.
     pub fn advertised_listener(&self) -> (String, i32) {
-        let raw = self.network.advertised_listener.clone().unwrap_or_else(|| self.network.listen.to_string());
+        let raw = self
+            .network
+            .advertised_listener
+            .clone()
+            .unwrap_or_else(|| self.network.listen.to_string());
         match raw.rsplit_once(':') {
             Some((host, port)) => (host.trim_matches(['[', ']']).to_string(), port.parse().unwrap_or(9092)),
             None => (raw, 9092),
@@ -319,10 +343,15 @@ fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigEr
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     let mut parts: Vec<&str> = key.split('.').collect();
-    let last = parts.pop().filter(|k| !k.is_empty()).ok_or_else(|| ConfigError::Parse(format!("empty key in {key:?}")))?;
+    let last = parts
+        .pop()
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ConfigError::Parse(format!("empty key in {key:?}")))?;
     let mut current = table;
     for part in parts {
-        let entry = current.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = entry
             .as_table_mut()
             .ok_or_else(|| ConfigError::Parse(format!("{key}: {part} is not a section")))?;
@@ -352,13 +381,23 @@ mod tests {
     fn load_layers_file_then_env_then_flags() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("broker.toml");
-        std::fs::write(&path, "[storage]\nflush_interval = \"3s\"\ndata_dir = \"/from/file\"\n[topics]\nnum_partitions = 4\n")
-            .expect("write");
+        std::fs::write(
+            &path,
+            "[storage]\nflush_interval = \"3s\"\ndata_dir = \"/from/file\"\n[topics]\nnum_partitions = 4\n",
+        )
+        .expect("write");
         let env = vec![
             ("FJORD_STORAGE__FLUSH_INTERVAL".to_string(), "5s".to_string()),
             ("FJORD_TOPICS__NUM_PARTITIONS".to_string(), "6".to_string()),
         ];
-        let args = ["--config", path.to_str().expect("utf8"), "--data-dir", "/from/flag", "--set", "topics.num_partitions=8"];
+        let args = [
+            "--config",
+            path.to_str().expect("utf8"),
+            "--data-dir",
+            "/from/flag",
+            "--set",
+            "topics.num_partitions=8",
+        ];
         let config = BrokerConfig::load_from(&cli(&args), env).expect("loads");
         assert_eq!(config.storage.flush_interval, Duration::from_secs(5));
         assert_eq!(config.storage.data_dir, PathBuf::from("/from/flag"));
@@ -367,27 +406,45 @@ mod tests {
 
     #[test]
     fn load_unknown_key_and_bad_values_are_refused() {
-        let err = BrokerConfig::load_from(&cli(&["--set", "storage.flush_intervall=1s"]), Vec::new()).expect_err("typo");
+        let err =
+            BrokerConfig::load_from(&cli(&["--set", "storage.flush_intervall=1s"]), Vec::new()).expect_err("typo");
         assert!(err.to_string().contains("flush_intervall"), "{err}");
         let err = BrokerConfig::load_from(
-            &cli(&["--set", "topics.num_partitions=0", "--set", "topics.message_timestamp_type=Wallclock"]),
+            &cli(&[
+                "--set",
+                "topics.num_partitions=0",
+                "--set",
+                "topics.message_timestamp_type=Wallclock",
+            ]),
             Vec::new(),
         )
         .expect_err("invalid");
         let text = err.to_string();
-        assert!(text.contains("num_partitions") && text.contains("message.timestamp.type"), "{text}");
+        assert!(
+            text.contains("num_partitions") && text.contains("message.timestamp.type"),
+            "{text}"
+        );
         let err = BrokerConfig::load_from(&cli(&["--listen", "0.0.0.0:9092"]), Vec::new()).expect_err("unadvertisable");
         assert!(err.to_string().contains("advertised_listener"), "{err}");
-        let ok = BrokerConfig::load_from(&cli(&["--listen", "0.0.0.0:9092", "--advertised-listener", "broker-0:9092"]), Vec::new())
-            .expect("advertised");
+        let ok = BrokerConfig::load_from(
+            &cli(&["--listen", "0.0.0.0:9092", "--advertised-listener", "broker-0:9092"]),
+            Vec::new(),
+        )
+        .expect("advertised");
         assert_eq!(ok.advertised_listener(), ("broker-0".to_string(), 9092));
     }
 
     #[test]
     fn example_config_parses_and_matches_defaults() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/broker.example.toml");
-        let config = BrokerConfig::load_from(&Cli { config: Some(path.into()), ..Cli::default() }, Vec::new())
-            .expect("example parses");
+        let config = BrokerConfig::load_from(
+            &Cli {
+                config: Some(path.into()),
+                ..Cli::default()
+            },
+            Vec::new(),
+        )
+        .expect("example parses");
         assert_eq!(config, BrokerConfig::default(), "the example documents the defaults");
     }
 }

@@ -24,7 +24,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ResponseError, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -65,10 +68,18 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         return invalid(format!("topic name {name:?} is not allowed"));
     }
     if name.len() > MAX_TOPIC_NAME_LEN {
-        return invalid(format!("topic name is {} characters, the limit is {MAX_TOPIC_NAME_LEN}", name.len()));
+        return invalid(format!(
+            "topic name is {} characters, the limit is {MAX_TOPIC_NAME_LEN}",
+            name.len()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return invalid(format!("topic name {name:?} contains {c:?}; allowed are ASCII letters, digits, '.', '_' and '-'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return invalid(format!(
+            "topic name {name:?} contains {c:?}; allowed are ASCII letters, digits, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -80,7 +91,11 @@ fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn partition_records(topic_id: TopicId, node: i32, range: std::ops::Range<i32>) -> impl Iterator<Item = MetadataRecord> {
+fn partition_records(
+    topic_id: TopicId,
+    node: i32,
+    range: std::ops::Range<i32>,
+) -> impl Iterator<Item = MetadataRecord> {
     range.map(move |p| MetadataRecord::Partition {
         topic_id,
         partition: PartitionId(p),
@@ -93,7 +108,10 @@ fn partition_records(topic_id: TopicId, node: i32, range: std::ops::Range<i32>) 
 
 fn metadata_failure(error: fjord_metadata::Error) -> ApiError {
     tracing::error!(%error, "metadata commit failed");
-    ApiError::new(ResponseError::UnknownServerError, format!("metadata commit failed: {error}"))
+    ApiError::new(
+        ResponseError::UnknownServerError,
+        format!("metadata commit failed: {error}"),
+    )
 }
 
 impl Broker {
@@ -101,15 +119,22 @@ impl Broker {
     /// existing name is TOPIC_ALREADY_EXISTS.
     pub fn create_topic(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
         validate_topic_name(&topic.name)?;
-        let num_partitions = if topic.num_partitions == -1 { self.config.topics.num_partitions } else { topic.num_partitions };
+        let num_partitions = if topic.num_partitions == -1 {
+            self.config.topics.num_partitions
+        } else {
+            topic.num_partitions
+        };
         if !(1..=MAX_PARTITIONS).contains(&num_partitions) {
             return Err(ApiError::new(
                 ResponseError::InvalidPartitions,
                 format!("number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"),
             ));
         }
-        let replication_factor =
-            if topic.replication_factor == -1 { self.config.topics.replication_factor } else { topic.replication_factor };
+        let replication_factor = if topic.replication_factor == -1 {
+            self.config.topics.replication_factor
+        } else {
+            topic.replication_factor
+        };
         if replication_factor != 1 {
             return Err(ApiError::new(
                 ResponseError::InvalidReplicationFactor,
@@ -117,26 +142,41 @@ impl Broker {
             ));
         }
         if let Some(n) = topic.explicit_assignments
-            && n as i32 != num_partitions && topic.num_partitions != -1 {
-                return Err(ApiError::new(ResponseError::InvalidRequest, "replica assignments and num_partitions disagree"));
-            }
+            && n as i32 != num_partitions
+            && topic.num_partitions != -1
+        {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "replica assignments and num_partitions disagree",
+            ));
+        }
         validate_configs(&topic.configs)?;
         let node = self.node_id();
         let (image, created) = self
             .metadata
             .commit_with(|image| {
                 if image.topic(&topic.name).is_some() {
-                    return Ok((Vec::new(), Err(ApiError::new(
-                        ResponseError::TopicAlreadyExists,
-                        format!("topic {} already exists", topic.name),
-                    ))));
+                    return Ok((
+                        Vec::new(),
+                        Err(ApiError::new(
+                            ResponseError::TopicAlreadyExists,
+                            format!("topic {} already exists", topic.name),
+                        )),
+                    ));
                 }
                 let topic_id = TopicId::random();
-                let created = CreatedTopic { topic_id, num_partitions, replication_factor };
+                let created = CreatedTopic {
+                    topic_id,
+                    num_partitions,
+                    replication_factor,
+                };
                 if validate_only {
                     return Ok((Vec::new(), Ok(created)));
                 }
-                let mut records = vec![MetadataRecord::Topic { name: topic.name.clone(), topic_id }];
+                let mut records = vec![MetadataRecord::Topic {
+                    name: topic.name.clone(),
+                    topic_id,
+                }];
                 records.extend(partition_records(topic_id, node, 0..num_partitions));
                 records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
                     resource: ConfigResource::Topic(topic.name.clone()),
@@ -159,7 +199,13 @@ impl Broker {
         let (image, deleted) = self
             .metadata
             .commit_with(|image| match image.topic(name) {
-                None => Ok((Vec::new(), Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist"))))),
+                None => Ok((
+                    Vec::new(),
+                    Err(ApiError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("topic {name} does not exist"),
+                    )),
+                )),
                 Some(t) => Ok((vec![MetadataRecord::RemoveTopic { topic_id: t.id }], Ok(t.id))),
             })
             .map_err(metadata_failure)?;
@@ -176,19 +222,36 @@ impl Broker {
             .metadata
             .commit_with(|image| {
                 let Some(t) = image.topic(name) else {
-                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist")))));
+                    return Ok((
+                        Vec::new(),
+                        Err(ApiError::new(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("topic {name} does not exist"),
+                        )),
+                    ));
                 };
                 let current = t.partitions.len() as i32;
                 if count <= current {
                     let message = if count == current {
                         format!("topic {name} already has {current} partitions")
                     } else {
-                        format!("topic {name} has {current} partitions; partitions can only be increased, not to {count}")
+                        format!(
+                            "topic {name} has {current} partitions; partitions can only be increased, not to {count}"
+                        )
                     };
-                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidPartitions, message))));
+                    return Ok((
+                        Vec::new(),
+                        Err(ApiError::new(ResponseError::InvalidPartitions, message)),
+                    ));
                 }
                 if count > MAX_PARTITIONS {
-                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidPartitions, format!("at most {MAX_PARTITIONS} partitions")))));
+                    return Ok((
+                        Vec::new(),
+                        Err(ApiError::new(
+                            ResponseError::InvalidPartitions,
+                            format!("at most {MAX_PARTITIONS} partitions"),
+                        )),
+                    ));
                 }
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));
@@ -216,22 +279,40 @@ impl Broker {
             .metadata
             .commit_with(|image| {
                 let Some(t) = image.topic(name) else {
-                    return Ok((Vec::new(), Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("topic {name} does not exist")))));
+                    return Ok((
+                        Vec::new(),
+                        Err(ApiError::new(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("topic {name} does not exist"),
+                        )),
+                    ));
                 };
-                let mut next = if replace_all { BTreeMap::new() } else { t.configs.clone() };
+                let mut next = if replace_all {
+                    BTreeMap::new()
+                } else {
+                    t.configs.clone()
+                };
                 for (key, change) in &changes {
                     let Some(def) = topic_config::find(key) else {
-                        return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidConfig, format!("unknown topic config {key}")))));
+                        return Ok((
+                            Vec::new(),
+                            Err(ApiError::new(
+                                ResponseError::InvalidConfig,
+                                format!("unknown topic config {key}"),
+                            )),
+                        ));
                     };
                     let current_list = |next: &BTreeMap<String, String>| -> Vec<String> {
-                        next.get(key).cloned().unwrap_or_else(|| {
-                            topic_config::effective(&self.config.topics, &t.configs, key).unwrap_or_default()
-                        })
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
+                        next.get(key)
+                            .cloned()
+                            .unwrap_or_else(|| {
+                                topic_config::effective(&self.config.topics, &t.configs, key).unwrap_or_default()
+                            })
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
                     };
                     let is_list = matches!(def.kind, topic_config::Kind::ListOf(_));
                     match change {
@@ -243,7 +324,13 @@ impl Broker {
                         }
                         ConfigChange::Append(v) | ConfigChange::Subtract(v) if !is_list => {
                             let _ = v;
-                            return Ok((Vec::new(), Err(ApiError::new(ResponseError::InvalidConfig, format!("{key} is not a list config")))));
+                            return Ok((
+                                Vec::new(),
+                                Err(ApiError::new(
+                                    ResponseError::InvalidConfig,
+                                    format!("{key} is not a list config"),
+                                )),
+                            ));
                         }
                         ConfigChange::Append(v) => {
                             let mut list = current_list(&next);
@@ -256,7 +343,10 @@ impl Broker {
                         }
                         ConfigChange::Subtract(v) => {
                             let remove: Vec<&str> = v.split(',').map(str::trim).collect();
-                            let list: Vec<String> = current_list(&next).into_iter().filter(|x| !remove.contains(&x.as_str())).collect();
+                            let list: Vec<String> = current_list(&next)
+                                .into_iter()
+                                .filter(|x| !remove.contains(&x.as_str()))
+                                .collect();
                             next.insert(key.clone(), list.join(","));
                         }
                     }
@@ -271,11 +361,19 @@ impl Broker {
                 let mut records = Vec::new();
                 for (k, v) in &next {
                     if t.configs.get(k) != Some(v) {
-                        records.push(MetadataRecord::Config { resource: resource.clone(), name: k.clone(), value: Some(v.clone()) });
+                        records.push(MetadataRecord::Config {
+                            resource: resource.clone(),
+                            name: k.clone(),
+                            value: Some(v.clone()),
+                        });
                     }
                 }
                 for k in t.configs.keys().filter(|k| !next.contains_key(*k)) {
-                    records.push(MetadataRecord::Config { resource: resource.clone(), name: k.clone(), value: None });
+                    records.push(MetadataRecord::Config {
+                        resource: resource.clone(),
+                        name: k.clone(),
+                        value: None,
+                    });
                 }
                 Ok((records, Ok(())))
             })
@@ -294,9 +392,18 @@ impl Broker {
             if self.image().topic(name).is_some() || validate_topic_name(name).is_err() {
                 continue;
             }
-            let topic = NewTopic { name: name.clone(), num_partitions: -1, replication_factor: -1, ..NewTopic::default() };
+            let topic = NewTopic {
+                name: name.clone(),
+                num_partitions: -1,
+                replication_factor: -1,
+                ..NewTopic::default()
+            };
             match self.create_topic(topic, false) {
-                Ok(_) | Err(ApiError { code: ResponseError::TopicAlreadyExists, .. }) => {}
+                Ok(_)
+                | Err(ApiError {
+                    code: ResponseError::TopicAlreadyExists,
+                    ..
+                }) => {}
                 Err(error) => tracing::warn!(topic = %name, message = %error.message, "auto-create failed"),
             }
         }
@@ -305,7 +412,10 @@ impl Broker {
     fn sync_partitions(&self, image: &fjord_metadata::MetadataImage) -> Result<(), ApiError> {
         self.replicas.sync_with_image(image).map_err(|error| {
             tracing::error!(%error, "applying metadata to partitions failed");
-            ApiError::new(ResponseError::KafkaStorageError, format!("applying metadata failed: {error}"))
+            ApiError::new(
+                ResponseError::KafkaStorageError,
+                format!("applying metadata failed: {error}"),
+            )
         })
     }
 }

@@ -14,7 +14,10 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let app = Router::new().route("/metrics", get(metrics)).route("/health", get(health)).with_state(broker);
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(broker);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -27,9 +30,19 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     let body = broker.blocking(|b| b.metrics.encode(&b.replicas)).await;
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    if broker.is_shutting_down() { (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n") } else { (StatusCode::OK, "ok\n") }
+    if broker.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
 }

@@ -31,23 +31,35 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listen = config.network.listen;
     let http_listen = config.http.listen;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
-    let listener = TcpListener::bind(listen).await.with_context(|| format!("binding the kafka listener on {listen}"))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the kafka listener on {listen}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let http = match http_listen {
         Some(addr) => {
-            let l = TcpListener::bind(addr).await.with_context(|| format!("binding the http listener on {addr}"))?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the http listener on {addr}"))?;
             tracing::info!(%addr, "serving /metrics and /health");
             Some(tokio::spawn(http::serve(l, broker.clone(), shutdown_rx.clone())))
         }
         None => None,
     };
-    spawn_periodic(broker.clone(), broker.config.storage.retention_check_interval, shutdown_rx.clone(), |b| {
-        b.replicas.apply_retention(&b.metrics)
+    spawn_periodic(
+        broker.clone(),
+        broker.config.storage.retention_check_interval,
+        shutdown_rx.clone(),
+        |b| b.replicas.apply_retention(&b.metrics),
+    );
+    spawn_periodic(broker.clone(), READ_BUFFER_TRIM_INTERVAL, shutdown_rx.clone(), |b| {
+        b.read_buffers.trim_if_idle()
     });
-    spawn_periodic(broker.clone(), READ_BUFFER_TRIM_INTERVAL, shutdown_rx.clone(), |b| b.read_buffers.trim_if_idle());
-    spawn_periodic(broker.clone(), broker.config.storage.checkpoint_interval, shutdown_rx.clone(), |b| {
-        b.replicas.checkpoint_all()
-    });
+    spawn_periodic(
+        broker.clone(),
+        broker.config.storage.checkpoint_interval,
+        shutdown_rx.clone(),
+        |b| b.replicas.checkpoint_all(),
+    );
     let (host, port) = broker.config.advertised_listener();
     tracing::info!(%listen, advertised = %format!("{host}:{port}"), "serving the kafka protocol");
     let server = tokio::spawn(network::serve(listener, broker.clone(), shutdown_rx));
@@ -58,7 +70,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     broker.replicas.flusher.shutdown().await;
-    broker.blocking(|b| b.replicas.close_all()).await.context("closing logs")?;
+    broker
+        .blocking(|b| b.replicas.close_all())
+        .await
+        .context("closing logs")?;
     if let Some(http) = http {
         let _ = http.await;
     }
@@ -77,12 +92,7 @@ async fn wait_for_signal() {
 }
 
 /// Runs blocking `work` every `interval` until shutdown.
-fn spawn_periodic(
-    broker: Arc<Broker>,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-    work: fn(&Broker),
-) {
+fn spawn_periodic(broker: Arc<Broker>, interval: Duration, mut shutdown: watch::Receiver<bool>, work: fn(&Broker)) {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

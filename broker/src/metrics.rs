@@ -69,16 +69,32 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
         });
         registry.register("network_requests", "kafka requests handled, by api", requests.clone());
-        registry.register("network_request_duration_seconds", "time from decoded request to encoded response, by api", latency.clone());
+        registry.register(
+            "network_request_duration_seconds",
+            "time from decoded request to encoded response, by api",
+            latency.clone(),
+        );
         let per_api = SUPPORTED_APIS
             .iter()
             .map(|a| {
-                let label = ApiLabel { api: format!("{:?}", a.key) };
-                (a.key as i16, ApiHandles { requests: requests.get_or_create(&label).clone(), latency: latency.get_or_create(&label).clone() })
+                let label = ApiLabel {
+                    api: format!("{:?}", a.key),
+                };
+                (
+                    a.key as i16,
+                    ApiHandles {
+                        requests: requests.get_or_create(&label).clone(),
+                        latency: latency.get_or_create(&label).clone(),
+                    },
+                )
             })
             .collect();
         let errors = Family::<ErrorLabel, Counter>::default();
-        registry.register("kafka_errors", "error codes returned in responses, by api and code", errors.clone());
+        registry.register(
+            "kafka_errors",
+            "error codes returned in responses, by api and code",
+            errors.clone(),
+        );
         let bytes_in = Counter::default();
         registry.register("network_received_bytes", "request bytes received", bytes_in.clone());
         let bytes_out = Counter::default();
@@ -86,22 +102,54 @@ impl Metrics {
         let connections = Gauge::default();
         registry.register("network_connections", "open client connections", connections.clone());
         let records_appended = Counter::default();
-        registry.register("storage_appended_records", "records appended to partition logs", records_appended.clone());
+        registry.register(
+            "storage_appended_records",
+            "records appended to partition logs",
+            records_appended.clone(),
+        );
         let fsync = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register("storage_fsync_duration_seconds", "duration of one group-commit fsync round", fsync.clone());
+        registry.register(
+            "storage_fsync_duration_seconds",
+            "duration of one group-commit fsync round",
+            fsync.clone(),
+        );
         let fsync_partitions = Counter::default();
-        registry.register("storage_fsync_partitions", "partition logs made durable by group-commit rounds", fsync_partitions.clone());
+        registry.register(
+            "storage_fsync_partitions",
+            "partition logs made durable by group-commit rounds",
+            fsync_partitions.clone(),
+        );
         let retention_segments = Counter::default();
-        registry.register("storage_retention_deleted_segments", "segments deleted by retention", retention_segments.clone());
+        registry.register(
+            "storage_retention_deleted_segments",
+            "segments deleted by retention",
+            retention_segments.clone(),
+        );
         let retention_bytes = Counter::default();
-        registry.register("storage_retention_deleted_bytes", "bytes deleted by retention", retention_bytes.clone());
+        registry.register(
+            "storage_retention_deleted_bytes",
+            "bytes deleted by retention",
+            retention_bytes.clone(),
+        );
         let partitions = Gauge::default();
-        registry.register("storage_partitions", "partitions hosted by this broker", partitions.clone());
+        registry.register(
+            "storage_partitions",
+            "partitions hosted by this broker",
+            partitions.clone(),
+        );
         let log_end_offset_sum = Gauge::<i64>::default();
-        registry.register("storage_log_end_offsets", "log end offsets summed over all partitions (records ever appended)", log_end_offset_sum.clone());
+        registry.register(
+            "storage_log_end_offsets",
+            "log end offsets summed over all partitions (records ever appended)",
+            log_end_offset_sum.clone(),
+        );
         let log_end_offset = Family::<PartitionLabel, Gauge>::default();
         if per_partition {
-            registry.register("partition_log_end_offset", "log end offset per partition", log_end_offset.clone());
+            registry.register(
+                "partition_log_end_offset",
+                "log end offset per partition",
+                log_end_offset.clone(),
+            );
         }
         Arc::new(Metrics {
             registry,
@@ -133,7 +181,12 @@ impl Metrics {
     /// Counts one non-zero error code returned for `api`.
     pub fn error_code(&self, api: ApiKey, code: i16) {
         if code != 0 {
-            self.errors.get_or_create(&ErrorLabel { api: format!("{api:?}"), code: code.to_string() }).inc();
+            self.errors
+                .get_or_create(&ErrorLabel {
+                    api: format!("{api:?}"),
+                    code: code.to_string(),
+                })
+                .inc();
         }
     }
 
@@ -157,11 +210,14 @@ impl Metrics {
             self.log_end_offset.clear();
         }
         for p in &partitions {
-            let leo = p.offsets().2 .0;
+            let leo = p.offsets().2.0;
             sum += leo;
             if self.per_partition {
                 self.log_end_offset
-                    .get_or_create(&PartitionLabel { topic: p.topic.clone(), partition: p.index.to_string() })
+                    .get_or_create(&PartitionLabel {
+                        topic: p.topic.clone(),
+                        partition: p.index.to_string(),
+                    })
                     .set(leo);
             }
         }

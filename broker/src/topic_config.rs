@@ -11,10 +11,17 @@ use crate::config::TopicDefaults;
 /// How a config value is typed and checked.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
-    Long { min: i64 },
-    Int { min: i64 },
+    Long {
+        min: i64,
+    },
+    Int {
+        min: i64,
+    },
     Bool,
-    Double { min: f64, max: f64 },
+    Double {
+        min: f64,
+        max: f64,
+    },
     OneOf(&'static [&'static str]),
     /// Comma-separated subset of the given values.
     ListOf(&'static [&'static str]),
@@ -44,7 +51,14 @@ const fn def(
     type_code: i8,
     doc: &'static str,
 ) -> ConfigDef {
-    ConfigDef { name, broker_synonym, kind, default, type_code, doc }
+    ConfigDef {
+        name,
+        broker_synonym,
+        kind,
+        default,
+        type_code,
+        doc,
+    }
 }
 
 const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
@@ -52,34 +66,230 @@ const COMPRESSION: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", 
 /// Every topic config Kafka 4.x defines. Those marked (honoured) change broker behaviour here;
 /// the rest are validated, stored and described so tools round-trip them.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    def("cleanup.policy", Some("log.cleanup.policy"), Kind::ListOf(&["delete", "compact"]), "delete", 7, "(honoured: delete) retention policy for old segments"),
-    def("compression.type", Some("compression.type"), Kind::OneOf(COMPRESSION), "producer", 2, "batches are stored as the producer compressed them"),
-    def("delete.retention.ms", Some("log.cleaner.delete.retention.ms"), Kind::Long { min: 0 }, "86400000", 5, "tombstone retention on compacted topics"),
-    def("file.delete.delay.ms", Some("log.segment.delete.delay.ms"), Kind::Long { min: 0 }, "60000", 5, "delay before a deleted segment file is removed"),
-    def("flush.messages", Some("log.flush.interval.messages"), Kind::Long { min: 1 }, "9223372036854775807", 5, "(honoured) fsync after this many messages"),
-    def("flush.ms", Some("log.flush.interval.ms"), Kind::Long { min: 0 }, "9223372036854775807", 5, "(honoured) fsync unflushed data older than this"),
-    def("follower.replication.throttled.replicas", Some("follower.replication.throttled.replicas"), Kind::Text, "", 7, "throttled follower replicas"),
-    def("index.interval.bytes", Some("log.index.interval.bytes"), Kind::Int { min: 0 }, "4096", 3, "(honoured) bytes between offset index entries"),
-    def("leader.replication.throttled.replicas", Some("leader.replication.throttled.replicas"), Kind::Text, "", 7, "throttled leader replicas"),
-    def("local.retention.bytes", Some("log.local.retention.bytes"), Kind::Long { min: -2 }, "-2", 5, "local retention for tiered topics"),
-    def("local.retention.ms", Some("log.local.retention.ms"), Kind::Long { min: -2 }, "-2", 5, "local retention for tiered topics"),
-    def("max.compaction.lag.ms", Some("log.cleaner.max.compaction.lag.ms"), Kind::Long { min: 1 }, "9223372036854775807", 5, "max time a record stays uncompacted"),
-    def("max.message.bytes", Some("message.max.bytes"), Kind::Int { min: 0 }, "1048588", 3, "(honoured) largest record batch accepted"),
-    def("message.timestamp.after.max.ms", Some("log.message.timestamp.after.max.ms"), Kind::Long { min: 0 }, "3600000", 5, "how far in the future a timestamp may be"),
-    def("message.timestamp.before.max.ms", Some("log.message.timestamp.before.max.ms"), Kind::Long { min: 0 }, "9223372036854775807", 5, "how far in the past a timestamp may be"),
-    def("message.timestamp.type", Some("log.message.timestamp.type"), Kind::OneOf(&["CreateTime", "LogAppendTime"]), "CreateTime", 2, "(honoured) producer or broker timestamps"),
-    def("min.cleanable.dirty.ratio", Some("log.cleaner.min.cleanable.ratio"), Kind::Double { min: 0.0, max: 1.0 }, "0.5", 6, "dirty ratio that triggers compaction"),
-    def("min.compaction.lag.ms", Some("log.cleaner.min.compaction.lag.ms"), Kind::Long { min: 0 }, "0", 5, "min time a record stays uncompacted"),
-    def("min.insync.replicas", Some("min.insync.replicas"), Kind::Int { min: 1 }, "1", 3, "replicas that must ack acks=all"),
-    def("preallocate", Some("log.preallocate"), Kind::Bool, "false", 1, "preallocate segment files"),
-    def("remote.storage.enable", None, Kind::Bool, "false", 1, "tier closed segments to object storage"),
-    def("retention.bytes", Some("log.retention.bytes"), Kind::Long { min: -1 }, "-1", 5, "(honoured) max partition size before old segments are deleted"),
-    def("retention.ms", Some("log.retention.ms"), Kind::Long { min: -1 }, "604800000", 5, "(honoured) max age of a closed segment"),
-    def("segment.bytes", Some("log.segment.bytes"), Kind::Int { min: 14 }, "1073741824", 3, "(honoured) segment roll size"),
-    def("segment.index.bytes", Some("log.index.size.max.bytes"), Kind::Int { min: 8 }, "10485760", 3, "(honoured) max offset index size per segment"),
-    def("segment.jitter.ms", Some("log.roll.jitter.ms"), Kind::Long { min: 0 }, "0", 5, "random jitter subtracted from segment.ms"),
-    def("segment.ms", Some("log.roll.ms"), Kind::Long { min: 1 }, "604800000", 5, "(honoured) segment roll age"),
-    def("unclean.leader.election.enable", Some("unclean.leader.election.enable"), Kind::Bool, "false", 1, "allow out-of-ISR leaders"),
+    def(
+        "cleanup.policy",
+        Some("log.cleanup.policy"),
+        Kind::ListOf(&["delete", "compact"]),
+        "delete",
+        7,
+        "(honoured: delete) retention policy for old segments",
+    ),
+    def(
+        "compression.type",
+        Some("compression.type"),
+        Kind::OneOf(COMPRESSION),
+        "producer",
+        2,
+        "batches are stored as the producer compressed them",
+    ),
+    def(
+        "delete.retention.ms",
+        Some("log.cleaner.delete.retention.ms"),
+        Kind::Long { min: 0 },
+        "86400000",
+        5,
+        "tombstone retention on compacted topics",
+    ),
+    def(
+        "file.delete.delay.ms",
+        Some("log.segment.delete.delay.ms"),
+        Kind::Long { min: 0 },
+        "60000",
+        5,
+        "delay before a deleted segment file is removed",
+    ),
+    def(
+        "flush.messages",
+        Some("log.flush.interval.messages"),
+        Kind::Long { min: 1 },
+        "9223372036854775807",
+        5,
+        "(honoured) fsync after this many messages",
+    ),
+    def(
+        "flush.ms",
+        Some("log.flush.interval.ms"),
+        Kind::Long { min: 0 },
+        "9223372036854775807",
+        5,
+        "(honoured) fsync unflushed data older than this",
+    ),
+    def(
+        "follower.replication.throttled.replicas",
+        Some("follower.replication.throttled.replicas"),
+        Kind::Text,
+        "",
+        7,
+        "throttled follower replicas",
+    ),
+    def(
+        "index.interval.bytes",
+        Some("log.index.interval.bytes"),
+        Kind::Int { min: 0 },
+        "4096",
+        3,
+        "(honoured) bytes between offset index entries",
+    ),
+    def(
+        "leader.replication.throttled.replicas",
+        Some("leader.replication.throttled.replicas"),
+        Kind::Text,
+        "",
+        7,
+        "throttled leader replicas",
+    ),
+    def(
+        "local.retention.bytes",
+        Some("log.local.retention.bytes"),
+        Kind::Long { min: -2 },
+        "-2",
+        5,
+        "local retention for tiered topics",
+    ),
+    def(
+        "local.retention.ms",
+        Some("log.local.retention.ms"),
+        Kind::Long { min: -2 },
+        "-2",
+        5,
+        "local retention for tiered topics",
+    ),
+    def(
+        "max.compaction.lag.ms",
+        Some("log.cleaner.max.compaction.lag.ms"),
+        Kind::Long { min: 1 },
+        "9223372036854775807",
+        5,
+        "max time a record stays uncompacted",
+    ),
+    def(
+        "max.message.bytes",
+        Some("message.max.bytes"),
+        Kind::Int { min: 0 },
+        "1048588",
+        3,
+        "(honoured) largest record batch accepted",
+    ),
+    def(
+        "message.timestamp.after.max.ms",
+        Some("log.message.timestamp.after.max.ms"),
+        Kind::Long { min: 0 },
+        "3600000",
+        5,
+        "how far in the future a timestamp may be",
+    ),
+    def(
+        "message.timestamp.before.max.ms",
+        Some("log.message.timestamp.before.max.ms"),
+        Kind::Long { min: 0 },
+        "9223372036854775807",
+        5,
+        "how far in the past a timestamp may be",
+    ),
+    def(
+        "message.timestamp.type",
+        Some("log.message.timestamp.type"),
+        Kind::OneOf(&["CreateTime", "LogAppendTime"]),
+        "CreateTime",
+        2,
+        "(honoured) producer or broker timestamps",
+    ),
+    def(
+        "min.cleanable.dirty.ratio",
+        Some("log.cleaner.min.cleanable.ratio"),
+        Kind::Double { min: 0.0, max: 1.0 },
+        "0.5",
+        6,
+        "dirty ratio that triggers compaction",
+    ),
+    def(
+        "min.compaction.lag.ms",
+        Some("log.cleaner.min.compaction.lag.ms"),
+        Kind::Long { min: 0 },
+        "0",
+        5,
+        "min time a record stays uncompacted",
+    ),
+    def(
+        "min.insync.replicas",
+        Some("min.insync.replicas"),
+        Kind::Int { min: 1 },
+        "1",
+        3,
+        "replicas that must ack acks=all",
+    ),
+    def(
+        "preallocate",
+        Some("log.preallocate"),
+        Kind::Bool,
+        "false",
+        1,
+        "preallocate segment files",
+    ),
+    def(
+        "remote.storage.enable",
+        None,
+        Kind::Bool,
+        "false",
+        1,
+        "tier closed segments to object storage",
+    ),
+    def(
+        "retention.bytes",
+        Some("log.retention.bytes"),
+        Kind::Long { min: -1 },
+        "-1",
+        5,
+        "(honoured) max partition size before old segments are deleted",
+    ),
+    def(
+        "retention.ms",
+        Some("log.retention.ms"),
+        Kind::Long { min: -1 },
+        "604800000",
+        5,
+        "(honoured) max age of a closed segment",
+    ),
+    def(
+        "segment.bytes",
+        Some("log.segment.bytes"),
+        Kind::Int { min: 14 },
+        "1073741824",
+        3,
+        "(honoured) segment roll size",
+    ),
+    def(
+        "segment.index.bytes",
+        Some("log.index.size.max.bytes"),
+        Kind::Int { min: 8 },
+        "10485760",
+        3,
+        "(honoured) max offset index size per segment",
+    ),
+    def(
+        "segment.jitter.ms",
+        Some("log.roll.jitter.ms"),
+        Kind::Long { min: 0 },
+        "0",
+        5,
+        "random jitter subtracted from segment.ms",
+    ),
+    def(
+        "segment.ms",
+        Some("log.roll.ms"),
+        Kind::Long { min: 1 },
+        "604800000",
+        5,
+        "(honoured) segment roll age",
+    ),
+    def(
+        "unclean.leader.election.enable",
+        Some("unclean.leader.election.enable"),
+        Kind::Bool,
+        "false",
+        1,
+        "allow out-of-ISR leaders",
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static ConfigDef> {
@@ -92,7 +302,9 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("invalid value {value:?} for {name}: {why}"));
     match def.kind {
         Kind::Long { min } | Kind::Int { min } => {
-            let Ok(v) = value.trim().parse::<i64>() else { return bad("not an integer") };
+            let Ok(v) = value.trim().parse::<i64>() else {
+                return bad("not an integer");
+            };
             if matches!(def.kind, Kind::Int { .. }) && i32::try_from(v).is_err() {
                 return bad("out of the int range");
             }
@@ -164,11 +376,23 @@ pub fn describe(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>) 
         .iter()
         .map(|def| {
             if let Some(v) = overrides.get(def.name) {
-                return Described { def, value: v.clone(), source: Source::DynamicTopic };
+                return Described {
+                    def,
+                    value: v.clone(),
+                    source: Source::DynamicTopic,
+                };
             }
             match broker.iter().find(|(n, _)| *n == def.name) {
-                Some((_, v)) if v != def.default => Described { def, value: v.clone(), source: Source::StaticBroker },
-                _ => Described { def, value: def.default.to_string(), source: Source::Default },
+                Some((_, v)) if v != def.default => Described {
+                    def,
+                    value: v.clone(),
+                    source: Source::StaticBroker,
+                },
+                _ => Described {
+                    def,
+                    value: def.default.to_string(),
+                    source: Source::Default,
+                },
             }
         })
         .collect()
@@ -176,13 +400,18 @@ pub fn describe(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>) 
 
 /// The effective value of one config for a topic.
 pub fn effective(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>, name: &str) -> Option<String> {
-    describe(defaults, overrides).into_iter().find(|d| d.def.name == name).map(|d| d.value)
+    describe(defaults, overrides)
+        .into_iter()
+        .find(|d| d.def.name == name)
+        .map(|d| d.value)
 }
 
 /// The storage crate's typed config for a topic's effective configs.
 pub fn log_config(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>) -> LogConfig {
-    let values: BTreeMap<&str, String> =
-        describe(defaults, overrides).into_iter().map(|d| (d.def.name, d.value)).collect();
+    let values: BTreeMap<&str, String> = describe(defaults, overrides)
+        .into_iter()
+        .map(|d| (d.def.name, d.value))
+        .collect();
     let long = |name: &str| values.get(name).and_then(|v| v.parse::<i64>().ok());
     let positive = |v: Option<i64>| v.filter(|v| *v >= 0);
     let base = LogConfig::default();
@@ -222,23 +451,43 @@ mod tests {
     fn validate_value_accepts_good_and_names_the_problem() {
         assert!(validate_value("retention.ms", "-1").is_ok());
         assert!(validate_value("cleanup.policy", "compact,delete").is_ok());
-        assert!(validate_value("retention.ms", "-5").expect_err("below min").contains("retention.ms"));
+        assert!(
+            validate_value("retention.ms", "-5")
+                .expect_err("below min")
+                .contains("retention.ms")
+        );
         assert!(validate_value("segment.bytes", "10").is_err());
         assert!(validate_value("segment.bytes", "99999999999").is_err());
         assert!(validate_value("message.timestamp.type", "Now").is_err());
-        assert!(validate_value("no.such.config", "1").expect_err("unknown").contains("unknown"));
+        assert!(
+            validate_value("no.such.config", "1")
+                .expect_err("unknown")
+                .contains("unknown")
+        );
     }
 
     #[test]
     fn describe_reports_default_broker_and_topic_sources() {
-        let defaults = TopicDefaults { retention_bytes: 1000, ..TopicDefaults::default() };
+        let defaults = TopicDefaults {
+            retention_bytes: 1000,
+            ..TopicDefaults::default()
+        };
         let overrides = BTreeMap::from([("segment.ms".to_string(), "5000".to_string())]);
         let described = describe(&defaults, &overrides);
         assert_eq!(described.len(), TOPIC_CONFIGS.len());
         let get = |n: &str| described.iter().find(|d| d.def.name == n).expect("present").clone();
-        assert_eq!((get("segment.ms").value.as_str(), get("segment.ms").source), ("5000", Source::DynamicTopic));
-        assert_eq!((get("retention.bytes").value.as_str(), get("retention.bytes").source), ("1000", Source::StaticBroker));
-        assert_eq!((get("retention.ms").value.as_str(), get("retention.ms").source), ("604800000", Source::Default));
+        assert_eq!(
+            (get("segment.ms").value.as_str(), get("segment.ms").source),
+            ("5000", Source::DynamicTopic)
+        );
+        assert_eq!(
+            (get("retention.bytes").value.as_str(), get("retention.bytes").source),
+            ("1000", Source::StaticBroker)
+        );
+        assert_eq!(
+            (get("retention.ms").value.as_str(), get("retention.ms").source),
+            ("604800000", Source::Default)
+        );
     }
 
     #[test]

@@ -21,10 +21,18 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_rust_file_starts_with_a_module_doc_line() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
     let mut files = Vec::new();
     rust_files(&root, &mut files);
-    assert!(files.len() > 10, "found only {} rust files under {}", files.len(), root.display());
+    assert!(
+        files.len() > 10,
+        "found only {} rust files under {}",
+        files.len(),
+        root.display()
+    );
     let missing: Vec<String> = files
         .iter()
         .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().starts_with("//!"))

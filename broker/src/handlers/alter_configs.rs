@@ -31,7 +31,10 @@ fn alter(
             ResponseError::InvalidRequest,
             "broker configs are static in fjord: set them in the config file, environment or flags",
         )),
-        other => Err(ApiError::new(ResponseError::InvalidRequest, format!("resource type {other} is not supported"))),
+        other => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("resource type {other} is not supported"),
+        )),
     }
 }
 
@@ -53,11 +56,21 @@ pub(super) async fn handle_alter(broker: &Arc<Broker>, request: AlterConfigsRequ
                         .configs
                         .iter()
                         .map(|c| {
-                            let change = c.value.as_ref().map_or(ConfigChange::Delete, |v| ConfigChange::Set(v.to_string()));
+                            let change = c
+                                .value
+                                .as_ref()
+                                .map_or(ConfigChange::Delete, |v| ConfigChange::Set(v.to_string()));
                             (c.name.to_string(), change)
                         })
                         .collect();
-                    let (code, message) = codes(alter(broker, r.resource_type, &r.resource_name, changes, true, request.validate_only));
+                    let (code, message) = codes(alter(
+                        broker,
+                        r.resource_type,
+                        &r.resource_name,
+                        changes,
+                        true,
+                        request.validate_only,
+                    ));
                     AlterConfigsResourceResponse::default()
                         .with_resource_type(r.resource_type)
                         .with_resource_name(r.resource_name.clone())
@@ -70,7 +83,10 @@ pub(super) async fn handle_alter(broker: &Arc<Broker>, request: AlterConfigsRequ
         .await
 }
 
-pub(super) async fn handle_incremental(broker: &Arc<Broker>, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub(super) async fn handle_incremental(
+    broker: &Arc<Broker>,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     broker
         .blocking(move |broker| {
             let responses = request
@@ -88,14 +104,24 @@ pub(super) async fn handle_incremental(broker: &Arc<Broker>, request: Incrementa
                                 2 => ConfigChange::Append(value()),
                                 3 => ConfigChange::Subtract(value()),
                                 op => {
-                                    return Err(ApiError::new(ResponseError::InvalidRequest, format!("unknown config operation {op}")));
+                                    return Err(ApiError::new(
+                                        ResponseError::InvalidRequest,
+                                        format!("unknown config operation {op}"),
+                                    ));
                                 }
                             };
                             Ok((c.name.to_string(), change))
                         })
                         .collect();
                     let result = changes.and_then(|changes| {
-                        alter(broker, r.resource_type, &r.resource_name, changes, false, request.validate_only)
+                        alter(
+                            broker,
+                            r.resource_type,
+                            &r.resource_name,
+                            changes,
+                            false,
+                            request.validate_only,
+                        )
                     });
                     let (code, message) = codes(result);
                     IncrementalResult::default()

@@ -11,12 +11,19 @@ use super::Reply;
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS
         .iter()
-        .map(|a| ApiVersion::default().with_api_key(a.key as i16).with_min_version(a.min).with_max_version(a.max))
+        .map(|a| {
+            ApiVersion::default()
+                .with_api_key(a.key as i16)
+                .with_min_version(a.min)
+                .with_max_version(a.max)
+        })
         .collect()
 }
 
 pub fn handle() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(api_keys()).with_finalized_features_epoch(-1)
+    ApiVersionsResponse::default()
+        .with_api_keys(api_keys())
+        .with_finalized_features_epoch(-1)
 }
 
 /// The answer to an ApiVersions request at a version we do not know: UNSUPPORTED_VERSION,
@@ -25,5 +32,10 @@ pub fn unsupported_version(correlation_id: i32) -> Reply {
     let body = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(api_keys());
-    Reply::Response { api_key: ApiKey::ApiVersions, version: 0, correlation_id, body: Box::new(ResponseKind::ApiVersions(body)) }
+    Reply::Response {
+        api_key: ApiKey::ApiVersions,
+        version: 0,
+        correlation_id,
+        body: Box::new(ResponseKind::ApiVersions(body)),
+    }
 }

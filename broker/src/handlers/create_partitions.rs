@@ -18,7 +18,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: CreatePartitionsReques
                     let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
                     match broker.create_partitions(&t.name, t.count, request.validate_only) {
                         Ok(()) => result,
-                        Err(e) => result.with_error_code(e.code.code()).with_error_message(Some(str_bytes(e.message))),
+                        Err(e) => result
+                            .with_error_code(e.code.code())
+                            .with_error_message(Some(str_bytes(e.message))),
                     }
                 })
                 .collect();

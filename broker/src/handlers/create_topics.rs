@@ -20,10 +20,15 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                 .topics
                 .into_iter()
                 .map(|t| {
-                    let result = CreatableTopicResult::default().with_name(t.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
+                    let result = CreatableTopicResult::default()
+                        .with_name(t.name.clone())
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1);
                     if !seen.insert(t.name.to_string()) {
                         return result
-                            .with_error_code(fjord_protocol::kafka_protocol::error::ResponseError::InvalidRequest.code())
+                            .with_error_code(
+                                fjord_protocol::kafka_protocol::error::ResponseError::InvalidRequest.code(),
+                            )
                             .with_error_message(Some(str_bytes("topic listed more than once in the request")));
                     }
                     let configs: BTreeMap<String, String> = t
@@ -57,7 +62,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                                 .with_replication_factor(created.replication_factor)
                                 .with_configs(described)
                         }
-                        Err(e) => result.with_error_code(e.code.code()).with_error_message(Some(str_bytes(e.message))),
+                        Err(e) => result
+                            .with_error_code(e.code.code())
+                            .with_error_message(Some(str_bytes(e.message))),
                     }
                 })
                 .collect();

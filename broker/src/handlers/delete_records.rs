@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use fjord_protocol::kafka_protocol::error::ResponseError;
-use fjord_protocol::kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use fjord_protocol::kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use fjord_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use fjord_storage::Offset;
 
@@ -21,12 +23,18 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) 
                         .partitions
                         .iter()
                         .map(|p| {
-                            let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
+                            let result = DeleteRecordsPartitionResult::default()
+                                .with_partition_index(p.partition_index)
+                                .with_low_watermark(-1);
                             let Some(partition) = broker.replicas.get(&t.name, p.partition_index) else {
                                 return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                             };
                             let mut log = partition.log.lock();
-                            let target = if p.offset == -1 { log.high_watermark() } else { Offset(p.offset) };
+                            let target = if p.offset == -1 {
+                                log.high_watermark()
+                            } else {
+                                Offset(p.offset)
+                            };
                             if target.0 < 0 || target > log.high_watermark() {
                                 return result.with_error_code(ResponseError::OffsetOutOfRange.code());
                             }
@@ -36,7 +44,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) 
                             }
                         })
                         .collect();
-                    DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+                    DeleteRecordsTopicResult::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
                 })
                 .collect();
             DeleteRecordsResponse::default().with_topics(topics)

@@ -31,14 +31,20 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let wanted = |name: &str| {
-                resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                resource
+                    .configuration_keys
+                    .as_ref()
+                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
             };
             match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let Some(topic) = image.topic(resource.resource_name.as_str()) else {
                         return result
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_error_message(Some(str_bytes(format!("topic {} does not exist", resource.resource_name.as_str()))));
+                            .with_error_message(Some(str_bytes(format!(
+                                "topic {} does not exist",
+                                resource.resource_name.as_str()
+                            ))));
                     };
                     let broker_defaults = topic_config::broker_defaults_as_topic_configs(&broker.config.topics);
                     let configs = topic_config::describe(&broker.config.topics, &topic.configs)
@@ -50,12 +56,18 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                                 if d.source == Source::DynamicTopic {
                                     synonyms.push(synonym(d.def.name, &d.value, Source::DynamicTopic as i8));
                                 }
-                                if let (Some(syn), Some((_, v))) =
-                                    (d.def.broker_synonym, broker_defaults.iter().find(|(n, _)| *n == d.def.name))
-                                    && v != d.def.default {
-                                        synonyms.push(synonym(syn, v, Source::StaticBroker as i8));
-                                    }
-                                synonyms.push(synonym(d.def.broker_synonym.unwrap_or(d.def.name), d.def.default, Source::Default as i8));
+                                if let (Some(syn), Some((_, v))) = (
+                                    d.def.broker_synonym,
+                                    broker_defaults.iter().find(|(n, _)| *n == d.def.name),
+                                ) && v != d.def.default
+                                {
+                                    synonyms.push(synonym(syn, v, Source::StaticBroker as i8));
+                                }
+                                synonyms.push(synonym(
+                                    d.def.broker_synonym.unwrap_or(d.def.name),
+                                    d.def.default,
+                                    Source::Default as i8,
+                                ));
                             }
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(d.def.name))
@@ -74,13 +86,20 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                     if !name.is_empty() && name != broker.node_id().to_string() {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(Some(str_bytes(format!("this is broker {}, not {name}", broker.node_id()))));
+                            .with_error_message(Some(str_bytes(format!(
+                                "this is broker {}, not {name}",
+                                broker.node_id()
+                            ))));
                     }
                     let configs = broker_configs(&broker.config)
                         .into_iter()
                         .filter(|(n, ..)| wanted(n))
                         .map(|(n, value, default, config_type)| {
-                            let source = if value == default { Source::Default } else { Source::StaticBroker };
+                            let source = if value == default {
+                                Source::Default
+                            } else {
+                                Source::StaticBroker
+                            };
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(n))
                                 .with_value(Some(str_bytes(value)))
@@ -101,7 +120,10 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
 }
 
 fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
-    DescribeConfigsSynonym::default().with_name(str_bytes(name)).with_value(Some(str_bytes(value))).with_source(source)
+    DescribeConfigsSynonym::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_source(source)
 }
 
 /// The broker's settings under Kafka's names: (name, value, default, type).
@@ -114,28 +136,138 @@ fn broker_configs(config: &BrokerConfig) -> Vec<(&'static str, String, String, i
     vec![
         ("node.id", config.node_id.to_string(), d.node_id.to_string(), TYPE_INT),
         ("broker.id", config.node_id.to_string(), d.node_id.to_string(), TYPE_INT),
-        ("broker.rack", config.rack.clone().unwrap_or_default(), String::new(), TYPE_STRING),
-        ("listeners", format!("PLAINTEXT://{}", config.network.listen), format!("PLAINTEXT://{}", d.network.listen), TYPE_STRING),
-        ("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), format!("PLAINTEXT://{}", d.network.listen), TYPE_STRING),
-        ("log.dirs", config.storage.data_dir.display().to_string(), d.storage.data_dir.display().to_string(), TYPE_STRING),
-        ("socket.request.max.bytes", config.network.max_request_size.as_u64().to_string(), d.network.max_request_size.as_u64().to_string(), TYPE_INT),
-        ("connections.max.idle.ms", ms(config.network.idle_timeout), ms(d.network.idle_timeout), TYPE_LONG),
-        ("log.retention.check.interval.ms", ms(config.storage.retention_check_interval), ms(d.storage.retention_check_interval), TYPE_LONG),
-        ("log.flush.scheduler.interval.ms", ms(config.storage.flush_interval), ms(d.storage.flush_interval), TYPE_LONG),
-        ("auto.create.topics.enable", t.auto_create.to_string(), dt.auto_create.to_string(), TYPE_BOOLEAN),
-        ("num.partitions", t.num_partitions.to_string(), dt.num_partitions.to_string(), TYPE_INT),
-        ("default.replication.factor", t.replication_factor.to_string(), dt.replication_factor.to_string(), TYPE_INT),
-        ("log.segment.bytes", t.segment_bytes.to_string(), dt.segment_bytes.to_string(), TYPE_INT),
-        ("log.roll.ms", t.segment_ms.to_string(), dt.segment_ms.to_string(), TYPE_LONG),
-        ("log.retention.ms", t.retention_ms.to_string(), dt.retention_ms.to_string(), TYPE_LONG),
-        ("log.retention.bytes", t.retention_bytes.to_string(), dt.retention_bytes.to_string(), TYPE_LONG),
-        ("message.max.bytes", t.max_message_bytes.to_string(), dt.max_message_bytes.to_string(), TYPE_INT),
-        ("log.message.timestamp.type", t.message_timestamp_type.clone(), dt.message_timestamp_type.clone(), TYPE_STRING),
-        ("log.cleanup.policy", t.cleanup_policy.clone(), dt.cleanup_policy.clone(), 7),
-        ("log.flush.interval.messages", t.flush_messages.to_string(), dt.flush_messages.to_string(), TYPE_LONG),
-        ("log.flush.interval.ms", t.flush_ms.to_string(), dt.flush_ms.to_string(), TYPE_LONG),
-        ("log.index.interval.bytes", t.index_interval_bytes.to_string(), dt.index_interval_bytes.to_string(), TYPE_INT),
-        ("log.index.size.max.bytes", t.segment_index_bytes.to_string(), dt.segment_index_bytes.to_string(), TYPE_INT),
+        (
+            "broker.rack",
+            config.rack.clone().unwrap_or_default(),
+            String::new(),
+            TYPE_STRING,
+        ),
+        (
+            "listeners",
+            format!("PLAINTEXT://{}", config.network.listen),
+            format!("PLAINTEXT://{}", d.network.listen),
+            TYPE_STRING,
+        ),
+        (
+            "advertised.listeners",
+            format!("PLAINTEXT://{host}:{port}"),
+            format!("PLAINTEXT://{}", d.network.listen),
+            TYPE_STRING,
+        ),
+        (
+            "log.dirs",
+            config.storage.data_dir.display().to_string(),
+            d.storage.data_dir.display().to_string(),
+            TYPE_STRING,
+        ),
+        (
+            "socket.request.max.bytes",
+            config.network.max_request_size.as_u64().to_string(),
+            d.network.max_request_size.as_u64().to_string(),
+            TYPE_INT,
+        ),
+        (
+            "connections.max.idle.ms",
+            ms(config.network.idle_timeout),
+            ms(d.network.idle_timeout),
+            TYPE_LONG,
+        ),
+        (
+            "log.retention.check.interval.ms",
+            ms(config.storage.retention_check_interval),
+            ms(d.storage.retention_check_interval),
+            TYPE_LONG,
+        ),
+        (
+            "log.flush.scheduler.interval.ms",
+            ms(config.storage.flush_interval),
+            ms(d.storage.flush_interval),
+            TYPE_LONG,
+        ),
+        (
+            "auto.create.topics.enable",
+            t.auto_create.to_string(),
+            dt.auto_create.to_string(),
+            TYPE_BOOLEAN,
+        ),
+        (
+            "num.partitions",
+            t.num_partitions.to_string(),
+            dt.num_partitions.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "default.replication.factor",
+            t.replication_factor.to_string(),
+            dt.replication_factor.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "log.segment.bytes",
+            t.segment_bytes.to_string(),
+            dt.segment_bytes.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "log.roll.ms",
+            t.segment_ms.to_string(),
+            dt.segment_ms.to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "log.retention.ms",
+            t.retention_ms.to_string(),
+            dt.retention_ms.to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "log.retention.bytes",
+            t.retention_bytes.to_string(),
+            dt.retention_bytes.to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "message.max.bytes",
+            t.max_message_bytes.to_string(),
+            dt.max_message_bytes.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "log.message.timestamp.type",
+            t.message_timestamp_type.clone(),
+            dt.message_timestamp_type.clone(),
+            TYPE_STRING,
+        ),
+        (
+            "log.cleanup.policy",
+            t.cleanup_policy.clone(),
+            dt.cleanup_policy.clone(),
+            7,
+        ),
+        (
+            "log.flush.interval.messages",
+            t.flush_messages.to_string(),
+            dt.flush_messages.to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "log.flush.interval.ms",
+            t.flush_ms.to_string(),
+            dt.flush_ms.to_string(),
+            TYPE_LONG,
+        ),
+        (
+            "log.index.interval.bytes",
+            t.index_interval_bytes.to_string(),
+            dt.index_interval_bytes.to_string(),
+            TYPE_INT,
+        ),
+        (
+            "log.index.size.max.bytes",
+            t.segment_index_bytes.to_string(),
+            dt.segment_index_bytes.to_string(),
+            TYPE_INT,
+        ),
         ("min.insync.replicas", "1".into(), "1".into(), TYPE_INT),
         ("compression.type", "producer".into(), "producer".into(), TYPE_STRING),
     ]

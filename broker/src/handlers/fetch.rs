@@ -51,11 +51,19 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
         };
         topics.push(
             FetchableTopicResponse::default()
-                .with_topic(if version >= 13 { Default::default() } else { t.topic.clone() })
+                .with_topic(if version >= 13 {
+                    Default::default()
+                } else {
+                    t.topic.clone()
+                })
                 .with_topic_id(t.topic_id),
         );
         for p in &t.partitions {
-            let partition = if topic_error.is_none() { broker.replicas.get(&name, p.partition) } else { None };
+            let partition = if topic_error.is_none() {
+                broker.replicas.get(&name, p.partition)
+            } else {
+                None
+            };
             let fixed_error = topic_error.or_else(|| match &partition {
                 None => Some(ResponseError::UnknownTopicOrPartition),
                 Some(part) => epoch_error(p.current_leader_epoch, part.leader_epoch().0),
@@ -70,7 +78,11 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
             });
         }
     }
-    let max_bytes = if request.max_bytes <= 0 { i32::MAX as usize } else { request.max_bytes as usize };
+    let max_bytes = if request.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        request.max_bytes as usize
+    };
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let (planned, data) = loop {
@@ -87,7 +99,12 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
         if total >= min_bytes || any_error || Instant::now() >= deadline || broker.is_shutting_down() {
             let plans: Vec<Option<ReadPlan>> = planned.iter().map(|p| p.plan.clone()).collect();
             let data = broker
-                .blocking(move |b| plans.into_iter().map(|p| p.map(|p| b.read_buffers.read(&p))).collect::<Vec<_>>())
+                .blocking(move |b| {
+                    plans
+                        .into_iter()
+                        .map(|p| p.map(|p| b.read_buffers.read(&p)))
+                        .collect::<Vec<_>>()
+                })
                 .await;
             break (planned, data);
         }
@@ -139,7 +156,12 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
         .iter()
         .map(|w| {
             let Some(partition) = w.partition.as_ref().filter(|_| w.fixed_error.is_none()) else {
-                return Planned { error: w.fixed_error, high_watermark: -1, log_start_offset: -1, plan: None };
+                return Planned {
+                    error: w.fixed_error,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    plan: None,
+                };
             };
             let log = partition.log.lock();
             let (log_start, hw) = (log.log_start_offset(), log.high_watermark());
@@ -157,7 +179,12 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                         remaining = remaining.saturating_sub(p.len());
                         first_data = false;
                     }
-                    Planned { error: None, high_watermark: hw.0, log_start_offset: log_start.0, plan }
+                    Planned {
+                        error: None,
+                        high_watermark: hw.0,
+                        log_start_offset: log_start.0,
+                        plan,
+                    }
                 }
                 Err(error) => Planned {
                     error: Some(storage_error_code(&error)),

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use fjord_protocol::kafka_protocol::error::ResponseError;
-use fjord_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use fjord_protocol::kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use fjord_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::errors::storage_error_code;
@@ -28,7 +30,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, ve
                         .iter()
                         .map(|p| lookup(broker, &t.name, p.partition_index, p.timestamp, version))
                         .collect();
-                    ListOffsetsTopicResponse::default().with_name(t.name).with_partitions(partitions)
+                    ListOffsetsTopicResponse::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
                 })
                 .collect();
             ListOffsetsResponse::default().with_topics(topics)
@@ -37,7 +41,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, ve
 }
 
 fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16) -> ListOffsetsPartitionResponse {
-    let response = ListOffsetsPartitionResponse::default().with_partition_index(index).with_timestamp(-1).with_offset(-1);
+    let response = ListOffsetsPartitionResponse::default()
+        .with_partition_index(index)
+        .with_timestamp(-1)
+        .with_offset(-1);
     let Some(partition) = broker.replicas.get(topic, index) else {
         return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
     };
@@ -54,7 +61,10 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16
         }
     };
     match found {
-        Ok(Some((offset, ts))) => response.with_offset(offset.0).with_timestamp(ts).with_leader_epoch(epoch),
+        Ok(Some((offset, ts))) => response
+            .with_offset(offset.0)
+            .with_timestamp(ts)
+            .with_leader_epoch(epoch),
         Ok(None) => response.with_leader_epoch(epoch),
         Err(error) => response.with_error_code(storage_error_code(&error).code()),
     }

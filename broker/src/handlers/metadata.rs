@@ -16,10 +16,15 @@ use crate::controller::validate_topic_name;
 
 /// Topic operations allowed without ACLs: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
 /// DESCRIBE_CONFIGS, ALTER_CONFIGS (Kafka AclOperation codes).
-const ALL_TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let operations = if request.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
+    let operations = if request.include_topic_authorized_operations {
+        ALL_TOPIC_OPERATIONS
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
     let mut image = broker.image();
     // v0 has no null array: an empty list means every topic.
     let all_topics = request.topics.is_none() || (version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
@@ -53,7 +58,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
                                 Err(e) => e.code,
                                 Ok(()) => ResponseError::UnknownTopicOrPartition,
                             };
-                            MetadataResponseTopic::default().with_name(Some(name.clone())).with_error_code(code.code())
+                            MetadataResponseTopic::default()
+                                .with_name(Some(name.clone()))
+                                .with_error_code(code.code())
                         }
                         (None, None) => MetadataResponseTopic::default()
                             .with_topic_id(t.topic_id)

@@ -1,6 +1,7 @@
 //! One file per Kafka API. `handle` dispatches a decoded request to its handler and wraps the
 //! response; partition- and topic-level failures are error codes inside responses, never `Err`.
 
+mod alter_configs;
 pub mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -10,7 +11,6 @@ mod describe_cluster;
 mod describe_configs;
 mod errors;
 mod fetch;
-mod alter_configs;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -26,7 +26,12 @@ use crate::broker::Broker;
 /// What the connection does with a handled request.
 #[derive(Debug)]
 pub enum Reply {
-    Response { api_key: ApiKey, version: i16, correlation_id: i32, body: Box<ResponseKind> },
+    Response {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        body: Box<ResponseKind>,
+    },
     /// No response is sent (Produce with acks=0).
     None,
     /// The request cannot be answered; close the connection.
@@ -49,7 +54,10 @@ impl Turn {
     pub fn after(previous: &mut Option<tokio::sync::oneshot::Receiver<()>>) -> Turn {
         let (release, next) = tokio::sync::oneshot::channel();
         let wait = previous.replace(next);
-        Turn { wait, release: Some(release) }
+        Turn {
+            wait,
+            release: Some(release),
+        }
     }
 
     async fn begin(&mut self) {
@@ -111,7 +119,12 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         }
     };
     errors::count_errors(&broker.metrics, api_key, &body);
-    Reply::Response { api_key, version, correlation_id, body: Box::new(body) }
+    Reply::Response {
+        api_key,
+        version,
+        correlation_id,
+        body: Box::new(body),
+    }
 }
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {

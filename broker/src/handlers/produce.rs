@@ -20,7 +20,11 @@ struct Slot {
     append: Option<(Arc<Partition>, bytes::Bytes)>,
 }
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, mut turn: super::Turn) -> Option<ProduceResponse> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: ProduceRequest,
+    mut turn: super::Turn,
+) -> Option<ProduceResponse> {
     let acks = request.acks;
     let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
     let mut slots: Vec<Slot> = Vec::new();
@@ -31,7 +35,11 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, mut tu
                 .iter()
                 .map(|p| error_response(p.index, ResponseError::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
                 .collect();
-            topics.push(TopicProduceResponse::default().with_name(t.name.clone()).with_partition_responses(partitions));
+            topics.push(
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_partition_responses(partitions),
+            );
         }
         return (acks != 0).then(|| ProduceResponse::default().with_responses(topics));
     }
@@ -49,14 +57,35 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, mut tu
         }
     }
     for (topic_index, t) in request.topic_data.into_iter().enumerate() {
-        topics.push(TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id));
+        topics.push(
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id),
+        );
         for p in t.partition_data {
             let (response, append) = match (broker.replicas.get(&t.name, p.index), p.records) {
-                (None, _) => (error_response(p.index, ResponseError::UnknownTopicOrPartition, "unknown topic or partition"), None),
-                (Some(_), None) => (error_response(p.index, ResponseError::CorruptMessage, "records are missing"), None),
-                (Some(partition), Some(records)) => (PartitionProduceResponse::default().with_index(p.index), Some((partition, records))),
+                (None, _) => (
+                    error_response(
+                        p.index,
+                        ResponseError::UnknownTopicOrPartition,
+                        "unknown topic or partition",
+                    ),
+                    None,
+                ),
+                (Some(_), None) => (
+                    error_response(p.index, ResponseError::CorruptMessage, "records are missing"),
+                    None,
+                ),
+                (Some(partition), Some(records)) => (
+                    PartitionProduceResponse::default().with_index(p.index),
+                    Some((partition, records)),
+                ),
             };
-            slots.push(Slot { topic_index, response, append });
+            slots.push(Slot {
+                topic_index,
+                response,
+                append,
+            });
         }
     }
     let slots = broker
@@ -83,7 +112,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, mut tu
 /// Appends one partition's batches (blocking), fills in its response, wakes fetchers and hands
 /// the partition to the flusher.
 fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
-    let Some((partition, records)) = slot.append.take() else { return slot };
+    let Some((partition, records)) = slot.append.take() else {
+        return slot;
+    };
     let result = {
         let mut log = partition.log.lock();
         let epoch = partition.leader_epoch();

@@ -44,7 +44,14 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
     // (a single request may use all of it), so memory per connection stays bounded.
     let budget = Arc::new(Semaphore::new(max_request));
     let (frames_tx, mut frames_rx) = mpsc::channel(net.max_in_flight_requests);
-    let reader = tokio::spawn(read_frames(read_half, frames_tx, budget, max_request, net.idle_timeout, broker.clone()));
+    let reader = tokio::spawn(read_frames(
+        read_half,
+        frames_tx,
+        budget,
+        max_request,
+        net.idle_timeout,
+        broker.clone(),
+    ));
 
     let mut in_flight = FuturesOrdered::new();
     let mut out = BytesMut::with_capacity(64 * 1024);
@@ -126,7 +133,11 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>
 }
 
 /// Writes `head` (already encoded responses) and then `chunks` with vectored writes.
-async fn write_all(write_half: &mut tokio::net::tcp::OwnedWriteHalf, head: &[u8], chunks: &[Bytes]) -> std::io::Result<()> {
+async fn write_all(
+    write_half: &mut tokio::net::tcp::OwnedWriteHalf,
+    head: &[u8],
+    chunks: &[Bytes],
+) -> std::io::Result<()> {
     let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
     if !head.is_empty() {
         parts.push(head);
@@ -134,7 +145,11 @@ async fn write_all(write_half: &mut tokio::net::tcp::OwnedWriteHalf, head: &[u8]
     parts.extend(chunks.iter().map(|c| &c[..]).filter(|c| !c.is_empty()));
     let mut first = 0;
     while first < parts.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = parts[first..].iter().take(64).map(|p| std::io::IoSlice::new(p)).collect();
+        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+            .iter()
+            .take(64)
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
         let mut written = write_half.write_vectored(&slices).await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
@@ -161,7 +176,12 @@ async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn
             broker.metrics.observe_request(api_key, started.elapsed());
             reply
         }
-        Err(DecodeError::UnsupportedVersion { api_key: ApiKey::ApiVersions, version, correlation_id, .. }) => {
+        Err(DecodeError::UnsupportedVersion {
+            api_key: ApiKey::ApiVersions,
+            version,
+            correlation_id,
+            ..
+        }) => {
             tracing::debug!(%peer, version, "api versions request too new, answering with v0 fallback");
             handlers::api_versions::unsupported_version(correlation_id)
         }
@@ -196,7 +216,9 @@ async fn read_frames(
         if size > max_request {
             break ReadEnd::TooLarge(size);
         }
-        let Ok(permit) = budget.clone().acquire_many_owned(size as u32).await else { break ReadEnd::Closed };
+        let Ok(permit) = budget.clone().acquire_many_owned(size as u32).await else {
+            break ReadEnd::Closed;
+        };
         // Read into uninitialised capacity: a zeroed allocation of this size is a calloc, which
         // jemalloc serves by purging pages that then fault in again on every request.
         let mut buf = BytesMut::with_capacity(size);
@@ -218,7 +240,14 @@ async fn read_frames(
             break end;
         }
         broker.metrics.bytes_in.inc_by(size as u64 + 4);
-        if frames.send(Frame { bytes: buf.freeze(), _budget: permit }).await.is_err() {
+        if frames
+            .send(Frame {
+                bytes: buf.freeze(),
+                _budget: permit,
+            })
+            .await
+            .is_err()
+        {
             break ReadEnd::Closed;
         }
     };
@@ -226,7 +255,12 @@ async fn read_frames(
         ReadEnd::Closed => {}
         ReadEnd::Idle => tracing::debug!(?peer, "closing idle connection"),
         ReadEnd::TooLarge(size) => {
-            tracing::warn!(?peer, size, max_request, "request larger than network.max_request_size, closing connection")
+            tracing::warn!(
+                ?peer,
+                size,
+                max_request,
+                "request larger than network.max_request_size, closing connection"
+            )
         }
         ReadEnd::Invalid(size) => tracing::warn!(?peer, size, "invalid request size prefix, closing connection"),
         ReadEnd::Io(error) => tracing::debug!(?peer, %error, "read failed, closing connection"),

@@ -38,7 +38,10 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
     let grace = broker.config.network.shutdown_timeout;
     let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        tracing::warn!(open = connections.len(), "connections still busy after the shutdown timeout, closing them");
+        tracing::warn!(
+            open = connections.len(),
+            "connections still busy after the shutdown timeout, closing them"
+        );
         connections.shutdown().await;
     }
 }

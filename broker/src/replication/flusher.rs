@@ -65,7 +65,10 @@ impl Flusher {
     pub fn mark_dirty(&self, partition: &Arc<Partition>) {
         let urgent = {
             let log = partition.log.lock();
-            partition.flush_messages.lock().is_some_and(|n| log.unflushed_messages() >= n)
+            partition
+                .flush_messages
+                .lock()
+                .is_some_and(|n| log.unflushed_messages() >= n)
         };
         if partition.mark_dirty() {
             self.state.lock().dirty.push(partition.clone());
@@ -137,8 +140,13 @@ impl Flusher {
         }
         let now_ms = crate::clock::now_ms();
         dirty.iter().any(|p| {
-            let Some(flush_ms) = *p.flush_ms.lock() else { return false };
-            p.log.lock().oldest_unflushed_append_ms().is_some_and(|t| now_ms - t >= flush_ms as i64)
+            let Some(flush_ms) = *p.flush_ms.lock() else {
+                return false;
+            };
+            p.log
+                .lock()
+                .oldest_unflushed_append_ms()
+                .is_some_and(|t| now_ms - t >= flush_ms as i64)
         })
     }
 
@@ -173,8 +181,8 @@ impl Flusher {
 
     #[allow(clippy::unused_self)]
     fn syncfs(&self) -> bool {
-        let result = std::fs::File::open(&self.data_dir)
-            .and_then(|dir| rustix::fs::syncfs(&dir).map_err(std::io::Error::from));
+        let result =
+            std::fs::File::open(&self.data_dir).and_then(|dir| rustix::fs::syncfs(&dir).map_err(std::io::Error::from));
         if let Err(error) = &result {
             tracing::error!(data_dir = %self.data_dir.display(), %error, "syncfs failed");
         }
@@ -202,6 +210,11 @@ fn sync_in_parallel(tickets: &[(&Arc<Partition>, fjord_storage::FlushTicket)]) -
             .map(|chunk| scope.spawn(move || chunk.iter().map(sync_one).filter(|ok| !ok).count() == 0))
             .collect();
         // Join every worker before answering.
-        workers.into_iter().map(|w| w.join().unwrap_or(false)).filter(|ok| !ok).count() == 0
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or(false))
+            .filter(|ok| !ok)
+            .count()
+            == 0
     })
 }

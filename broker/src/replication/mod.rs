@@ -28,7 +28,11 @@ const CLEAN_SHUTDOWN_MARKER: &str = ".fjord-clean-shutdown";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("storage error on {topic}-{partition}: {source}")]
-    Storage { topic: String, partition: i32, source: fjord_storage::Error },
+    Storage {
+        topic: String,
+        partition: i32,
+        source: fjord_storage::Error,
+    },
     #[error("data dir {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -55,7 +59,10 @@ impl ReplicaManager {
     /// Prepares the data dir and notes (and consumes) the clean-shutdown marker.
     pub fn new(config: &BrokerConfig, metrics: Arc<Metrics>) -> Result<ReplicaManager, Error> {
         let data_dir = config.storage.data_dir.clone();
-        let io = |source| Error::Io { path: data_dir.clone(), source };
+        let io = |source| Error::Io {
+            path: data_dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&data_dir).map_err(io)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean_start = marker.is_file();
@@ -130,11 +137,12 @@ impl ReplicaManager {
                 }
                 let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
                 self.claim_dir(&dir, topic.id)?;
-                let mut log = Log::open(&dir, log_config.clone(), self.clean_start).map_err(|source| Error::Storage {
-                    topic: topic.name.clone(),
-                    partition: p.partition.0,
-                    source,
-                })?;
+                let mut log =
+                    Log::open(&dir, log_config.clone(), self.clean_start).map_err(|source| Error::Storage {
+                        topic: topic.name.clone(),
+                        partition: p.partition.0,
+                        source,
+                    })?;
                 // Becoming leader with an ISR of one (this broker): everything in the log is
                 // committed, as Kafka does for a single-replica leader. The checkpointed high
                 // watermark may be stale after a crash.
@@ -149,7 +157,9 @@ impl ReplicaManager {
                 ));
                 *partition.flush_messages.lock() = flush_messages;
                 *partition.flush_ms.lock() = flush_ms;
-                self.partitions.write().insert((topic.name.clone(), p.partition.0), partition);
+                self.partitions
+                    .write()
+                    .insert((topic.name.clone(), p.partition.0), partition);
             }
         }
         Ok(())
@@ -158,7 +168,10 @@ impl ReplicaManager {
     /// Makes sure `dir` belongs to `topic_id` (Kafka's partition.metadata): a directory left by an
     /// earlier topic of the same name is moved aside and deleted, never reused.
     fn claim_dir(&self, dir: &Path, topic_id: TopicId) -> Result<(), Error> {
-        let io = |source| Error::Io { path: dir.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
         let marker = dir.join("partition.metadata");
         let expected = format!("version: 0\ntopic_id: {topic_id}\n");
         match std::fs::read_to_string(&marker) {
@@ -257,7 +270,10 @@ mod tests {
 
     fn topic_records(name: &str, id: TopicId) -> Vec<MetadataRecord> {
         vec![
-            MetadataRecord::Topic { name: name.into(), topic_id: id },
+            MetadataRecord::Topic {
+                name: name.into(),
+                topic_id: id,
+            },
             MetadataRecord::Partition {
                 topic_id: id,
                 partition: PartitionId(0),
@@ -276,8 +292,12 @@ mod tests {
         config.storage.data_dir = dir.path().to_path_buf();
         let replicas = ReplicaManager::new(&config, Metrics::new(false)).expect("opens");
         let id = TopicId::random();
-        let created = MetadataImage::default().apply(&topic_records("t", id)).expect("applies");
-        let deleted = created.apply(&[MetadataRecord::RemoveTopic { topic_id: id }]).expect("applies");
+        let created = MetadataImage::default()
+            .apply(&topic_records("t", id))
+            .expect("applies");
+        let deleted = created
+            .apply(&[MetadataRecord::RemoveTopic { topic_id: id }])
+            .expect("applies");
         // The deleting request syncs first; the creating one arrives late with its older image.
         replicas.sync_with_image(&deleted).expect("syncs");
         replicas.sync_with_image(&created).expect("syncs");
@@ -294,7 +314,11 @@ mod tests {
         // The renamed directory is deleted in the background.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let leftovers = || {
-            std::fs::read_dir(dir.path()).expect("list").flatten().filter(|e| e.file_name().to_string_lossy().ends_with("-delete")).count()
+            std::fs::read_dir(dir.path())
+                .expect("list")
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with("-delete"))
+                .count()
         };
         while leftovers() > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));

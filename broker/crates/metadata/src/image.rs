@@ -88,7 +88,14 @@ impl MetadataImage {
                 self.names_by_id.insert(*topic_id, name.clone());
                 self.topics.insert(name.clone(), Arc::new(topic));
             }
-            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch } => {
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+            } => {
                 let topic = self.topic_mut(*topic_id)?;
                 let image = PartitionImage {
                     partition: *partition,
@@ -154,7 +161,10 @@ mod tests {
 
     pub(crate) fn create_topic(name: &str, partitions: i32) -> Vec<MetadataRecord> {
         let topic_id = TopicId::random();
-        let mut records = vec![MetadataRecord::Topic { name: name.into(), topic_id }];
+        let mut records = vec![MetadataRecord::Topic {
+            name: name.into(),
+            topic_id,
+        }];
         for p in 0..partitions {
             records.push(MetadataRecord::Partition {
                 topic_id,
@@ -182,10 +192,15 @@ mod tests {
                 value: Some("1000".into()),
             }])
             .expect("applies");
-        assert_eq!(configured.topic("orders").expect("exists").configs["retention.ms"], "1000");
+        assert_eq!(
+            configured.topic("orders").expect("exists").configs["retention.ms"],
+            "1000"
+        );
         // The earlier image is untouched: images are immutable.
         assert!(one.topic("orders").expect("exists").configs.is_empty());
-        let removed = configured.apply(&[MetadataRecord::RemoveTopic { topic_id: id }]).expect("applies");
+        let removed = configured
+            .apply(&[MetadataRecord::RemoveTopic { topic_id: id }])
+            .expect("applies");
         assert!(removed.topic("orders").is_none());
         assert!(removed.topic_by_id(id).is_none());
         assert_eq!(removed.offset, 3);

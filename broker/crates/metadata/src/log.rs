@@ -23,11 +23,19 @@ pub struct MetadataLog {
 impl MetadataLog {
     /// Opens (or creates) the log at `path` and returns it with every intact batch, in order.
     pub fn open(path: &Path) -> Result<(MetadataLog, Vec<Vec<MetadataRecord>>)> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
         let mut batches = Vec::new();
@@ -54,7 +62,13 @@ impl MetadataLog {
             file.sync_all().map_err(io)?;
         }
         file.seek(SeekFrom::End(0)).map_err(io)?;
-        Ok((MetadataLog { path: path.to_path_buf(), file }, batches))
+        Ok((
+            MetadataLog {
+                path: path.to_path_buf(),
+                file,
+            },
+            batches,
+        ))
     }
 
     /// Appends one batch durably (written and fsynced before returning).
@@ -64,7 +78,10 @@ impl MetadataLog {
         entry.extend_from_slice(&(body.len() as u32).to_be_bytes());
         entry.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         entry.extend_from_slice(&body);
-        let io = |source| Error::Io { path: self.path.clone(), source };
+        let io = |source| Error::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.file.write_all(&entry).map_err(io)?;
         self.file.sync_data().map_err(io)
     }
@@ -90,7 +107,11 @@ mod tests {
         {
             let (mut log, batches) = MetadataLog::open(&path).expect("opens");
             assert!(batches.is_empty());
-            log.append(&[MetadataRecord::Topic { name: "t".into(), topic_id: TopicId::random() }]).expect("append");
+            log.append(&[MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: TopicId::random(),
+            }])
+            .expect("append");
             log.append(&config("1")).expect("append");
         }
         let (_, batches) = MetadataLog::open(&path).expect("reopens");

@@ -51,7 +51,11 @@ pub enum MetadataRecord {
         leader_epoch: i32,
     },
     /// Sets (`Some`) or removes (`None`) one config key of a resource.
-    Config { resource: ConfigResource, name: String, value: Option<String> },
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
     /// The topic and all its partitions and configs are gone.
     RemoveTopic { topic_id: TopicId },
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::Result;
 use crate::image::MetadataImage;
 use crate::log::MetadataLog;
 use crate::records::MetadataRecord;
-use crate::Result;
 
 /// Local (single-node) metadata store.
 #[derive(Debug)]
@@ -27,10 +27,15 @@ impl MetadataStore {
             match image.apply(batch) {
                 Ok(next) => image = next,
                 // A batch that was durably written but does not apply is a bug, not a crash.
-                Err(error) => tracing::error!(%error, offset = image.offset, "skipping metadata batch that does not apply"),
+                Err(error) => {
+                    tracing::error!(%error, offset = image.offset, "skipping metadata batch that does not apply")
+                }
             }
         }
-        Ok(MetadataStore { log: Mutex::new(log), image: RwLock::new(Arc::new(image)) })
+        Ok(MetadataStore {
+            log: Mutex::new(log),
+            image: RwLock::new(Arc::new(image)),
+        })
     }
 
     /// The current image.
@@ -79,8 +84,20 @@ mod tests {
         let id = TopicId::random();
         {
             let store = MetadataStore::open(&path).expect("opens");
-            store.commit(vec![MetadataRecord::Topic { name: "t".into(), topic_id: id }]).expect("commits");
-            assert!(store.commit(vec![MetadataRecord::Topic { name: "t".into(), topic_id: id }]).is_err());
+            store
+                .commit(vec![MetadataRecord::Topic {
+                    name: "t".into(),
+                    topic_id: id,
+                }])
+                .expect("commits");
+            assert!(
+                store
+                    .commit(vec![MetadataRecord::Topic {
+                        name: "t".into(),
+                        topic_id: id
+                    }])
+                    .is_err()
+            );
         }
         let store = MetadataStore::open(&path).expect("reopens");
         assert_eq!(store.image().topic("t").expect("restored").id, id);

@@ -7,8 +7,8 @@
 use bytes::buf::UninitSlice;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, FetchResponse, ResponseHeader};
-use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::Encodable;
+use kafka_protocol::protocol::buf::ByteBufMut;
 
 use crate::frame::EncodeError;
 
@@ -52,7 +52,10 @@ impl ChunkedFrame {
         if src.len() < MIN_PINNED_LEN {
             return None;
         }
-        self.pinned.iter().find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len()).cloned()
+        self.pinned
+            .iter()
+            .find(|b| b.as_ptr() == src.as_ptr() && b.len() == src.len())
+            .cloned()
     }
 }
 
@@ -114,7 +117,11 @@ pub fn encode_fetch_response_chunked(
     body: &FetchResponse,
 ) -> Result<Vec<Bytes>, EncodeError> {
     let api_key = ApiKey::Fetch;
-    let fail = |e: String| EncodeError { api_key, version, reason: e };
+    let fail = |e: String| EncodeError {
+        api_key,
+        version,
+        reason: e,
+    };
     let pinned = body
         .responses
         .iter()
@@ -122,7 +129,11 @@ pub fn encode_fetch_response_chunked(
         .filter_map(|p| p.records.clone())
         .filter(|r| r.len() >= MIN_PINNED_LEN)
         .collect();
-    let mut frame = ChunkedFrame { pinned, tail: BytesMut::with_capacity(4096), ..ChunkedFrame::default() };
+    let mut frame = ChunkedFrame {
+        pinned,
+        tail: BytesMut::with_capacity(4096),
+        ..ChunkedFrame::default()
+    };
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
         .encode(&mut frame, api_key.response_header_version(version))
@@ -145,15 +156,22 @@ mod tests {
         let partitions = records
             .iter()
             .enumerate()
-            .map(|(i, r)| PartitionData::default().with_partition_index(i as i32).with_records(Some(r.clone())))
+            .map(|(i, r)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_records(Some(r.clone()))
+            })
             .collect();
         FetchResponse::default().with_responses(vec![FetchableTopicResponse::default().with_partitions(partitions)])
     }
 
     #[test]
     fn chunked_encoding_equals_copying_encoding_for_every_fetch_version() {
-        let records: Vec<Bytes> =
-            vec![Bytes::from(vec![7u8; 10_000]), Bytes::from(vec![1u8; 100]), Bytes::from(vec![9u8; 70_000])];
+        let records: Vec<Bytes> = vec![
+            Bytes::from(vec![7u8; 10_000]),
+            Bytes::from(vec![1u8; 100]),
+            Bytes::from(vec![9u8; 70_000]),
+        ];
         let body = fetch_body(&records);
         for version in 4..=16 {
             let mut copied = BytesMut::new();
@@ -163,7 +181,10 @@ mod tests {
             let joined: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
             assert_eq!(joined, copied.to_vec(), "fetch v{version}");
             // The two large batches are passed by reference, the small one is copied.
-            let shared = chunks.iter().filter(|c| records.iter().any(|r| r.as_ptr() == c.as_ptr())).count();
+            let shared = chunks
+                .iter()
+                .filter(|c| records.iter().any(|r| r.as_ptr() == c.as_ptr()))
+                .count();
             assert_eq!(shared, 2, "fetch v{version}");
         }
     }

@@ -19,9 +19,20 @@ pub enum DecodeError {
     #[error("api {api_key:?} is not served by this broker")]
     UnsupportedApi { api_key: ApiKey, correlation_id: i32 },
     #[error("api {api_key:?} version {version} is outside the supported range {min}..={max}")]
-    UnsupportedVersion { api_key: ApiKey, version: i16, min: i16, max: i16, correlation_id: i32 },
+    UnsupportedVersion {
+        api_key: ApiKey,
+        version: i16,
+        min: i16,
+        max: i16,
+        correlation_id: i32,
+    },
     #[error("malformed {api_key:?} v{version} request: {reason}")]
-    Malformed { api_key: ApiKey, version: i16, correlation_id: i32, reason: String },
+    Malformed {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        reason: String,
+    },
 }
 
 /// Failure to encode a response: a bug on our side, never caused by client input.
@@ -62,12 +73,15 @@ pub fn peek_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
 /// Decodes one request frame. Versions outside [`crate::SUPPORTED_APIS`] are refused before any
 /// body decoding. Record batches inside the body stay slices of `frame` (no copy).
 pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, DecodeError> {
-    let (raw_key, version, correlation_id) =
-        peek_header(&frame).ok_or(DecodeError::Truncated { len: frame.len() })?;
-    let api_key = ApiKey::try_from(raw_key)
-        .map_err(|()| DecodeError::UnknownApiKey { api_key: raw_key, correlation_id })?;
-    let range = supported_range(api_key)
-        .ok_or(DecodeError::UnsupportedApi { api_key, correlation_id })?;
+    let (raw_key, version, correlation_id) = peek_header(&frame).ok_or(DecodeError::Truncated { len: frame.len() })?;
+    let api_key = ApiKey::try_from(raw_key).map_err(|()| DecodeError::UnknownApiKey {
+        api_key: raw_key,
+        correlation_id,
+    })?;
+    let range = supported_range(api_key).ok_or(DecodeError::UnsupportedApi {
+        api_key,
+        correlation_id,
+    })?;
     if version < range.min || version > range.max {
         return Err(DecodeError::UnsupportedVersion {
             api_key,
@@ -77,7 +91,12 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, DecodeError> {
             correlation_id,
         });
     }
-    let malformed = |reason: String| DecodeError::Malformed { api_key, version, correlation_id, reason };
+    let malformed = |reason: String| DecodeError::Malformed {
+        api_key,
+        version,
+        correlation_id,
+        reason,
+    };
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, api_key.request_header_version(version))
         .map_err(|e| malformed(format!("header: {e}")))?;
@@ -93,7 +112,11 @@ pub fn encode_response(
     correlation_id: i32,
     body: &ResponseKind,
 ) -> Result<(), EncodeError> {
-    let fail = |reason: String| EncodeError { api_key, version, reason };
+    let fail = |reason: String| EncodeError {
+        api_key,
+        version,
+        reason,
+    };
     let start = out.len();
     out.put_i32(0);
     ResponseHeader::default()
@@ -144,7 +167,14 @@ mod tests {
         let mut raw = BytesMut::from(&frame[..]);
         raw[2..4].copy_from_slice(&99i16.to_be_bytes());
         let err = decode_request(raw.freeze()).expect_err("refused");
-        assert!(matches!(err, DecodeError::UnsupportedVersion { version: 99, correlation_id: 7, .. }));
+        assert!(matches!(
+            err,
+            DecodeError::UnsupportedVersion {
+                version: 99,
+                correlation_id: 7,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -153,10 +183,20 @@ mod tests {
         raw.put_i16(9999);
         raw.put_i16(0);
         raw.put_i32(1);
-        assert!(matches!(decode_request(raw.freeze()), Err(DecodeError::UnknownApiKey { api_key: 9999, .. })));
-        assert!(matches!(decode_request(Bytes::from_static(b"\x00")), Err(DecodeError::Truncated { len: 1 })));
+        assert!(matches!(
+            decode_request(raw.freeze()),
+            Err(DecodeError::UnknownApiKey { api_key: 9999, .. })
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(b"\x00")),
+            Err(DecodeError::Truncated { len: 1 })
+        ));
         // A valid header followed by a body cut short.
-        let frame = frame_for(ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(Some(vec![])));
+        let frame = frame_for(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![])),
+        );
         let cut = frame.slice(..frame.len() - 2);
         assert!(matches!(decode_request(cut), Err(DecodeError::Malformed { .. })));
     }

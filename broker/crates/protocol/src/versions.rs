@@ -4,9 +4,8 @@
 
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    FetchRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -19,30 +18,94 @@ pub struct SupportedApi {
 }
 
 const fn api(key: ApiKey, min: i16, max: i16, cap: i16) -> SupportedApi {
-    SupportedApi { key, min, max: if max < cap { max } else { cap } }
+    SupportedApi {
+        key,
+        min,
+        max: if max < cap { max } else { cap },
+    }
 }
 
 /// Every API the broker answers. `cap` is the highest version whose semantics are implemented;
 /// the lower bound and the codec's ceiling come from the message structs themselves.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    api(ApiKey::Produce, ProduceRequest::VERSIONS.min, ProduceRequest::VERSIONS.max, 12), // v13 addresses topics by id
-    api(ApiKey::Fetch, FetchRequest::VERSIONS.min, FetchRequest::VERSIONS.max, 16), // v17 adds KIP-853 replica state
-    api(ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS.min, ListOffsetsRequest::VERSIONS.max, 8), // v9 = tiered-only -5
-    api(ApiKey::Metadata, MetadataRequest::VERSIONS.min, MetadataRequest::VERSIONS.max, 12),
-    api(ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS.min, ApiVersionsRequest::VERSIONS.max, 4),
-    api(ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS.min, CreateTopicsRequest::VERSIONS.max, 7),
-    api(ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS.min, DeleteTopicsRequest::VERSIONS.max, 6),
-    api(ApiKey::DeleteRecords, DeleteRecordsRequest::VERSIONS.min, DeleteRecordsRequest::VERSIONS.max, 2),
-    api(ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS.min, DescribeConfigsRequest::VERSIONS.max, 4),
-    api(ApiKey::AlterConfigs, AlterConfigsRequest::VERSIONS.min, AlterConfigsRequest::VERSIONS.max, 2),
-    api(ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS.min, CreatePartitionsRequest::VERSIONS.max, 3),
+    api(
+        ApiKey::Produce,
+        ProduceRequest::VERSIONS.min,
+        ProduceRequest::VERSIONS.max,
+        12,
+    ), // v13 addresses topics by id
+    api(
+        ApiKey::Fetch,
+        FetchRequest::VERSIONS.min,
+        FetchRequest::VERSIONS.max,
+        16,
+    ), // v17 adds KIP-853 replica state
+    api(
+        ApiKey::ListOffsets,
+        ListOffsetsRequest::VERSIONS.min,
+        ListOffsetsRequest::VERSIONS.max,
+        8,
+    ), // v9 = tiered-only -5
+    api(
+        ApiKey::Metadata,
+        MetadataRequest::VERSIONS.min,
+        MetadataRequest::VERSIONS.max,
+        12,
+    ),
+    api(
+        ApiKey::ApiVersions,
+        ApiVersionsRequest::VERSIONS.min,
+        ApiVersionsRequest::VERSIONS.max,
+        4,
+    ),
+    api(
+        ApiKey::CreateTopics,
+        CreateTopicsRequest::VERSIONS.min,
+        CreateTopicsRequest::VERSIONS.max,
+        7,
+    ),
+    api(
+        ApiKey::DeleteTopics,
+        DeleteTopicsRequest::VERSIONS.min,
+        DeleteTopicsRequest::VERSIONS.max,
+        6,
+    ),
+    api(
+        ApiKey::DeleteRecords,
+        DeleteRecordsRequest::VERSIONS.min,
+        DeleteRecordsRequest::VERSIONS.max,
+        2,
+    ),
+    api(
+        ApiKey::DescribeConfigs,
+        DescribeConfigsRequest::VERSIONS.min,
+        DescribeConfigsRequest::VERSIONS.max,
+        4,
+    ),
+    api(
+        ApiKey::AlterConfigs,
+        AlterConfigsRequest::VERSIONS.min,
+        AlterConfigsRequest::VERSIONS.max,
+        2,
+    ),
+    api(
+        ApiKey::CreatePartitions,
+        CreatePartitionsRequest::VERSIONS.min,
+        CreatePartitionsRequest::VERSIONS.max,
+        3,
+    ),
     api(
         ApiKey::IncrementalAlterConfigs,
         IncrementalAlterConfigsRequest::VERSIONS.min,
         IncrementalAlterConfigsRequest::VERSIONS.max,
         1,
     ),
-    api(ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS.min, DescribeClusterRequest::VERSIONS.max, 1),
+    api(
+        ApiKey::DescribeCluster,
+        DescribeClusterRequest::VERSIONS.min,
+        DescribeClusterRequest::VERSIONS.max,
+        1,
+    ),
 ];
 
 /// The version range the broker implements for `key`, if it serves that API at all.
@@ -59,7 +122,11 @@ mod tests {
         for a in SUPPORTED_APIS {
             let codec = a.key.valid_versions();
             assert!(a.min <= a.max, "{:?} has an empty range", a.key);
-            assert!(a.min >= codec.min && a.max <= codec.max, "{:?} outside codec range", a.key);
+            assert!(
+                a.min >= codec.min && a.max <= codec.max,
+                "{:?} outside codec range",
+                a.key
+            );
         }
     }
 

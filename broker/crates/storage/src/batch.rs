@@ -173,26 +173,18 @@ impl BatchHeader {
     pub fn encode(&self) -> [u8; BATCH_HEADER_LEN] {
         let mut out = [0u8; BATCH_HEADER_LEN];
         out[BASE_OFFSET_POS..BASE_OFFSET_POS + 8].copy_from_slice(&self.base_offset.to_be_bytes());
-        out[BATCH_LENGTH_POS..BATCH_LENGTH_POS + 4]
-            .copy_from_slice(&self.batch_length.to_be_bytes());
-        out[LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4]
-            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        out[BATCH_LENGTH_POS..BATCH_LENGTH_POS + 4].copy_from_slice(&self.batch_length.to_be_bytes());
+        out[LEADER_EPOCH_POS..LEADER_EPOCH_POS + 4].copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
         out[MAGIC_POS] = self.magic as u8;
         out[CRC_POS..CRC_POS + 4].copy_from_slice(&self.crc.to_be_bytes());
         out[ATTRIBUTES_POS..ATTRIBUTES_POS + 2].copy_from_slice(&self.attributes.to_be_bytes());
-        out[LAST_OFFSET_DELTA_POS..LAST_OFFSET_DELTA_POS + 4]
-            .copy_from_slice(&self.last_offset_delta.to_be_bytes());
-        out[BASE_TIMESTAMP_POS..BASE_TIMESTAMP_POS + 8]
-            .copy_from_slice(&self.base_timestamp.to_be_bytes());
-        out[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8]
-            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        out[LAST_OFFSET_DELTA_POS..LAST_OFFSET_DELTA_POS + 4].copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        out[BASE_TIMESTAMP_POS..BASE_TIMESTAMP_POS + 8].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        out[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].copy_from_slice(&self.max_timestamp.to_be_bytes());
         out[PRODUCER_ID_POS..PRODUCER_ID_POS + 8].copy_from_slice(&self.producer_id.to_be_bytes());
-        out[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2]
-            .copy_from_slice(&self.producer_epoch.to_be_bytes());
-        out[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4]
-            .copy_from_slice(&self.base_sequence.to_be_bytes());
-        out[RECORD_COUNT_POS..RECORD_COUNT_POS + 4]
-            .copy_from_slice(&self.record_count.to_be_bytes());
+        out[PRODUCER_EPOCH_POS..PRODUCER_EPOCH_POS + 2].copy_from_slice(&self.producer_epoch.to_be_bytes());
+        out[BASE_SEQUENCE_POS..BASE_SEQUENCE_POS + 4].copy_from_slice(&self.base_sequence.to_be_bytes());
+        out[RECORD_COUNT_POS..RECORD_COUNT_POS + 4].copy_from_slice(&self.record_count.to_be_bytes());
         out
     }
 
@@ -284,10 +276,7 @@ pub struct ValidatedBatches {
 ///
 /// Never copies or decompresses the payload. Control batches are not rejected here: only the
 /// broker knows whether the append comes from a client.
-pub fn validate_produce_batches(
-    buf: &[u8],
-    max_batch_bytes: usize,
-) -> Result<ValidatedBatches, BatchError> {
+pub fn validate_produce_batches(buf: &[u8], max_batch_bytes: usize) -> Result<ValidatedBatches, BatchError> {
     if buf.is_empty() {
         return Err(BatchError::Empty);
     }
@@ -445,9 +434,7 @@ pub(crate) fn stamp_header(
 pub(crate) mod test_util {
     //! Builders for test batches.
     use bytes::{Bytes, BytesMut};
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     /// Encodes one batch of `n` records with the given timestamps (ts of record i = ts(i)).
     pub(crate) fn batch_with(
@@ -554,10 +541,7 @@ mod tests {
     fn validate_wrong_magic_is_invalid_magic() {
         let mut b = batch(2, 10, 1);
         b[MAGIC_POS] = 1;
-        assert_eq!(
-            validate_produce_batches(&b, 1 << 20),
-            Err(BatchError::InvalidMagic(1))
-        );
+        assert_eq!(validate_produce_batches(&b, 1 << 20), Err(BatchError::InvalidMagic(1)));
     }
 
     #[test]
@@ -567,16 +551,10 @@ mod tests {
             validate_produce_batches(&b[..b.len() - 1], 1 << 20),
             Err(BatchError::Truncated)
         );
-        assert_eq!(
-            validate_produce_batches(&b[..30], 1 << 20),
-            Err(BatchError::Truncated)
-        );
+        assert_eq!(validate_produce_batches(&b[..30], 1 << 20), Err(BatchError::Truncated));
         let mut two = b.clone();
         two.extend_from_slice(&b[..70]);
-        assert_eq!(
-            validate_produce_batches(&two, 1 << 20),
-            Err(BatchError::Truncated)
-        );
+        assert_eq!(validate_produce_batches(&two, 1 << 20), Err(BatchError::Truncated));
     }
 
     #[test]
@@ -584,15 +562,8 @@ mod tests {
         let b = batch(2, 10, 1);
         // Longer than the buffer.
         let mut longer = b.clone();
-        set_i32(
-            &mut longer,
-            BATCH_LENGTH_POS,
-            (b.len() - LOG_OVERHEAD + 5) as i32,
-        );
-        assert_eq!(
-            validate_produce_batches(&longer, 1 << 20),
-            Err(BatchError::Truncated)
-        );
+        set_i32(&mut longer, BATCH_LENGTH_POS, (b.len() - LOG_OVERHEAD + 5) as i32);
+        assert_eq!(validate_produce_batches(&longer, 1 << 20), Err(BatchError::Truncated));
         // Shorter than the header.
         let mut tiny = b.clone();
         set_i32(&mut tiny, BATCH_LENGTH_POS, 10);
@@ -608,11 +579,7 @@ mod tests {
         );
         // Shorter than the real batch: the CRC no longer matches.
         let mut shorter = b.clone();
-        set_i32(
-            &mut shorter,
-            BATCH_LENGTH_POS,
-            (b.len() - LOG_OVERHEAD - 3) as i32,
-        );
+        set_i32(&mut shorter, BATCH_LENGTH_POS, (b.len() - LOG_OVERHEAD - 3) as i32);
         assert!(validate_produce_batches(&shorter, 1 << 20).is_err());
     }
 
@@ -726,9 +693,6 @@ mod tests {
         let items: Vec<_> = scan_batches(&buf).collect();
         assert_eq!(items.len(), 2);
         assert!(items[0].is_ok());
-        assert_eq!(
-            items[1].as_ref().map(|_| ()),
-            Err(&BatchError::InvalidMagic(0))
-        );
+        assert_eq!(items[1].as_ref().map(|_| ()), Err(&BatchError::InvalidMagic(0)));
     }
 }

@@ -57,10 +57,7 @@ impl LeaderEpochCache {
             {
                 return Err(corrupt(format!("entries out of order at line {line:?}")));
             }
-            cache.entries.push(EpochEntry {
-                epoch,
-                start_offset,
-            });
+            cache.entries.push(EpochEntry { epoch, start_offset });
         }
         Ok(cache)
     }
@@ -113,10 +110,7 @@ impl LeaderEpochCache {
                 "leader epoch assignment removed conflicting entries"
             );
         }
-        self.entries.push(EpochEntry {
-            epoch,
-            start_offset,
-        });
+        self.entries.push(EpochEntry { epoch, start_offset });
         self.dirty = true;
     }
 
@@ -140,9 +134,7 @@ impl LeaderEpochCache {
     /// Log start moved to `start_offset`: drops entries that start before it, keeping the last
     /// one of those with its start moved to `start_offset`.
     pub(crate) fn truncate_from_start(&mut self, start_offset: i64) {
-        let covered = self
-            .entries
-            .partition_point(|e| e.start_offset <= start_offset);
+        let covered = self.entries.partition_point(|e| e.start_offset <= start_offset);
         if covered == 0 {
             return;
         }
@@ -168,11 +160,7 @@ impl LeaderEpochCache {
     /// otherwise (largest epoch <= requested, start offset of the first epoch > requested), or
     /// (requested, that start offset) if every known epoch is larger; `None` if the requested
     /// epoch is newer than any known or is negative.
-    pub(crate) fn end_offset_for(
-        &self,
-        requested: i32,
-        log_end: i64,
-    ) -> Option<(LeaderEpoch, Offset)> {
+    pub(crate) fn end_offset_for(&self, requested: i32, log_end: i64) -> Option<(LeaderEpoch, Offset)> {
         if requested < 0 {
             return None;
         }

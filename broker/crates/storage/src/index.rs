@@ -120,10 +120,7 @@ impl<E: IndexEntry> Index<E> {
     #[cfg(test)]
     pub(crate) fn create_with(path: PathBuf, entries: Vec<E>) -> Result<Self> {
         let mut index = Self::create(path)?;
-        index.entries = Entries::Memory {
-            entries,
-            persisted: 0,
-        };
+        index.entries = Entries::Memory { entries, persisted: 0 };
         index.flush_pending()?;
         Ok(index)
     }
@@ -136,10 +133,7 @@ impl<E: IndexEntry> Index<E> {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("open index", &path)(e)),
         };
-        let size = file
-            .metadata()
-            .map_err(Error::io("stat index", &path))?
-            .len();
+        let size = file.metadata().map_err(Error::io("stat index", &path))?.len();
         if size % E::SIZE as u64 != 0 {
             return Ok(None);
         }
@@ -319,20 +313,11 @@ mod tests {
             .collect();
         let mut idx = Index::create_with(path.clone(), entries.clone()).expect("create");
         idx.freeze().expect("freeze");
-        let reopened = Index::<OffsetEntry>::open(path, false)
-            .expect("open")
-            .expect("valid");
+        let reopened = Index::<OffsetEntry>::open(path, false).expect("open").expect("valid");
         assert_eq!(reopened.len(), 1000);
         for target in [0u32, 5, 10, 9995, 9990, 12345] {
-            let mem = entries
-                .iter()
-                .rev()
-                .find(|e| e.rel_offset <= target)
-                .copied();
-            assert_eq!(
-                reopened.floor(|e| e.rel_offset <= target).expect("floor"),
-                mem
-            );
+            let mem = entries.iter().rev().find(|e| e.rel_offset <= target).copied();
+            assert_eq!(reopened.floor(|e| e.rel_offset <= target).expect("floor"), mem);
             assert_eq!(idx.floor(|e| e.rel_offset <= target).expect("floor"), mem);
         }
     }
@@ -342,11 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("0.timeindex");
         std::fs::write(&path, [0u8; 13]).expect("write");
-        assert!(
-            Index::<TimeEntry>::open(path, true)
-                .expect("open")
-                .is_none()
-        );
+        assert!(Index::<TimeEntry>::open(path, true).expect("open").is_none());
         assert!(
             Index::<TimeEntry>::open(dir.path().join("missing"), true)
                 .expect("open")
@@ -372,9 +353,7 @@ mod tests {
             rel_offset: 50,
         });
         idx.flush_pending().expect("flush");
-        let loaded = Index::<TimeEntry>::open(path, true)
-            .expect("open")
-            .expect("valid");
+        let loaded = Index::<TimeEntry>::open(path, true).expect("open").expect("valid");
         assert_eq!(loaded.len(), 5);
         assert_eq!(loaded.last().expect("last").map(|e| e.timestamp), Some(100));
     }

@@ -23,7 +23,5 @@ mod types;
 pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
-pub use log::{
-    AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType,
-};
+pub use log::{AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType};
 pub use types::{LeaderEpoch, Offset};

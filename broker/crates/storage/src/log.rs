@@ -319,10 +319,7 @@ fn write_all_vectored(mut file: &File, mut bufs: &mut [IoSlice<'_>]) -> io::Resu
     while !bufs.is_empty() {
         match file.write_vectored(bufs) {
             Ok(0) => {
-                return Err(io::Error::new(
-                    ErrorKind::WriteZero,
-                    "failed to write whole buffer",
-                ));
+                return Err(io::Error::new(ErrorKind::WriteZero, "failed to write whole buffer"));
             }
             Ok(n) => IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -398,8 +395,7 @@ impl Log {
             let is_last = i + 1 == bases.len();
             let must_recover = recover_from.is_some_and(|r| i >= r);
             let (mut seg, indexes_ok) = Segment::open(dir, base, is_last || must_recover)?;
-            let mut assign_epoch =
-                |h: &BatchHeader| epochs.assign_if_newer(h.partition_leader_epoch, h.base_offset);
+            let mut assign_epoch = |h: &BatchHeader| epochs.assign_if_newer(h.partition_leader_epoch, h.base_offset);
             let outcome = if must_recover {
                 stats.segments_recovered += 1;
                 stats.indexes_rebuilt += 1;
@@ -453,10 +449,7 @@ impl Log {
                 segments.push(seg);
             } else {
                 seg.close_for_writes(&limits)?;
-                pending.push(pending_file(
-                    seg.offset_index.file(),
-                    seg.offset_index.path(),
-                ));
+                pending.push(pending_file(seg.offset_index.file(), seg.offset_index.path()));
                 pending.push(pending_file(seg.time_index.file(), seg.time_index.path()));
                 if seg.next_offset > upper {
                     warn!(dir = %dir.display(), base_offset = base, next_offset = seg.next_offset,
@@ -584,22 +577,15 @@ impl Log {
 
     /// Base offsets of all segments, oldest first.
     pub fn segment_base_offsets(&self) -> Vec<Offset> {
-        self.segments
-            .iter()
-            .map(|s| Offset(s.base_offset))
-            .collect()
+        self.segments.iter().map(|s| Offset(s.base_offset)).collect()
     }
 
     fn active(&self) -> &Segment {
-        self.segments
-            .last()
-            .expect("a log always has an active segment")
+        self.segments.last().expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .last_mut()
-            .expect("a log always has an active segment")
+        self.segments.last_mut().expect("a log always has an active segment")
     }
 
     /// Upper bound (exclusive) of the offsets in segment `i`.
@@ -622,12 +608,7 @@ impl Log {
     /// cache. Does not fsync and does not move the high watermark.
     ///
     /// Invalid input returns `Error::Batch` and leaves the log untouched.
-    pub fn append(
-        &mut self,
-        records: &[u8],
-        leader_epoch: LeaderEpoch,
-        now_ms: i64,
-    ) -> Result<AppendInfo> {
+    pub fn append(&mut self, records: &[u8], leader_epoch: LeaderEpoch, now_ms: i64) -> Result<AppendInfo> {
         let validated = batch::validate_produce_batches(records, self.config.max_message_bytes)?;
         if records.len() > i32::MAX as usize {
             return Err(BatchError::TooLarge {
@@ -667,9 +648,7 @@ impl Log {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * n);
         for (h, b) in headers.iter().zip(&validated.batches) {
             slices.push(IoSlice::new(h));
-            slices.push(IoSlice::new(
-                &records[b.range.start + BATCH_HEADER_LEN..b.range.end],
-            ));
+            slices.push(IoSlice::new(&records[b.range.start + BATCH_HEADER_LEN..b.range.end]));
         }
 
         let limits = self.config.limits();
@@ -719,13 +698,7 @@ impl Log {
         })
     }
 
-    fn maybe_roll(
-        &mut self,
-        append_len: u64,
-        incoming_max_ts: i64,
-        last_offset: i64,
-        now_ms: i64,
-    ) -> Result<()> {
+    fn maybe_roll(&mut self, append_len: u64, incoming_max_ts: i64, last_offset: i64, now_ms: i64) -> Result<()> {
         let limits = self.config.limits();
         let seg = self.active();
         if seg.size == 0 {
@@ -778,13 +751,7 @@ impl Log {
     /// the first batch that reaches `max_offset` (exclusive, usually the high watermark) and
     /// within `max_bytes`, except that with `min_one_batch` the first batch is returned even if
     /// larger (KIP-74). A plan covers one segment at most.
-    pub fn read(
-        &self,
-        offset: Offset,
-        max_offset: Offset,
-        max_bytes: usize,
-        min_one_batch: bool,
-    ) -> Result<ReadPlan> {
+    pub fn read(&self, offset: Offset, max_offset: Offset, max_bytes: usize, min_one_batch: bool) -> Result<ReadPlan> {
         let leo = self.log_end_offset().0;
         if offset.0 < self.log_start_offset || offset.0 > leo {
             return Err(Error::OffsetOutOfRange {
@@ -841,9 +808,13 @@ impl Log {
     /// the first record carrying the largest timestamp in the log, and that timestamp. Falls back
     /// to [`Log::max_timestamp`]'s batch granularity if the record cannot be located.
     pub fn max_timestamp_record(&self) -> Result<Option<(Offset, i64)>> {
-        let Some((batch_last, ts)) = self.max_timestamp() else { return Ok(None) };
+        let Some((batch_last, ts)) = self.max_timestamp() else {
+            return Ok(None);
+        };
         let exact = self.first_record_at_or_after(ts, self.log_end_offset().0)?;
-        Ok(Some(exact.filter(|(_, found)| *found == ts).unwrap_or((batch_last, ts))))
+        Ok(Some(
+            exact.filter(|(_, found)| *found == ts).unwrap_or((batch_last, ts)),
+        ))
     }
 
     /// The first record with timestamp >= `ts` and offset below `upper` (exclusive).
@@ -867,11 +838,7 @@ impl Log {
                 let mut buf = Bytes::from(bytes);
                 let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
                     .map_err(|e| seg.corrupt(pos, h.base_offset, e.to_string()))?;
-                if let Some(r) = set
-                    .records
-                    .iter()
-                    .find(|r| r.timestamp >= ts && r.offset >= log_start)
-                {
+                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts && r.offset >= log_start) {
                     if r.offset >= hw {
                         return Ok(None);
                     }
@@ -1048,8 +1015,7 @@ impl Log {
         if target > self.recovery_point {
             self.recovery_point = target;
         }
-        self.pending_sync
-            .retain(|p| !p.done.load(Ordering::Acquire));
+        self.pending_sync.retain(|p| !p.done.load(Ordering::Acquire));
         while self
             .unflushed_appends
             .front()

@@ -106,8 +106,7 @@ impl Segment {
             .truncate(false)
             .open(&log_path)
             .map_err(Error::io("create segment", &log_path))?;
-        log.set_len(0)
-            .map_err(Error::io("truncate segment", &log_path))?;
+        log.set_len(0).map_err(Error::io("truncate segment", &log_path))?;
         let offset_index = Index::create(dir.join(file_name(base_offset, INDEX_SUFFIX)))?;
         let time_index = Index::create(dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)))?;
         Ok(Segment {
@@ -132,10 +131,7 @@ impl Segment {
     pub(crate) fn open(dir: &Path, base_offset: i64, load: bool) -> Result<(Segment, bool)> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         let log = open_log(&log_path)?;
-        let file_len = log
-            .metadata()
-            .map_err(Error::io("stat segment", &log_path))?
-            .len();
+        let file_len = log.metadata().map_err(Error::io("stat segment", &log_path))?.len();
         let created_ms = mtime_ms(&log, &log_path)?;
         let oi_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
         let ti_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
@@ -193,9 +189,7 @@ impl Segment {
         let ok_offsets = offsets
             .windows(2)
             .all(|w| w[0].rel_offset < w[1].rel_offset && w[0].position < w[1].position)
-            && offsets
-                .last()
-                .is_none_or(|e| u64::from(e.position) < self.size);
+            && offsets.last().is_none_or(|e| u64::from(e.position) < self.size);
         let times = self.time_index.all()?;
         let ok_times = times
             .windows(2)
@@ -230,12 +224,7 @@ impl Segment {
     }
 
     /// Updates timestamps and the sparse indexes for a batch written at `position`.
-    pub(crate) fn track_batch(
-        &mut self,
-        position: u64,
-        header: &BatchHeader,
-        limits: &IndexLimits,
-    ) {
+    pub(crate) fn track_batch(&mut self, position: u64, header: &BatchHeader, limits: &IndexLimits) {
         let max_ts = header.max_timestamp;
         if self.max_timestamp.is_none_or(|(ts, _)| max_ts > ts) {
             self.max_timestamp = Some((max_ts, header.last_offset()));
@@ -259,8 +248,7 @@ impl Segment {
 
     /// True if either index reached its configured capacity (Kafka rolls then).
     pub(crate) fn indexes_full(&self, limits: &IndexLimits) -> bool {
-        self.offset_index.len() >= limits.max_offset_entries
-            || self.time_index.len() >= limits.max_time_entries
+        self.offset_index.len() >= limits.max_offset_entries || self.time_index.len() >= limits.max_time_entries
     }
 
     /// Called when the segment stops being the active one: final time index entry with the
@@ -433,10 +421,7 @@ impl Segment {
         self.max_timestamp = None;
         self.last_time_index_ts = None;
         if let Some(last) = self.time_index.last()? {
-            self.max_timestamp = Some((
-                last.timestamp,
-                self.base_offset + i64::from(last.rel_offset),
-            ));
+            self.max_timestamp = Some((last.timestamp, self.base_offset + i64::from(last.rel_offset)));
             self.last_time_index_ts = Some(last.timestamp);
         }
         self.first_batch_timestamp = None;
@@ -475,11 +460,7 @@ impl Segment {
 
     /// Removes every batch at or after `position` (a batch boundary) and the index entries
     /// pointing there, then re-derives the tail state from the last remaining index entry.
-    pub(crate) fn truncate_to_position(
-        &mut self,
-        position: u64,
-        limits: &IndexLimits,
-    ) -> Result<()> {
+    pub(crate) fn truncate_to_position(&mut self, position: u64, limits: &IndexLimits) -> Result<()> {
         self.reopen_for_writes()?;
         self.log
             .set_len(position)
@@ -613,18 +594,12 @@ impl Segment {
     }
 
     /// First batch (position, header) with max timestamp >= `ts` and last offset >= `min_offset`.
-    pub(crate) fn find_by_timestamp(
-        &self,
-        ts: i64,
-        min_offset: i64,
-    ) -> Result<Option<(u64, BatchHeader)>> {
+    pub(crate) fn find_by_timestamp(&self, ts: i64, min_offset: i64) -> Result<Option<(u64, BatchHeader)>> {
         // Every batch up to the one named by the last time entry below `ts` is older than `ts`.
         let from_time = self
             .time_index
             .floor(|e| e.timestamp < ts)?
-            .map_or(self.base_offset, |e| {
-                self.base_offset + i64::from(e.rel_offset) + 1
-            });
+            .map_or(self.base_offset, |e| self.base_offset + i64::from(e.rel_offset) + 1);
         let start_offset = from_time.max(min_offset);
         let mut pos = self.index_position_for(start_offset)?;
         let mut reader = HeaderReader::new(self);
@@ -659,8 +634,7 @@ impl Segment {
 /// Reads `len` bytes at `pos` into `buf` (resized).
 fn read_into(file: &File, path: &Path, buf: &mut Vec<u8>, pos: u64, len: usize) -> Result<()> {
     buf.resize(len, 0);
-    file.read_exact_at(buf, pos)
-        .map_err(Error::io("read segment", path))
+    file.read_exact_at(buf, pos).map_err(Error::io("read segment", path))
 }
 
 /// Walks batch headers of a segment's committed bytes through a small read-ahead window.
@@ -688,12 +662,10 @@ impl<'a> HeaderReader<'a> {
             return Ok(None);
         }
         if pos + BATCH_HEADER_LEN as u64 > size {
-            return Err(self
-                .seg
-                .corrupt(pos, -1, "batch header past segment end".to_string()));
+            return Err(self.seg.corrupt(pos, -1, "batch header past segment end".to_string()));
         }
-        let in_window = pos >= self.window_pos
-            && pos + BATCH_HEADER_LEN as u64 <= self.window_pos + self.window_len as u64;
+        let in_window =
+            pos >= self.window_pos && pos + BATCH_HEADER_LEN as u64 <= self.window_pos + self.window_len as u64;
         if !in_window {
             let len = (HEADER_WINDOW as u64).min(size - pos) as usize;
             self.seg
@@ -707,11 +679,9 @@ impl<'a> HeaderReader<'a> {
         let header = BatchHeader::parse(&self.window[at..at + BATCH_HEADER_LEN])
             .map_err(|e| self.seg.corrupt(pos, -1, e.to_string()))?;
         if pos + header.total_len() as u64 > size {
-            return Err(self.seg.corrupt(
-                pos,
-                header.base_offset,
-                "batch extends past segment end".to_string(),
-            ));
+            return Err(self
+                .seg
+                .corrupt(pos, header.base_offset, "batch extends past segment end".to_string()));
         }
         Ok(Some(header))
     }
@@ -724,18 +694,9 @@ mod tests {
     #[test]
     fn file_name_round_trips_and_rejects_others() {
         assert_eq!(file_name(42, LOG_SUFFIX), "00000000000000000042.log");
-        assert_eq!(
-            parse_file_name("00000000000000000042.log", LOG_SUFFIX),
-            Some(42)
-        );
+        assert_eq!(parse_file_name("00000000000000000042.log", LOG_SUFFIX), Some(42));
         assert_eq!(parse_file_name("42.log", LOG_SUFFIX), None);
-        assert_eq!(
-            parse_file_name("0000000000000000004x.log", LOG_SUFFIX),
-            None
-        );
-        assert_eq!(
-            parse_file_name("00000000000000000042.index", LOG_SUFFIX),
-            None
-        );
+        assert_eq!(parse_file_name("0000000000000000004x.log", LOG_SUFFIX), None);
+        assert_eq!(parse_file_name("00000000000000000042.index", LOG_SUFFIX), None);
     }
 }

@@ -26,18 +26,11 @@ fn open(dir: &Path, config: LogConfig, clean: bool) -> Log {
 }
 
 /// Appends `count` batches of `records` records each, timestamps from `ts0` step 10 per batch.
-fn fill(
-    log: &mut Log,
-    count: usize,
-    records: usize,
-    value_len: usize,
-    ts0: i64,
-) -> Vec<AppendInfo> {
+fn fill(log: &mut Log, count: usize, records: usize, value_len: usize, ts0: i64) -> Vec<AppendInfo> {
     let infos = (0..count)
         .map(|i| {
             let b = batch(records, value_len, ts0 + 10 * i as i64);
-            log.append(&b, LeaderEpoch(0), ts0 + 10 * i as i64)
-                .expect("append")
+            log.append(&b, LeaderEpoch(0), ts0 + 10 * i as i64).expect("append")
         })
         .collect();
     let leo = log.log_end_offset();
@@ -141,8 +134,7 @@ fn append_multiple_batches_in_one_call_assigns_consecutive_offsets() {
 fn append_invalid_batch_leaves_log_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), LogConfig::default(), true);
-    log.append(&batch(1, 10, 1), LeaderEpoch(0), 0)
-        .expect("append");
+    log.append(&batch(1, 10, 1), LeaderEpoch(0), 0).expect("append");
     let size = log.size_bytes();
     let mut bad = batch(1, 10, 1);
     let last = bad.len() - 1;
@@ -176,20 +168,14 @@ fn append_rolls_by_size_and_reads_span_segments() {
     // Segment names are the log end offset at roll time.
     let bases = log.segment_base_offsets();
     assert_eq!(bases[0], Offset(0));
-    assert!(
-        bases
-            .iter()
-            .all(|b| infos.iter().any(|i| i.base_offset == *b))
-    );
+    assert!(bases.iter().all(|b| infos.iter().any(|i| i.base_offset == *b)));
     let hs = read_all(&log, 0);
     assert_eq!(hs.len(), 60);
     for (h, i) in hs.iter().zip(&infos) {
         assert_eq!(h.base_offset, i.base_offset.0);
     }
     // A plan stays within one segment.
-    let plan = log
-        .read(Offset(0), log.high_watermark(), 1 << 30, true)
-        .expect("read");
+    let plan = log.read(Offset(0), log.high_watermark(), 1 << 30, true).expect("read");
     assert!(plan.len() <= 4096);
 }
 
@@ -224,11 +210,7 @@ fn append_rolls_when_index_is_full() {
     };
     let mut log = open(dir.path(), config, true);
     fill(&mut log, 10, 1, 10, 100);
-    assert!(
-        log.segment_count() >= 3,
-        "segments: {}",
-        log.segment_count()
-    );
+    assert!(log.segment_count() >= 3, "segments: {}", log.segment_count());
     assert_eq!(read_all(&log, 0).len(), 10);
 }
 
@@ -272,16 +254,10 @@ fn read_respects_max_bytes_min_one_batch_and_max_offset() {
     assert_eq!(hw, Offset(40));
 
     // max_bytes: whole batches only.
-    let plan = log
-        .read(Offset(0), hw, batch_len * 3 + 10, false)
-        .expect("read");
+    let plan = log.read(Offset(0), hw, batch_len * 3 + 10, false).expect("read");
     assert_eq!(plan.len(), batch_len * 3);
     // Smaller than one batch: nothing, unless min_one_batch (KIP-74).
-    assert!(
-        log.read(Offset(0), hw, batch_len - 1, false)
-            .expect("read")
-            .is_empty()
-    );
+    assert!(log.read(Offset(0), hw, batch_len - 1, false).expect("read").is_empty());
     let one = log.read(Offset(0), hw, batch_len - 1, true).expect("read");
     assert_eq!(one.len(), batch_len);
     assert!(log.read(Offset(0), hw, 0, false).expect("read").is_empty());
@@ -290,18 +266,12 @@ fn read_respects_max_bytes_min_one_batch_and_max_offset() {
     assert_eq!(mid.first_offset(), Some(Offset(4)));
     assert_eq!(mid.len(), batch_len);
     // max_offset at a batch boundary stops before it.
-    let plan = log
-        .read(Offset(0), Offset(12), 1 << 20, true)
-        .expect("read");
+    let plan = log.read(Offset(0), Offset(12), 1 << 20, true).expect("read");
     assert_eq!(headers(&plan.read_bytes().expect("bytes")).len(), 3);
     // max_offset inside a batch excludes that batch.
-    let plan = log
-        .read(Offset(0), Offset(14), 1 << 20, true)
-        .expect("read");
+    let plan = log.read(Offset(0), Offset(14), 1 << 20, true).expect("read");
     assert_eq!(headers(&plan.read_bytes().expect("bytes")).len(), 3);
-    let plan = log
-        .read(Offset(13), Offset(14), 1 << 20, true)
-        .expect("read");
+    let plan = log.read(Offset(13), Offset(14), 1 << 20, true).expect("read");
     assert!(plan.is_empty());
     // offset == max_offset, and offsets between the high watermark and the end: empty.
     assert!(
@@ -309,8 +279,7 @@ fn read_respects_max_bytes_min_one_batch_and_max_offset() {
             .expect("read")
             .is_empty()
     );
-    log.append(&batch(1, 10, 0), LeaderEpoch(0), 0)
-        .expect("append");
+    log.append(&batch(1, 10, 0), LeaderEpoch(0), 0).expect("append");
     assert!(
         log.read(Offset(40), log.high_watermark(), 1 << 20, true)
             .expect("read")
@@ -340,10 +309,7 @@ fn read_outside_log_is_offset_out_of_range() {
             log_start,
             log_end,
         }) => {
-            assert_eq!(
-                (offset, log_start, log_end),
-                (Offset(7), Offset(0), Offset(6))
-            );
+            assert_eq!((offset, log_start, log_end), (Offset(7), Offset(0), Offset(6)));
         }
         other => panic!("expected out of range, got {other:?}"),
     }
@@ -351,17 +317,12 @@ fn read_outside_log_is_offset_out_of_range() {
         log.read(Offset(-1), Offset(6), 100, true),
         Err(Error::OffsetOutOfRange { .. })
     ));
-    log.delete_records_before(Offset(4))
-        .expect("delete records");
+    log.delete_records_before(Offset(4)).expect("delete records");
     assert!(matches!(
         log.read(Offset(3), Offset(6), 100, true),
         Err(Error::OffsetOutOfRange { .. })
     ));
-    assert!(
-        !log.read(Offset(4), Offset(6), 100, true)
-            .expect("read")
-            .is_empty()
-    );
+    assert!(!log.read(Offset(4), Offset(6), 100, true).expect("read").is_empty());
 }
 
 #[test]
@@ -403,10 +364,7 @@ fn offset_for_timestamp_finds_exact_record_in_plain_and_compressed_batches() {
             );
         }
     }
-    assert_eq!(
-        log.offset_for_timestamp(-5).expect("lookup"),
-        Some((Offset(0), 0))
-    );
+    assert_eq!(log.offset_for_timestamp(-5).expect("lookup"), Some((Offset(0), 0)));
     assert_eq!(log.offset_for_timestamp(19_401).expect("lookup"), None);
     // Records at or above the high watermark are not visible.
     log.set_high_watermark(Offset(50));
@@ -426,14 +384,8 @@ fn offset_for_timestamp_skips_records_below_log_start() {
     log.append(&b, LeaderEpoch(0), 0).expect("append");
     log.set_high_watermark(Offset(10));
     log.delete_records_before(Offset(4)).expect("delete");
-    assert_eq!(
-        log.offset_for_timestamp(0).expect("lookup"),
-        Some((Offset(4), 400))
-    );
-    assert_eq!(
-        log.offset_for_timestamp(650).expect("lookup"),
-        Some((Offset(7), 700))
-    );
+    assert_eq!(log.offset_for_timestamp(0).expect("lookup"), Some((Offset(4), 400)));
+    assert_eq!(log.offset_for_timestamp(650).expect("lookup"), Some((Offset(7), 700)));
 }
 
 #[test]
@@ -444,27 +396,18 @@ fn log_append_time_stamps_batches_with_valid_crc() {
         ..LogConfig::default()
     };
     let mut log = open(dir.path(), config, true);
-    let info = log
-        .append(&batch(3, 10, 5), LeaderEpoch(0), 77_000)
-        .expect("append");
+    let info = log.append(&batch(3, 10, 5), LeaderEpoch(0), 77_000).expect("append");
     assert_eq!(info.log_append_time_ms, Some(77_000));
     assert_eq!(info.max_timestamp, 77_000);
-    log.append(&batch(2, 10, 5), LeaderEpoch(0), 88_000)
-        .expect("append");
+    log.append(&batch(2, 10, 5), LeaderEpoch(0), 88_000).expect("append");
     log.set_high_watermark(log.log_end_offset());
-    let plan = log
-        .read(Offset(0), log.high_watermark(), 1 << 20, true)
-        .expect("read");
+    let plan = log.read(Offset(0), log.high_watermark(), 1 << 20, true).expect("read");
     let bytes = plan.read_bytes().expect("bytes");
     let hs = headers(&bytes); // checks the CRCs
     assert!(hs.iter().all(|h| h.is_log_append_time()));
     assert_eq!(hs[0].max_timestamp, 77_000);
     assert_eq!(
-        i64::from_be_bytes(
-            bytes[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8]
-                .try_into()
-                .expect("8")
-        ),
+        i64::from_be_bytes(bytes[MAX_TIMESTAMP_POS..MAX_TIMESTAMP_POS + 8].try_into().expect("8")),
         77_000
     );
     assert_eq!(
@@ -473,7 +416,10 @@ fn log_append_time_stamps_batches_with_valid_crc() {
     );
     assert_eq!(log.max_timestamp(), Some((Offset(4), 88_000)));
     // LogAppendTime: every record of the batch has the append time; the first one is reported.
-    assert_eq!(log.max_timestamp_record().expect("lookup").map(|(o, _)| o.0 <= 4), Some(true));
+    assert_eq!(
+        log.max_timestamp_record().expect("lookup").map(|(o, _)| o.0 <= 4),
+        Some(true)
+    );
 }
 
 #[test]
@@ -499,35 +445,22 @@ fn retention_by_time_deletes_old_segments_and_advances_log_start() {
     let out = log.apply_retention(105_000).expect("retention");
     assert!(out.segments_deleted > 0);
     assert_eq!(log.segment_count(), before - out.segments_deleted);
-    assert_eq!(
-        seg_files(dir.path(), ".log").len(),
-        files_before - out.segments_deleted
-    );
+    assert_eq!(seg_files(dir.path(), ".log").len(), files_before - out.segments_deleted);
     assert_eq!(seg_files(dir.path(), ".index").len(), log.segment_count());
-    assert_eq!(
-        seg_files(dir.path(), ".timeindex").len(),
-        log.segment_count()
-    );
+    assert_eq!(seg_files(dir.path(), ".timeindex").len(), log.segment_count());
     assert_eq!(log.size_bytes(), size_before - out.bytes_deleted);
     assert_eq!(out.log_start_offset, log.log_start_offset());
     assert_eq!(log.log_start_offset(), log.segment_base_offsets()[0]);
     // Everything old is gone but nothing new: the segment holding the last old offset stays
     // unless it ends exactly there.
-    let expected_start = if old_bases.contains(&old_leo) || log.segment_base_offsets()[0] == old_leo
-    {
+    let expected_start = if old_bases.contains(&old_leo) || log.segment_base_offsets()[0] == old_leo {
         old_leo
     } else {
-        *old_bases
-            .iter()
-            .rev()
-            .find(|b| b.0 < old_leo.0)
-            .expect("a base")
+        *old_bases.iter().rev().find(|b| b.0 < old_leo.0).expect("a base")
     };
     assert_eq!(log.log_start_offset(), expected_start);
     assert_eq!(
-        read_all(&log, log.log_start_offset().0)
-            .last()
-            .map(|h| h.next_offset()),
+        read_all(&log, log.log_start_offset().0).last().map(|h| h.next_offset()),
         Some(log.log_end_offset().0)
     );
     // Persisted.
@@ -546,12 +479,7 @@ fn retention_never_deletes_above_high_watermark_or_active_segment() {
     let mut log = open(dir.path(), config, true);
     fill(&mut log, 30, 2, 100, 1_000);
     log.set_high_watermark(Offset(0));
-    assert_eq!(
-        log.apply_retention(1_000_000)
-            .expect("retention")
-            .segments_deleted,
-        0
-    );
+    assert_eq!(log.apply_retention(1_000_000).expect("retention").segments_deleted, 0);
     log.set_high_watermark(log.log_end_offset());
     let n = log.segment_count();
     let out = log.apply_retention(1_000_000).expect("retention");
@@ -572,11 +500,7 @@ fn retention_by_size_deletes_oldest_segments() {
     assert!(log.size_bytes() > 20_000);
     let out = log.apply_retention(2_000).expect("retention");
     assert!(out.segments_deleted > 0);
-    assert!(
-        log.size_bytes() >= 10_000,
-        "deleted one too many: {}",
-        log.size_bytes()
-    );
+    assert!(log.size_bytes() >= 10_000, "deleted one too many: {}", log.size_bytes());
     assert!(
         log.size_bytes() - log.segments[0].size < 10_000,
         "size {}",
@@ -624,22 +548,14 @@ fn delete_records_before_advances_start_deletes_segments_and_persists() {
         Err(Error::OffsetOutOfRange { .. })
     ));
     let segs = log.segment_count();
-    assert_eq!(
-        log.delete_records_before(Offset(41)).expect("delete"),
-        Offset(41)
-    );
+    assert_eq!(log.delete_records_before(Offset(41)).expect("delete"), Offset(41));
     assert!(log.segment_count() < segs);
     assert!(log.segment_base_offsets()[0].0 <= 41);
     assert_eq!(log.log_start_offset(), Offset(41));
     // Lower values are a no-op.
-    assert_eq!(
-        log.delete_records_before(Offset(10)).expect("delete"),
-        Offset(41)
-    );
+    assert_eq!(log.delete_records_before(Offset(10)).expect("delete"), Offset(41));
     // The batch holding 41 starts at 40 and is still readable from 41.
-    let plan = log
-        .read(Offset(41), log.high_watermark(), 1 << 20, true)
-        .expect("read");
+    let plan = log.read(Offset(41), log.high_watermark(), 1 << 20, true).expect("read");
     assert_eq!(plan.first_offset(), Some(Offset(40)));
     log.close().expect("close");
     let log = open(dir.path(), small_config(), true);
@@ -652,16 +568,11 @@ fn delete_records_before_log_end_rolls_and_empties_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), LogConfig::default(), true);
     fill(&mut log, 5, 2, 10, 0);
-    assert_eq!(
-        log.delete_records_before(Offset(10)).expect("delete"),
-        Offset(10)
-    );
+    assert_eq!(log.delete_records_before(Offset(10)).expect("delete"), Offset(10));
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.segment_base_offsets(), vec![Offset(10)]);
     assert_eq!(log.size_bytes(), 0);
-    let info = log
-        .append(&batch(1, 10, 0), LeaderEpoch(0), 0)
-        .expect("append");
+    let info = log.append(&batch(1, 10, 0), LeaderEpoch(0), 0).expect("append");
     assert_eq!(info.base_offset, Offset(10));
 }
 
@@ -689,9 +600,7 @@ fn recovery_cuts_torn_tail_batch() {
     assert_eq!(log.high_watermark(), Offset(8));
     assert_eq!(read_all(&log, 0).len(), 4);
     // Appends continue right after the cut.
-    let info = log
-        .append(&batch(1, 10, 0), LeaderEpoch(0), 0)
-        .expect("append");
+    let info = log.append(&batch(1, 10, 0), LeaderEpoch(0), 0).expect("append");
     assert_eq!(info.base_offset, Offset(8));
 }
 
@@ -759,10 +668,7 @@ fn recovery_deletes_segments_after_corruption_point() {
     assert_eq!(seg_files(dir.path(), ".log").len(), 2);
     assert_eq!(seg_files(dir.path(), ".index").len(), 2);
     log.set_high_watermark(log.log_end_offset());
-    assert_eq!(
-        read_all(&log, 0).last().map(|h| h.next_offset()),
-        Some(bases[1].0)
-    );
+    assert_eq!(read_all(&log, 0).last().map(|h| h.next_offset()), Some(bases[1].0));
 }
 
 #[test]
@@ -791,15 +697,11 @@ fn missing_or_corrupt_index_is_rebuilt_on_clean_open() {
     fill(&mut log, 40, 2, 100, 0);
     let bases = log.segment_base_offsets();
     log.close().expect("close");
-    let index0 = dir
-        .path()
-        .join(segment::file_name(bases[0].0, INDEX_SUFFIX));
+    let index0 = dir.path().join(segment::file_name(bases[0].0, INDEX_SUFFIX));
     let good_index = fs::read(&index0).expect("read index");
     assert!(!good_index.is_empty());
     fs::remove_file(&index0).expect("remove");
-    let time1 = dir
-        .path()
-        .join(segment::file_name(bases[1].0, TIME_INDEX_SUFFIX));
+    let time1 = dir.path().join(segment::file_name(bases[1].0, TIME_INDEX_SUFFIX));
     let mut t = fs::read(&time1).expect("read");
     t.push(0); // wrong size
     fs::write(&time1, &t).expect("write");
@@ -808,10 +710,7 @@ fn missing_or_corrupt_index_is_rebuilt_on_clean_open() {
     assert_eq!(fs::read(&index0).expect("read index"), good_index);
     assert_eq!(fs::metadata(&time1).expect("stat").len() % 12, 0);
     assert_eq!(read_all(&log, 0).len(), 40);
-    assert_eq!(
-        log.offset_for_timestamp(150).expect("lookup"),
-        Some((Offset(30), 150))
-    );
+    assert_eq!(log.offset_for_timestamp(150).expect("lookup"), Some((Offset(30), 150)));
 }
 
 #[test]
@@ -822,9 +721,7 @@ fn corrupt_index_entries_are_rebuilt() {
     let bases = log.segment_base_offsets();
     log.close().expect("close");
     // Last entry of a closed index points past the end of its segment.
-    let index0 = dir
-        .path()
-        .join(segment::file_name(bases[0].0, INDEX_SUFFIX));
+    let index0 = dir.path().join(segment::file_name(bases[0].0, INDEX_SUFFIX));
     let mut idx = fs::read(&index0).expect("read");
     let n = idx.len();
     idx[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -833,11 +730,7 @@ fn corrupt_index_entries_are_rebuilt() {
     let active_index = dir
         .path()
         .join(segment::file_name(bases[bases.len() - 1].0, INDEX_SUFFIX));
-    fs::write(
-        &active_index,
-        [0, 0, 0, 5, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1],
-    )
-    .expect("write");
+    fs::write(&active_index, [0, 0, 0, 5, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1]).expect("write");
     let log = open(dir.path(), small_config(), true);
     assert_eq!(log.open_stats().indexes_rebuilt, 2);
     assert_eq!(log.log_end_offset(), Offset(80));
@@ -857,11 +750,7 @@ fn clean_reopen_does_not_rescan_log() {
     assert_eq!(stats.segments_recovered, 0);
     assert_eq!(stats.indexes_rebuilt, 0);
     // At most the batches after the active segment's last index entry were read.
-    assert!(
-        stats.bytes_scanned <= 256 + 2 * 300,
-        "scanned {}",
-        stats.bytes_scanned
-    );
+    assert!(stats.bytes_scanned <= 256 + 2 * 300, "scanned {}", stats.bytes_scanned);
     assert!(stats.bytes_scanned < total / 10);
     assert_eq!(log.log_end_offset(), leo);
     assert_eq!(log.high_watermark(), leo);
@@ -874,11 +763,7 @@ fn reopen_after_many_segments_preserves_offsets_and_timestamps() {
     let mut log = open(dir.path(), small_config(), true);
     fill(&mut log, 150, 3, 100, 1_000);
     log.delete_records_before(Offset(100)).expect("delete");
-    let (leo, start, segs) = (
-        log.log_end_offset(),
-        log.log_start_offset(),
-        log.segment_count(),
-    );
+    let (leo, start, segs) = (log.log_end_offset(), log.log_start_offset(), log.segment_count());
     let max_ts = log.max_timestamp();
     log.close().expect("close");
     for clean in [true, false] {
@@ -894,9 +779,7 @@ fn reopen_after_many_segments_preserves_offsets_and_timestamps() {
         log.close().expect("close");
     }
     let mut log = open(dir.path(), small_config(), true);
-    let info = log
-        .append(&batch(1, 10, 0), LeaderEpoch(0), 0)
-        .expect("append");
+    let info = log.append(&batch(1, 10, 0), LeaderEpoch(0), 0).expect("append");
     assert_eq!(info.base_offset, leo);
 }
 
@@ -927,15 +810,10 @@ fn truncate_to_drops_later_records_segments_and_epochs() {
     assert_eq!(seg_files(dir.path(), ".log").len(), log.segment_count());
     assert_eq!(read_all(&log, 0).len(), 21);
     assert_eq!(log.max_timestamp(), Some((Offset(41), 20)));
-    let info = log
-        .append(&batch(1, 10, 500), LeaderEpoch(4), 0)
-        .expect("append");
+    let info = log.append(&batch(1, 10, 500), LeaderEpoch(4), 0).expect("append");
     assert_eq!(info.base_offset, Offset(42));
     log.set_high_watermark(log.log_end_offset());
-    assert_eq!(
-        log.offset_for_timestamp(400).expect("lookup"),
-        Some((Offset(42), 500))
-    );
+    assert_eq!(log.offset_for_timestamp(400).expect("lookup"), Some((Offset(42), 500)));
     log.close().expect("close");
     let log = open(dir.path(), small_config(), false);
     assert_eq!(log.log_end_offset(), Offset(43));
@@ -962,22 +840,16 @@ fn truncate_to_below_first_segment_starts_empty_log_there() {
     assert_eq!(log.segment_base_offsets(), vec![Offset(10)]);
     assert_eq!(log.log_start_offset(), Offset(10));
     assert_eq!(log.log_end_offset(), Offset(10));
-    assert_eq!(
-        seg_files(dir.path(), ".log"),
-        vec![segment::file_name(10, LOG_SUFFIX)]
-    );
+    assert_eq!(seg_files(dir.path(), ".log"), vec![segment::file_name(10, LOG_SUFFIX)]);
 }
 
 #[test]
 fn epoch_cache_survives_reopen_and_answers_end_offsets() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), LogConfig::default(), true);
-    log.append(&batch(5, 10, 0), LeaderEpoch(1), 0)
-        .expect("append");
-    log.append(&batch(5, 10, 0), LeaderEpoch(1), 0)
-        .expect("append");
-    log.append(&batch(5, 10, 0), LeaderEpoch(3), 0)
-        .expect("append");
+    log.append(&batch(5, 10, 0), LeaderEpoch(1), 0).expect("append");
+    log.append(&batch(5, 10, 0), LeaderEpoch(1), 0).expect("append");
+    log.append(&batch(5, 10, 0), LeaderEpoch(3), 0).expect("append");
     log.checkpoint().expect("checkpoint");
     let text = fs::read_to_string(dir.path().join("leader-epoch-checkpoint")).expect("read");
     assert_eq!(text, "0\n2\n1 0\n3 10\n");
@@ -1003,11 +875,9 @@ fn epoch_cache_survives_reopen_and_answers_end_offsets() {
 fn unclean_recovery_rebuilds_epochs_missing_from_checkpoint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), LogConfig::default(), true);
-    log.append(&batch(5, 10, 0), LeaderEpoch(1), 0)
-        .expect("append");
+    log.append(&batch(5, 10, 0), LeaderEpoch(1), 0).expect("append");
     log.checkpoint().expect("checkpoint");
-    log.append(&batch(5, 10, 0), LeaderEpoch(2), 0)
-        .expect("append");
+    log.append(&batch(5, 10, 0), LeaderEpoch(2), 0).expect("append");
     drop(log); // epoch 2 never checkpointed
     let log = open(dir.path(), LogConfig::default(), false);
     assert_eq!(log.latest_epoch(), Some(LeaderEpoch(2)));
@@ -1024,17 +894,14 @@ fn flush_ticket_advances_recovery_point_after_sync() {
     assert!(log.flush_ticket().is_none());
     assert_eq!(log.unflushed_messages(), 0);
     assert_eq!(log.oldest_unflushed_append_ms(), None);
-    log.append(&batch(3, 100, 0), LeaderEpoch(0), 1_000)
-        .expect("append");
-    log.append(&batch(3, 100, 0), LeaderEpoch(0), 2_000)
-        .expect("append");
+    log.append(&batch(3, 100, 0), LeaderEpoch(0), 1_000).expect("append");
+    log.append(&batch(3, 100, 0), LeaderEpoch(0), 2_000).expect("append");
     assert_eq!(log.unflushed_messages(), 6);
     assert_eq!(log.oldest_unflushed_append_ms(), Some(1_000));
     let ticket = log.flush_ticket().expect("ticket");
     assert_eq!(ticket.up_to(), Offset(6));
     // Appends between ticket and mark stay unflushed.
-    log.append(&batch(3, 100, 0), LeaderEpoch(0), 3_000)
-        .expect("append");
+    log.append(&batch(3, 100, 0), LeaderEpoch(0), 3_000).expect("append");
     // Marking without syncing does nothing.
     log.mark_flushed(ticket.up_to());
     assert_eq!(log.recovery_point(), Offset(0));
@@ -1093,9 +960,7 @@ fn read_plan_survives_segment_deletion() {
     };
     let mut log = open(dir.path(), config, true);
     fill(&mut log, 40, 2, 100, 0);
-    let plan = log
-        .read(Offset(0), log.high_watermark(), 1 << 20, true)
-        .expect("read");
+    let plan = log.read(Offset(0), log.high_watermark(), 1 << 20, true).expect("read");
     let expected = plan.read_bytes().expect("bytes");
     log.apply_retention(1_000_000).expect("retention");
     assert!(!dir.path().join("00000000000000000000.log").exists());
@@ -1161,8 +1026,7 @@ fn offset_for_timestamp_handles_out_of_order_batch_timestamps() {
     let mut log = open(dir.path(), config, true);
     let stamps = [100, 500, 200, 600, 300, 50, 700];
     for ts in stamps {
-        log.append(&batch(2, 30, ts), LeaderEpoch(0), 0)
-            .expect("append");
+        log.append(&batch(2, 30, ts), LeaderEpoch(0), 0).expect("append");
     }
     log.set_high_watermark(log.log_end_offset());
     assert!(log.segment_count() > 1);
@@ -1208,12 +1072,19 @@ fn max_timestamp_record_finds_the_exact_record_inside_a_batch() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), small_config(), true);
     // Two batches; the maximum timestamp (900) is carried by the 3rd record of the second.
-    let first = crate::batch::test_util::batch_with(4, 10, kafka_protocol::records::Compression::None, |i| 100 + i as i64);
-    let second = crate::batch::test_util::batch_with(5, 10, kafka_protocol::records::Compression::None, |i| if i == 2 { 900 } else { 200 + i as i64 });
+    let first =
+        crate::batch::test_util::batch_with(4, 10, kafka_protocol::records::Compression::None, |i| 100 + i as i64);
+    let second = crate::batch::test_util::batch_with(5, 10, kafka_protocol::records::Compression::None, |i| {
+        if i == 2 { 900 } else { 200 + i as i64 }
+    });
     log.append(&first, LeaderEpoch(0), 0).expect("append");
     log.append(&second, LeaderEpoch(0), 0).expect("append");
     let leo = log.log_end_offset();
     log.set_high_watermark(leo);
-    assert_eq!(log.max_timestamp(), Some((Offset(8), 900)), "batch granularity: the batch's last offset");
+    assert_eq!(
+        log.max_timestamp(),
+        Some((Offset(8), 900)),
+        "batch granularity: the batch's last offset"
+    );
     assert_eq!(log.max_timestamp_record().expect("lookup"), Some((Offset(6), 900)));
 }
