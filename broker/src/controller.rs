@@ -106,6 +106,20 @@ fn partition_records(
     })
 }
 
+/// What a metadata-commit closure returns to refuse a request without writing records.
+type Refusal<T> = Result<(Vec<MetadataRecord>, Result<T, ApiError>), fjord_metadata::Error>;
+
+fn refused<T>(error: ApiError) -> Refusal<T> {
+    Ok((Vec::new(), Err(error)))
+}
+
+fn unknown_topic(name: &str) -> ApiError {
+    ApiError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("topic {name} does not exist"),
+    )
+}
+
 fn metadata_failure(error: fjord_metadata::Error) -> ApiError {
     tracing::error!(%error, "metadata commit failed");
     ApiError::new(
@@ -156,12 +170,9 @@ impl Broker {
             .metadata
             .commit_with(|image| {
                 if image.topic(&topic.name).is_some() {
-                    return Ok((
-                        Vec::new(),
-                        Err(ApiError::new(
-                            ResponseError::TopicAlreadyExists,
-                            format!("topic {} already exists", topic.name),
-                        )),
+                    return refused(ApiError::new(
+                        ResponseError::TopicAlreadyExists,
+                        format!("topic {} already exists", topic.name),
                     ));
                 }
                 let topic_id = TopicId::random();
@@ -199,13 +210,7 @@ impl Broker {
         let (image, deleted) = self
             .metadata
             .commit_with(|image| match image.topic(name) {
-                None => Ok((
-                    Vec::new(),
-                    Err(ApiError::new(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("topic {name} does not exist"),
-                    )),
-                )),
+                None => refused(unknown_topic(name)),
                 Some(t) => Ok((vec![MetadataRecord::RemoveTopic { topic_id: t.id }], Ok(t.id))),
             })
             .map_err(metadata_failure)?;
@@ -222,13 +227,7 @@ impl Broker {
             .metadata
             .commit_with(|image| {
                 let Some(t) = image.topic(name) else {
-                    return Ok((
-                        Vec::new(),
-                        Err(ApiError::new(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("topic {name} does not exist"),
-                        )),
-                    ));
+                    return refused(unknown_topic(name));
                 };
                 let current = t.partitions.len() as i32;
                 if count <= current {
@@ -239,18 +238,12 @@ impl Broker {
                             "topic {name} has {current} partitions; partitions can only be increased, not to {count}"
                         )
                     };
-                    return Ok((
-                        Vec::new(),
-                        Err(ApiError::new(ResponseError::InvalidPartitions, message)),
-                    ));
+                    return refused(ApiError::new(ResponseError::InvalidPartitions, message));
                 }
                 if count > MAX_PARTITIONS {
-                    return Ok((
-                        Vec::new(),
-                        Err(ApiError::new(
-                            ResponseError::InvalidPartitions,
-                            format!("at most {MAX_PARTITIONS} partitions"),
-                        )),
+                    return refused(ApiError::new(
+                        ResponseError::InvalidPartitions,
+                        format!("at most {MAX_PARTITIONS} partitions"),
                     ));
                 }
                 if validate_only {
@@ -279,13 +272,7 @@ impl Broker {
             .metadata
             .commit_with(|image| {
                 let Some(t) = image.topic(name) else {
-                    return Ok((
-                        Vec::new(),
-                        Err(ApiError::new(
-                            ResponseError::UnknownTopicOrPartition,
-                            format!("topic {name} does not exist"),
-                        )),
-                    ));
+                    return refused(unknown_topic(name));
                 };
                 let mut next = if replace_all {
                     BTreeMap::new()
@@ -294,12 +281,9 @@ impl Broker {
                 };
                 for (key, change) in &changes {
                     let Some(def) = topic_config::find(key) else {
-                        return Ok((
-                            Vec::new(),
-                            Err(ApiError::new(
-                                ResponseError::InvalidConfig,
-                                format!("unknown topic config {key}"),
-                            )),
+                        return refused(ApiError::new(
+                            ResponseError::InvalidConfig,
+                            format!("unknown topic config {key}"),
                         ));
                     };
                     let current_list = |next: &BTreeMap<String, String>| -> Vec<String> {
@@ -324,12 +308,9 @@ impl Broker {
                         }
                         ConfigChange::Append(v) | ConfigChange::Subtract(v) if !is_list => {
                             let _ = v;
-                            return Ok((
-                                Vec::new(),
-                                Err(ApiError::new(
-                                    ResponseError::InvalidConfig,
-                                    format!("{key} is not a list config"),
-                                )),
+                            return refused(ApiError::new(
+                                ResponseError::InvalidConfig,
+                                format!("{key} is not a list config"),
                             ));
                         }
                         ConfigChange::Append(v) => {
@@ -352,7 +333,7 @@ impl Broker {
                     }
                 }
                 if let Err(e) = validate_configs(&next) {
-                    return Ok((Vec::new(), Err(e)));
+                    return refused(e);
                 }
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));
