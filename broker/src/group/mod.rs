@@ -430,7 +430,12 @@ impl Broker {
             ResponseError::CoordinatorNotAvailable
         })?;
         let index = partition_for(group, self.groups.config.offsets_topic_partitions);
-        let Some(partition) = self.replicas.get(OFFSETS_TOPIC, index) else {
+        // Another thread may have just created the topic and not yet opened its partitions.
+        let hosted = self.replicas.get(OFFSETS_TOPIC, index).or_else(|| {
+            let _ = self.replicas.sync_with_image(&self.image());
+            self.replicas.get(OFFSETS_TOPIC, index)
+        });
+        let Some(partition) = hosted else {
             tracing::error!(partition = index, "__consumer_offsets partition is not hosted");
             return Err(ResponseError::CoordinatorNotAvailable);
         };
