@@ -572,6 +572,37 @@ mod tests {
     }
 
     #[test]
+    fn offsets_of_empty_groups_expire_after_retention() {
+        let config = GroupConfig {
+            offsets_retention: Duration::from_secs(60),
+            ..GroupConfig::default()
+        };
+        let coordinator = GroupCoordinator::new(config);
+        let value = |ts| OffsetValue {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: ts,
+        };
+        coordinator.with_groups(|groups| {
+            let mut empty = Group::new_classic(0);
+            empty.offsets.insert(("t".into(), 0), value(1_000));
+            empty.offsets.insert(("t".into(), 1), value(50_000));
+            groups.insert("g".into(), empty);
+        });
+        // At 61 s only the commit from 1 s has expired; the group stays with one offset.
+        let out = coordinator.expire_offsets(61_000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), 1);
+        assert!(coordinator.with_groups(|g| g["g"].offsets.len() == 1));
+        // At 111 s the rest expires and the group is deleted (group tombstone written too).
+        let out = coordinator.expire_offsets(111_000);
+        assert_eq!(out[0].1.len(), 2);
+        assert!(matches!(out[0].1[1], (RecordKey::Group { .. }, None)));
+        assert!(coordinator.with_groups(|g| g.is_empty()));
+    }
+
+    #[test]
     fn batch_encoding_decodes_back() {
         let records = vec![
             (RecordKey::Group { group: "g".into() }, Some(Bytes::from_static(b"v"))),
