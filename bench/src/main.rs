@@ -27,6 +27,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[derive(Debug, Parser)]
 #[command(
     version,
+    // A workload's own flags (bench/run.sh `workload_args`) may override the common ones.
+    args_override_self = true,
     about = "Produce/consume benchmark for one Kafka-compatible broker (librdkafka)"
 )]
 struct Args {
