@@ -11,6 +11,7 @@ use fjord_metadata::{MetadataImage, MetadataStore};
 use crate::buffers::BufferPool;
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
+use crate::producer_ids::ProducerIdAllocator;
 use crate::replication::ReplicaManager;
 
 /// Read buffers kept for reuse by fetches (a few fetch responses' worth).
@@ -26,6 +27,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Read buffers reused across fetches.
     pub read_buffers: Arc<BufferPool>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: ProducerIdAllocator,
     shutting_down: AtomicBool,
 }
 
@@ -50,6 +53,7 @@ impl Broker {
             replicas,
             metrics,
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
+            producer_ids: ProducerIdAllocator::default(),
             shutting_down: AtomicBool::new(false),
         }))
     }

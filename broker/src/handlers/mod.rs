@@ -11,6 +11,7 @@ mod describe_cluster;
 mod describe_configs;
 mod errors;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -112,6 +113,7 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r).await),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, r)),
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await),
         other => {
             // Unreachable in practice: decode_request refuses APIs outside SUPPORTED_APIS.
             tracing::warn!(?api_key, request = ?std::mem::discriminant(&other), "no handler for api, closing connection");
