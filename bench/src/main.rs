@@ -89,6 +89,10 @@ struct Args {
     /// Keep the topic afterwards (default: delete it to free the broker's disk or memory).
     #[arg(long)]
     keep_topic: bool,
+    /// Idempotent producer (enable.idempotence=true). Off by default so results stay comparable
+    /// with earlier runs; turn it on to measure the broker's sequence-checking overhead.
+    #[arg(long)]
+    idempotence: bool,
     /// Seconds to wait for outstanding delivery reports after the produce phase.
     #[arg(long, default_value_t = 120)]
     flush_timeout: u64,
@@ -187,6 +191,7 @@ fn run(args: &mut Args) -> Result<bool> {
         spread: args.spread,
         flush_timeout: Duration::from_secs(args.flush_timeout),
         timeline: args.timeline,
+        idempotence: args.idempotence,
     };
     let meter = PhaseMeter::start(args.broker_pid);
     let p = produce::run(&args.bootstrap, &spec)?;

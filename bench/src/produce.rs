@@ -36,6 +36,8 @@ pub(crate) struct ProduceSpec {
     pub(crate) flush_timeout: Duration,
     /// Also keep the worst ack latency per second of send time (for `--timeline`).
     pub(crate) timeline: bool,
+    /// enable.idempotence.
+    pub(crate) idempotence: bool,
 }
 
 /// What the produce phase measured.
@@ -150,8 +152,8 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         .set("linger.ms", spec.linger_ms.to_string())
         .set("batch.size", spec.batch_size.to_string())
         .set("compression.type", "none")
-        // No idempotence: the broker has no InitProducerId yet (idempotence is a later issue).
-        .set("enable.idempotence", "false")
+        // Off unless --idempotence, so results stay comparable with earlier runs.
+        .set("enable.idempotence", spec.idempotence.to_string())
         .set("message.timeout.ms", "120000")
         .set("request.timeout.ms", "60000");
     if spec.spread {
