@@ -38,6 +38,8 @@ pub(crate) struct ProduceSpec {
     pub(crate) timeline: bool,
     /// enable.idempotence.
     pub(crate) idempotence: bool,
+    /// max.in.flight.requests.per.connection, if set.
+    pub(crate) max_in_flight: Option<u32>,
 }
 
 /// What the produce phase measured.
@@ -158,6 +160,9 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         .set("request.timeout.ms", "60000");
     if spec.spread {
         config.set("sticky.partitioning.linger.ms", "0");
+    }
+    if let Some(n) = spec.max_in_flight {
+        config.set("max.in.flight.requests.per.connection", n.to_string());
     }
     let ctx = DeliveryCtx {
         t0: Instant::now(),
