@@ -160,6 +160,8 @@ pub struct OpenStats {
     pub bytes_truncated: u64,
     /// Segments deleted because they followed a truncation point.
     pub segments_deleted: usize,
+    /// Batch headers replayed to rebuild idempotent-producer state after the latest snapshot.
+    pub producer_batches_replayed: u64,
 }
 
 /// A planned read of whole batches from one segment. Holds the segment file open, so the I/O
@@ -516,7 +518,7 @@ impl Log {
             log.epochs.truncate_from_start(log_start);
         }
         let expiration = log.config.producer_id_expiration_ms;
-        log.producers.load(
+        log.open_stats.producer_batches_replayed = log.producers.load(
             &log.segments,
             log.log_start_offset,
             log.log_end_offset().0,
@@ -1229,7 +1231,7 @@ impl Log {
         self.unflushed_appends.retain(|&(end, _)| end > rp);
         let expiration = self.config.producer_id_expiration_ms;
         self.producers
-            .truncate_and_reload(&self.segments, self.log_start_offset, new_leo, now_ms(), expiration)?;
+            .load(&self.segments, self.log_start_offset, new_leo, now_ms(), expiration)?;
         {
             let mut mark = self.synced.lock();
             mark.generation = self.truncation_generation;

@@ -334,6 +334,7 @@ impl ProducerStateManager {
     /// corrupt ones as they are found; stray snapshots (not at a segment base offset) are
     /// deleted too, except the newest one when it lies in the active segment (clean shutdown).
     /// Producers idle past `expiration_ms` or whose last offset is below `log_start` are dropped.
+    /// Also used after a truncation. Returns the number of batches replayed.
     pub(crate) fn load(
         &mut self,
         segments: &[Segment],
@@ -341,7 +342,7 @@ impl ProducerStateManager {
         log_end: i64,
         now_ms: i64,
         expiration_ms: i64,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         self.producers.clear();
         let doomed: Vec<i64> = self
             .snapshots
@@ -374,7 +375,7 @@ impl ProducerStateManager {
     }
 
     /// Replays batch headers from `map_end_offset` to `log_end`.
-    fn replay_from(&mut self, segments: &[Segment], log_start: i64, log_end: i64) -> Result<()> {
+    fn replay_from(&mut self, segments: &[Segment], log_start: i64, log_end: i64) -> Result<u64> {
         let from = self.map_end_offset;
         let mut batches = 0u64;
         for (i, seg) in segments.iter().enumerate() {
@@ -402,7 +403,7 @@ impl ProducerStateManager {
                 "rebuilt producer state from the log");
         }
         self.map_end_offset = log_end;
-        Ok(())
+        Ok(batches)
     }
 
     /// Keeps snapshots at segment base offsets, plus the newest snapshot if it lies above every
@@ -457,19 +458,6 @@ impl ProducerStateManager {
         self.producers
             .retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
         before - self.producers.len()
-    }
-
-    /// After the log was truncated to `log_end`: deletes snapshots above it and rebuilds the
-    /// state from the latest remaining snapshot.
-    pub(crate) fn truncate_and_reload(
-        &mut self,
-        segments: &[Segment],
-        log_start: i64,
-        log_end: i64,
-        now_ms: i64,
-        expiration_ms: i64,
-    ) -> Result<()> {
-        self.load(segments, log_start, log_end, now_ms, expiration_ms)
     }
 
     /// The log was emptied and restarts at `offset`: no producers, no snapshots.

@@ -313,6 +313,11 @@ fn clean_close_writes_a_snapshot_that_reopen_loads_without_replaying() {
     assert!(snapshot_files(dir.path()).contains(&segment::file_name(leo.0, SNAPSHOT_SUFFIX)));
 
     let mut log = Log::open(dir.path(), config(), true).expect("reopen");
+    assert_eq!(
+        log.open_stats().producer_batches_replayed,
+        0,
+        "the snapshot at the log end suffices"
+    );
     assert_eq!(entry(&log, PID), before);
     // The retry of the last batch is still recognised.
     let dup = ok(&mut log, &idem(PID, 1, 33, 3, 10));
@@ -332,6 +337,11 @@ fn recovery_after_a_kill_rebuilds_state_from_the_last_snapshot_and_the_log() {
         // Dropped without close: no shutdown snapshot, as after kill -9.
     }
     let mut log = Log::open(dir.path(), config(), false).expect("reopen");
+    let replayed = log.open_stats().producer_batches_replayed;
+    assert!(
+        replayed > 0 && replayed < 20,
+        "only the batches after the last roll: {replayed}"
+    );
     let a = entry(&log, PID);
     assert_eq!((a.epoch, a.last_seq(), a.batches.len()), (0, Some(19), 5));
     let b = entry(&log, PID + 1);
@@ -370,6 +380,7 @@ fn log_without_any_snapshot_is_rebuilt_from_its_first_segment() {
         fs::remove_file(dir.path().join(f)).expect("rm");
     }
     let log = Log::open(dir.path(), config(), true).expect("reopen");
+    assert_eq!(log.open_stats().producer_batches_replayed, 8);
     assert_eq!(entry(&log, PID).last_seq(), Some(7));
 }
 
