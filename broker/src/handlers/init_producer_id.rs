@@ -3,9 +3,10 @@
 //! As in Kafka, a request without a transactional id always gets a new id (also when it names
 //! its current id and epoch, KIP-360), from blocks reserved durably in the metadata log. A
 //! transactional id is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED until transactions
-//! exist: every client treats that code as fatal at once (`init_transactions` fails with it)
-//! instead of retrying, and it says what is true here, that this broker grants no
-//! transactional ids. An empty transactional id is INVALID_REQUEST, as in Kafka.
+//! exist: clients treat that code as fatal (librdkafka's `rd_kafka_idemp_check_error`, the Java
+//! client's InitProducerIdHandler), so `init_transactions` fails at once instead of retrying
+//! until a timeout as it would for most other codes, and it says what is true here, that this
+//! broker grants no transactional ids. An empty transactional id is INVALID_REQUEST, as in Kafka.
 
 use std::sync::Arc;
 
