@@ -92,6 +92,14 @@ struct Args {
     /// Keep the topic afterwards (default: delete it to free the broker's disk or memory).
     #[arg(long)]
     keep_topic: bool,
+    /// Idempotent producer (enable.idempotence=true). Off by default so results stay comparable
+    /// with earlier runs; turn it on to measure the broker's sequence-checking overhead.
+    #[arg(long)]
+    idempotence: bool,
+    /// Producer max.in.flight.requests.per.connection (librdkafka's default unless given;
+    /// idempotence caps it at 5, so `--max-in-flight 5` without idempotence is its baseline).
+    #[arg(long)]
+    max_in_flight: Option<u32>,
     /// Seconds to wait for outstanding delivery reports after the produce phase.
     #[arg(long, default_value_t = 120)]
     flush_timeout: u64,
@@ -201,6 +209,8 @@ fn run(args: &mut Args) -> Result<bool> {
         spread: args.spread,
         flush_timeout: Duration::from_secs(args.flush_timeout),
         timeline: args.timeline,
+        idempotence: args.idempotence,
+        max_in_flight: args.max_in_flight,
     };
     let meter = PhaseMeter::start(args.broker_pid);
     let p = produce::run(&args.bootstrap, &spec)?;

@@ -36,6 +36,10 @@ pub(crate) struct ProduceSpec {
     pub(crate) flush_timeout: Duration,
     /// Also keep the worst ack latency per second of send time (for `--timeline`).
     pub(crate) timeline: bool,
+    /// enable.idempotence.
+    pub(crate) idempotence: bool,
+    /// max.in.flight.requests.per.connection, if set.
+    pub(crate) max_in_flight: Option<u32>,
 }
 
 /// What the produce phase measured.
@@ -150,12 +154,15 @@ pub(crate) fn run(bootstrap: &str, spec: &ProduceSpec) -> Result<ProduceResult> 
         .set("linger.ms", spec.linger_ms.to_string())
         .set("batch.size", spec.batch_size.to_string())
         .set("compression.type", "none")
-        // No idempotence: the broker has no InitProducerId yet (idempotence is a later issue).
-        .set("enable.idempotence", "false")
+        // Off unless --idempotence, so results stay comparable with earlier runs.
+        .set("enable.idempotence", spec.idempotence.to_string())
         .set("message.timeout.ms", "120000")
         .set("request.timeout.ms", "60000");
     if spec.spread {
         config.set("sticky.partitioning.linger.ms", "0");
+    }
+    if let Some(n) = spec.max_in_flight {
+        config.set("max.in.flight.requests.per.connection", n.to_string());
     }
     let ctx = DeliveryCtx {
         t0: Instant::now(),

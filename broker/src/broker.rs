@@ -12,6 +12,7 @@ use crate::buffers::BufferPool;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
+use crate::producer_ids::ProducerIdAllocator;
 use crate::replication::ReplicaManager;
 
 /// Read buffers kept for reuse by fetches (a few fetch responses' worth).
@@ -29,6 +30,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// Read buffers reused across fetches.
     pub read_buffers: Arc<BufferPool>,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: ProducerIdAllocator,
     shutting_down: AtomicBool,
 }
 
@@ -55,6 +58,7 @@ impl Broker {
             metrics,
             groups,
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
+            producer_ids: ProducerIdAllocator::default(),
             shutting_down: AtomicBool::new(false),
         }))
     }

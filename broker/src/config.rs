@@ -65,6 +65,24 @@ pub struct BrokerConfig {
     pub storage: StorageConfig,
     pub topics: TopicDefaults,
     pub groups: GroupConfig,
+    pub producers: ProducerConfig,
+}
+
+/// Idempotent producers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    /// A partition forgets a producer id this long after its last batch
+    /// (producer.id.expiration.ms); checked when retention runs.
+    pub id_expiration_ms: i64,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            id_expiration_ms: 86_400_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -333,6 +351,12 @@ impl BrokerConfig {
             problems.push(format!(
                 "network.listen {} binds every interface; set network.advertised_listener (--advertised-listener) to the host:port clients should use",
                 self.network.listen
+            ));
+        }
+        if self.producers.id_expiration_ms < 1 {
+            problems.push(format!(
+                "producers.id_expiration_ms must be >= 1, got {}",
+                self.producers.id_expiration_ms
             ));
         }
         if t.num_partitions < 1 {

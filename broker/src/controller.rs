@@ -390,6 +390,32 @@ impl Broker {
         }
     }
 
+    /// Reserves the next block of `size` producer ids for this broker with a durable metadata
+    /// record, so no id is handed out twice, even across restarts (Kafka's ProducerIdsRecord).
+    pub fn allocate_producer_id_block(&self, size: i64) -> Result<std::ops::Range<i64>, ApiError> {
+        let node = self.node_id();
+        let (_, block) = self
+            .metadata
+            .commit_with(|image| {
+                let start = image.next_producer_id();
+                let Some(end) = start.checked_add(size) else {
+                    return refused(ApiError::new(
+                        ResponseError::UnknownServerError,
+                        "producer ids are exhausted",
+                    ));
+                };
+                let record = MetadataRecord::ProducerIds {
+                    broker_id: BrokerId(node),
+                    next_producer_id: end,
+                };
+                Ok((vec![record], Ok(start..end)))
+            })
+            .map_err(metadata_failure)?;
+        let block = block?;
+        tracing::info!(start = block.start, end = block.end, "allocated producer id block");
+        Ok(block)
+    }
+
     fn sync_partitions(&self, image: &fjord_metadata::MetadataImage) -> Result<(), ApiError> {
         self.replicas.sync_with_image(image).map_err(|error| {
             tracing::error!(%error, "applying metadata to partitions failed");

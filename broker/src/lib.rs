@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod http;
 pub mod metrics;
 pub mod network;
+pub mod producer_ids;
 pub mod replication;
 pub mod topic_config;
 

@@ -63,6 +63,8 @@ pub struct Metrics {
     pub bytes_out: Counter,
     pub connections: Gauge,
     pub records_appended: Counter,
+    /// Produce batches recognised as retries of batches already in the log (idempotence).
+    pub duplicate_batches: Counter,
     fsync: Histogram,
     fsync_partitions: Counter,
     retention_segments: Counter,
@@ -121,6 +123,12 @@ impl Metrics {
             "storage_appended_records",
             "records appended to partition logs",
             records_appended.clone(),
+        );
+        let duplicate_batches = Counter::default();
+        registry.register(
+            "produce_duplicate_batches",
+            "idempotent produce batches not appended again because they were retries",
+            duplicate_batches.clone(),
         );
         let fsync = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         registry.register(
@@ -190,6 +198,7 @@ impl Metrics {
             bytes_out,
             connections,
             records_appended,
+            duplicate_batches,
             fsync,
             fsync_partitions,
             retention_segments,

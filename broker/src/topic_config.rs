@@ -429,6 +429,8 @@ pub fn log_config(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>
         index_interval_bytes: positive(long("index.interval.bytes")).map_or(base.index_interval_bytes, |v| v as usize),
         segment_index_bytes: positive(long("segment.index.bytes")).map_or(base.segment_index_bytes, |v| v as usize),
         file_delete_delay_ms: positive(long("file.delete.delay.ms")).map_or(base.file_delete_delay_ms, |v| v as u64),
+        // A broker setting (producer.id.expiration.ms), filled in by the replica manager.
+        producer_id_expiration_ms: base.producer_id_expiration_ms,
     }
 }
 

@@ -12,6 +12,10 @@ pub(super) fn storage_error_code(error: &StorageError) -> ResponseError {
     match error {
         StorageError::Batch(batch) => batch_error_code(batch),
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        StorageError::InvalidSequence { .. } => ResponseError::InvalidRecord,
+        StorageError::TransactionalBatch { .. } => ResponseError::InvalidTxnState,
         _ => ResponseError::KafkaStorageError,
     }
 }

@@ -17,6 +17,7 @@ mod errors;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -169,6 +170,7 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))
         }
+        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await),
         other => {
             // Unreachable in practice: decode_request refuses APIs outside SUPPORTED_APIS.
             tracing::warn!(?api_key, request = ?std::mem::discriminant(&other), "no handler for api, closing connection");

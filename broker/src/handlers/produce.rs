@@ -128,6 +128,7 @@ fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
     match result {
         Ok((info, log_start)) => {
             broker.metrics.records_appended.inc_by(info.record_count);
+            broker.metrics.duplicate_batches.inc_by(info.duplicates as u64);
             slot.response = slot
                 .response
                 .with_base_offset(info.base_offset.0)

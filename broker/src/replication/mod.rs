@@ -136,7 +136,8 @@ impl ReplicaManager {
             self.delete_partition_dir(&p);
         }
         for topic in image.topics() {
-            let log_config = topic_config::log_config(&self.config.topics, &topic.configs);
+            let mut log_config = topic_config::log_config(&self.config.topics, &topic.configs);
+            log_config.producer_id_expiration_ms = self.config.producers.id_expiration_ms;
             let (flush_messages, flush_ms) = topic_config::flush_policy(&self.config.topics, &topic.configs);
             for p in &topic.partitions {
                 if let Some(existing) = self.get(&topic.name, p.partition.0) {
@@ -249,6 +250,7 @@ impl ReplicaManager {
                 Some(ticket) => ticket.sync().map(|()| log.mark_flushed(ticket.up_to())),
                 None => Ok(()),
             };
+            let flushed = flushed.and_then(|()| log.snapshot_producer_state());
             if let Err(error) = flushed.and_then(|()| log.checkpoint()) {
                 tracing::error!(topic = %p.topic, partition = p.index, %error, "closing log failed");
                 clean = false;

@@ -13,10 +13,9 @@ from helpers import unique
 
 def test_produce_consume_round_trip(broker):
     topic = unique("kpy")
-    # Idempotence (kafka-python 3 turns it on by default) needs InitProducerId, which is out of
-    # scope for this broker for now.
+    # kafka-python 3 enables idempotence by default (InitProducerId, sequence numbers).
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=5,
-                             enable_idempotence=False, request_timeout_ms=15000)
+                             request_timeout_ms=15000)
     try:
         futures = []
         for i in range(100):

@@ -34,6 +34,8 @@ pub struct MetadataImage {
     topics: BTreeMap<String, Arc<TopicImage>>,
     names_by_id: HashMap<TopicId, String>,
     broker_configs: BTreeMap<String, String>,
+    /// First producer id of the next block to hand out (all ids below were allocated).
+    next_producer_id: i64,
 }
 
 impl MetadataImage {
@@ -60,6 +62,11 @@ impl MetadataImage {
     /// Broker-level configs set dynamically (not the static config file).
     pub fn broker_configs(&self) -> &BTreeMap<String, String> {
         &self.broker_configs
+    }
+
+    /// First producer id not yet allocated to any broker.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
     }
 
     /// Applies one batch of records, producing the next image. The batch is atomic: if any record
@@ -134,6 +141,15 @@ impl MetadataImage {
                     None => configs.remove(name),
                 };
             }
+            MetadataRecord::ProducerIds { next_producer_id, .. } => {
+                if *next_producer_id <= self.next_producer_id {
+                    return Err(Error::Invalid(format!(
+                        "producer id block end {next_producer_id} does not advance past {}",
+                        self.next_producer_id
+                    )));
+                }
+                self.next_producer_id = *next_producer_id;
+            }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let name = self
                     .names_by_id
@@ -204,6 +220,24 @@ mod tests {
         assert!(removed.topic("orders").is_none());
         assert!(removed.topic_by_id(id).is_none());
         assert_eq!(removed.offset, 3);
+    }
+
+    #[test]
+    fn producer_id_blocks_only_move_forward() {
+        let block = |next| MetadataRecord::ProducerIds {
+            broker_id: BrokerId(0),
+            next_producer_id: next,
+        };
+        let image = MetadataImage::default();
+        assert_eq!(image.next_producer_id(), 0);
+        let one = image.apply(&[block(1000)]).expect("applies");
+        assert_eq!(one.next_producer_id(), 1000);
+        assert!(
+            one.apply(&[block(1000)]).is_err(),
+            "a block must not be handed out twice"
+        );
+        assert!(one.apply(&[block(500)]).is_err());
+        assert_eq!(one.apply(&[block(2000)]).expect("applies").next_producer_id(), 2000);
     }
 
     #[test]

@@ -58,4 +58,7 @@ pub enum MetadataRecord {
     },
     /// The topic and all its partitions and configs are gone.
     RemoveTopic { topic_id: TopicId },
+    /// A block of producer ids was handed to `broker_id` for InitProducerId; the next block
+    /// starts at `next_producer_id` (Kafka's ProducerIdsRecord). Ids below it are never reused.
+    ProducerIds { broker_id: BrokerId, next_producer_id: i64 },
 }

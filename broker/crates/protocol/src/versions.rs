@@ -2,6 +2,7 @@
 //! at a version outside it is never decoded (kafka.md §2 pitfall 3: advertise only what we decode
 //! and implement, never `ApiKey::valid_versions()`).
 
+use kafka_protocol::messages::InitProducerIdRequest;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
@@ -37,6 +38,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         ProduceRequest::VERSIONS.max,
         12,
     ), // v13 addresses topics by id
+    api(
+        ApiKey::InitProducerId,
+        InitProducerIdRequest::VERSIONS.min,
+        InitProducerIdRequest::VERSIONS.max,
+        5,
+    ), // idempotent producers only; a transactional id is refused (transactions are a later issue)
     api(
         ApiKey::Fetch,
         FetchRequest::VERSIONS.min,

@@ -62,6 +62,48 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// An idempotent producer's batch does not continue its sequence (Kafka
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER); the log was not modified.
+    #[error("out of order sequence number {first_seq} from producer {producer_id} epoch {epoch}, expected {expected}")]
+    OutOfOrderSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's producer epoch.
+        epoch: i16,
+        /// The batch's first sequence number.
+        first_seq: i32,
+        /// The sequence number that would have been in order.
+        expected: i32,
+    },
+
+    /// A batch carries an older producer epoch than the partition has seen (Kafka
+    /// INVALID_PRODUCER_EPOCH): the producer was fenced; the log was not modified.
+    #[error("producer {producer_id} epoch {epoch} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's producer epoch.
+        epoch: i16,
+        /// The epoch the partition knows.
+        current: i16,
+    },
+
+    /// A batch with a producer id but a negative base sequence (Kafka INVALID_RECORD).
+    #[error("invalid sequence number {base_sequence} in a batch of producer {producer_id}")]
+    InvalidSequence {
+        /// The producer id.
+        producer_id: i64,
+        /// The batch's base sequence.
+        base_sequence: i32,
+    },
+
+    /// A transactional batch: transactions are not supported yet (Kafka INVALID_TXN_STATE).
+    #[error("transactional batch from producer {producer_id}: transactions are not supported")]
+    TransactionalBatch {
+        /// The producer id.
+        producer_id: i64,
+    },
 }
 
 impl Error {

@@ -8,7 +8,8 @@
 //! Main entry points:
 //! - [`batch::validate_produce_batches`] checks a Produce payload without copying it;
 //! - [`Log`] is one partition's log: [`Log::open`], [`Log::append`], [`Log::read`], retention,
-//!   group-commit flushing and the leader epoch cache.
+//!   group-commit flushing, the leader epoch cache and idempotent-producer state
+//!   (`producer_state`: duplicate, sequence and epoch checks, snapshots).
 
 pub mod batch;
 mod checkpoint;
@@ -17,6 +18,7 @@ mod epoch;
 mod error;
 mod index;
 mod log;
+mod producer_state;
 mod segment;
 mod types;
 
@@ -24,4 +26,5 @@ pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
 pub use log::{AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType};
+pub use producer_state::{BatchMetadata, NUM_BATCHES_TO_RETAIN, ProducerId, ProducerStateEntry, last_sequence};
 pub use types::{LeaderEpoch, Offset};

@@ -3,7 +3,8 @@
 //!
 //! Directory layout (Kafka's names): `<20-digit base offset>.log`, `.index`, `.timeindex`,
 //! `leader-epoch-checkpoint`, plus the per-partition checkpoints `log-start-offset`,
-//! `recovery-point` and `high-watermark`.
+//! `recovery-point` and `high-watermark`, and producer-state snapshots `<offset>.snapshot`
+//! (see `producer_state`).
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -22,6 +23,7 @@ use crate::batch::{self, BATCH_HEADER_LEN, BatchError, BatchHeader};
 use crate::checkpoint;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Error, Result};
+use crate::producer_state::{BatchOutcome, ProducerId, ProducerStateEntry, ProducerStateManager};
 use crate::segment::{self, INDEX_SUFFIX, IndexLimits, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
 use crate::types::{LeaderEpoch, Offset};
 
@@ -66,6 +68,9 @@ pub struct LogConfig {
     /// `file.delete.delay.ms`. Ignored: segments are deleted immediately. Readers holding a
     /// [`ReadPlan`] keep the open file and can still read it after the unlink.
     pub file_delete_delay_ms: u64,
+    /// Forget an idempotent producer this long after its last batch (the broker's
+    /// `producer.id.expiration.ms`); checked when retention runs.
+    pub producer_id_expiration_ms: i64,
 }
 
 const SEVEN_DAYS_MS: u64 = 7 * 24 * 60 * 60 * 1000;
@@ -82,6 +87,7 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
             file_delete_delay_ms: 60_000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -117,6 +123,9 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     /// Last offset of the batch holding `max_timestamp`.
     pub offset_of_max_timestamp: Offset,
+    /// Batches skipped as retries of batches already in the log (idempotent producers). When
+    /// every batch was a duplicate, the offsets and timestamps are the original ones.
+    pub duplicates: usize,
 }
 
 /// What [`Log::apply_retention`] did.
@@ -151,6 +160,8 @@ pub struct OpenStats {
     pub bytes_truncated: u64,
     /// Segments deleted because they followed a truncation point.
     pub segments_deleted: usize,
+    /// Batch headers replayed to rebuild idempotent-producer state after the latest snapshot.
+    pub producer_batches_replayed: u64,
 }
 
 /// A planned read of whole batches from one segment. Holds the segment file open, so the I/O
@@ -307,6 +318,7 @@ pub struct Log {
     truncation_generation: u64,
     written: Written,
     open_stats: OpenStats,
+    producers: ProducerStateManager,
 }
 
 fn now_ms() -> i64 {
@@ -488,6 +500,7 @@ impl Log {
                 high_watermark: hw_ckpt,
             },
             open_stats: stats,
+            producers: ProducerStateManager::new(dir)?,
         };
         let first_base = log.segments[0].base_offset;
         let leo = log.log_end_offset().0;
@@ -504,6 +517,14 @@ impl Log {
             log.epochs.truncate_from_end(leo);
             log.epochs.truncate_from_start(log_start);
         }
+        let expiration = log.config.producer_id_expiration_ms;
+        log.open_stats.producer_batches_replayed = log.producers.load(
+            &log.segments,
+            log.log_start_offset,
+            log.log_end_offset().0,
+            now,
+            expiration,
+        )?;
         log.synced.lock().up_to = log.recovery_point;
         // Make rebuilt indexes and created files durable now: open is not a hot path.
         for p in pending.iter().chain(&log.pending_sync) {
@@ -622,6 +643,14 @@ impl Log {
             TimestampType::CreateTime => None,
         };
         let base_offset = self.log_end_offset().0;
+        let check = self.producers.check_append(
+            validated.batches.iter().map(|b| &b.header),
+            base_offset,
+            log_append_time,
+        )?;
+        if check.outcomes.iter().any(|o| matches!(o, BatchOutcome::Duplicate(_))) {
+            return self.append_skipping_duplicates(records, &validated, &check.outcomes, leader_epoch, now_ms);
+        }
         let last_offset = base_offset + validated.record_count as i64 - 1;
         let max_timestamp = log_append_time.unwrap_or(validated.max_timestamp);
         let offset_of_max_timestamp = match log_append_time {
@@ -679,6 +708,7 @@ impl Log {
         debug_assert_eq!(seg.next_offset, last_offset + 1);
 
         self.epochs.assign_if_newer(leader_epoch.0, base_offset);
+        self.producers.commit(check);
         let leo = last_offset + 1;
         // One mark per millisecond; past the cap the newest mark absorbs later appends (keeping
         // its older time, so flush.ms errs towards flushing early) and memory stays bounded.
@@ -695,7 +725,57 @@ impl Log {
             record_count: validated.record_count,
             max_timestamp,
             offset_of_max_timestamp: Offset(offset_of_max_timestamp),
+            duplicates: 0,
         })
+    }
+
+    /// Appends the batches of a payload that are not duplicates (usually none) and answers
+    /// with the original offsets of the duplicates at either end, as Kafka answers a retried
+    /// batch with the offsets it got the first time.
+    fn append_skipping_duplicates(
+        &mut self,
+        records: &[u8],
+        validated: &batch::ValidatedBatches,
+        outcomes: &[BatchOutcome],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        let mut kept = Vec::new();
+        let mut duplicates = 0;
+        for (b, outcome) in validated.batches.iter().zip(outcomes) {
+            match outcome {
+                BatchOutcome::Write { .. } => kept.extend_from_slice(&records[b.range.clone()]),
+                BatchOutcome::Duplicate(_) => duplicates += 1,
+            }
+        }
+        let dup = |o: Option<&BatchOutcome>| match o {
+            Some(BatchOutcome::Duplicate(d)) => Some(*d),
+            _ => None,
+        };
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut info = if kept.is_empty() {
+            let first = dup(outcomes.first()).expect("a duplicate");
+            let last = dup(outcomes.last()).expect("a duplicate");
+            AppendInfo {
+                base_offset: Offset(first.first_offset),
+                last_offset: Offset(last.last_offset),
+                log_append_time_ms: log_append_time.then_some(last.timestamp),
+                bytes: 0,
+                record_count: 0,
+                max_timestamp: last.timestamp,
+                offset_of_max_timestamp: Offset(last.last_offset),
+                duplicates: 0,
+            }
+        } else {
+            // The kept batches check exactly as before: none of them duplicates another.
+            self.append(&kept, leader_epoch, now_ms)?
+        };
+        if let Some(first) = dup(outcomes.first()) {
+            info.base_offset = Offset(first.first_offset);
+        }
+        info.duplicates = duplicates;
+        debug!(dir = %self.dir.display(), duplicates, base_offset = info.base_offset.0, "skipped duplicate batches");
+        Ok(info)
     }
 
     fn maybe_roll(&mut self, append_len: u64, incoming_max_ts: i64, last_offset: i64, now_ms: i64) -> Result<()> {
@@ -727,6 +807,10 @@ impl Log {
     fn roll(&mut self, now_ms: i64) -> Result<()> {
         let limits = self.config.limits();
         let leo = self.log_end_offset().0;
+        // Producer state as of the new segment's base offset (Kafka snapshots at every roll);
+        // fsynced with the next flush ticket.
+        let (snapshot, snapshot_path) = self.producers.write_snapshot(leo)?;
+        self.pending_sync.push(pending_file(&snapshot, &snapshot_path));
         let seg = self.active_mut();
         seg.close_for_writes(&limits)?;
         let pending = [
@@ -899,6 +983,7 @@ impl Log {
         self.log_start_offset = new_start;
         self.high_watermark = self.high_watermark.max(new_start);
         self.epochs.truncate_from_start(new_start);
+        self.producers.on_log_start_advanced(new_start)?;
         checkpoint::write_offset(&self.dir, LOG_START_OFFSET_FILE, new_start)?;
         self.written.log_start = Some(new_start);
         Ok(())
@@ -925,6 +1010,12 @@ impl Log {
     /// above retention.bytes, or they lie below the log start offset. Advances and persists the
     /// log start offset.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
+        let expired = self
+            .producers
+            .remove_expired(now_ms, self.config.producer_id_expiration_ms);
+        if expired > 0 {
+            debug!(dir = %self.dir.display(), expired, "expired idle producer ids");
+        }
         let mut rolled = false;
         if let Some(ms) = self.config.segment_ms {
             let seg = self.active();
@@ -1093,6 +1184,7 @@ impl Log {
             .sync_data()
             .map_err(Error::io("fsync", active.time_index.path()))?;
         self.flush()?;
+        self.snapshot_producer_state()?;
         self.recovery_point = self.log_end_offset().0;
         self.checkpoint()?;
         checkpoint::sync_dir(&self.dir)?;
@@ -1137,6 +1229,9 @@ impl Log {
         }
         let rp = self.recovery_point;
         self.unflushed_appends.retain(|&(end, _)| end > rp);
+        let expiration = self.config.producer_id_expiration_ms;
+        self.producers
+            .load(&self.segments, self.log_start_offset, new_leo, now_ms(), expiration)?;
         {
             let mut mark = self.synced.lock();
             mark.generation = self.truncation_generation;
@@ -1166,11 +1261,43 @@ impl Log {
             }
         }
         self.pending_sync.push(pending_dir(&self.dir));
+        self.producers.truncate_fully_and_start_at(offset)?;
         self.log_start_offset = offset;
         self.recovery_point = offset;
         self.high_watermark = offset;
         self.epochs.clear();
         Ok(())
+    }
+
+    /// Writes and fsyncs a producer-state snapshot at the log end offset, so the next open
+    /// loads it instead of replaying batches (clean shutdown; [`Log::close`] does it too).
+    pub fn snapshot_producer_state(&mut self) -> Result<()> {
+        let leo = self.log_end_offset().0;
+        let (file, path) = self.producers.write_snapshot(leo)?;
+        file.sync_data().map_err(Error::io("fsync", &path))?;
+        checkpoint::sync_dir(&self.dir)
+    }
+
+    /// The producer-state snapshot file at `offset`, if one exists: a closed segment's snapshot
+    /// sits at its end offset (the next segment's base offset) and holds the state of every
+    /// batch below it (for tiered storage, which uploads it with the segment).
+    pub fn producer_snapshot_file(&self, offset: Offset) -> Option<PathBuf> {
+        self.producers.snapshot_file(offset.0).map(Path::to_path_buf)
+    }
+
+    /// Offsets of the producer-state snapshots on disk, ascending.
+    pub fn producer_snapshot_offsets(&self) -> Vec<Offset> {
+        self.producers.snapshot_offsets().into_iter().map(Offset).collect()
+    }
+
+    /// What the partition knows about an idempotent producer.
+    pub fn producer_state(&self, producer_id: ProducerId) -> Option<&ProducerStateEntry> {
+        self.producers.producers().get(&producer_id.0)
+    }
+
+    /// Number of idempotent producers tracked.
+    pub fn producer_count(&self) -> usize {
+        self.producers.producers().len()
     }
 
     /// Latest leader epoch in the epoch cache.
