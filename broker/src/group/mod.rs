@@ -444,20 +444,8 @@ impl Broker {
             tracing::error!(%error, "cannot encode __consumer_offsets batch");
             ResponseError::UnknownServerError
         })?;
-        let result = {
-            let mut log = partition.log.lock();
-            let epoch = partition.leader_epoch();
-            log.append(&batch, epoch, now).map(|_| {
-                let leo = log.log_end_offset();
-                log.set_high_watermark(leo);
-            })
-        };
-        match result {
-            Ok(()) => {
-                partition.wake_waiters();
-                self.replicas.flusher.mark_dirty(&partition);
-                Ok(())
-            }
+        match self.replicas.append_as_leader(&partition, &batch, now) {
+            Ok(_) => Ok(()),
             Err(error) => {
                 tracing::error!(%group, %error, "appending to __consumer_offsets failed");
                 Err(ResponseError::KafkaStorageError)

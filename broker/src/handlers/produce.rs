@@ -115,16 +115,7 @@ fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
     let Some((partition, records)) = slot.append.take() else {
         return slot;
     };
-    let result = {
-        let mut log = partition.log.lock();
-        let epoch = partition.leader_epoch();
-        log.append(&records, epoch, now_ms).map(|info| {
-            // Single node: the ISR is this broker, so the high watermark follows the log end.
-            let leo = log.log_end_offset();
-            log.set_high_watermark(leo);
-            (info, log.log_start_offset())
-        })
-    };
+    let result = broker.replicas.append_as_leader(&partition, &records, now_ms);
     match result {
         Ok((info, log_start)) => {
             broker.metrics.records_appended.inc_by(info.record_count);
@@ -134,8 +125,6 @@ fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
                 .with_base_offset(info.base_offset.0)
                 .with_log_append_time_ms(info.log_append_time_ms.unwrap_or(-1))
                 .with_log_start_offset(log_start.0);
-            partition.wake_waiters();
-            broker.replicas.flusher.mark_dirty(&partition);
         }
         Err(error) => {
             let code = storage_error_code(&error);

@@ -56,6 +56,32 @@ fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
 }
 
 impl ReplicaManager {
+    /// Appends record batches to a partition this broker leads: validates and writes them,
+    /// moves the high watermark to the log end (single node: the ISR is this broker), wakes
+    /// fetch waiters and queues the partition for the group-commit flush. Returns the append
+    /// and the log start offset.
+    pub fn append_as_leader(
+        &self,
+        partition: &Arc<Partition>,
+        records: &[u8],
+        now_ms: i64,
+    ) -> fjord_storage::Result<(fjord_storage::AppendInfo, fjord_storage::Offset)> {
+        let result = {
+            let mut log = partition.log.lock();
+            let epoch = partition.leader_epoch();
+            log.append(records, epoch, now_ms).map(|info| {
+                let leo = log.log_end_offset();
+                log.set_high_watermark(leo);
+                (info, log.log_start_offset())
+            })
+        };
+        if result.is_ok() {
+            partition.wake_waiters();
+            self.flusher.mark_dirty(partition);
+        }
+        result
+    }
+
     /// Prepares the data dir and notes (and consumes) the clean-shutdown marker.
     pub fn new(config: &BrokerConfig, metrics: Arc<Metrics>) -> Result<ReplicaManager, Error> {
         let data_dir = config.storage.data_dir.clone();
