@@ -62,6 +62,11 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// A log cleaning pass stopped early (the log changed under it, or the cleaner is stopping);
+    /// nothing was lost, the segments it had not swapped in stay as they were.
+    #[error("log cleaning aborted: {0}")]
+    CleaningAborted(String),
 }
 
 impl Error {

@@ -8,7 +8,8 @@
 //! Main entry points:
 //! - [`batch::validate_produce_batches`] checks a Produce payload without copying it;
 //! - [`Log`] is one partition's log: [`Log::open`], [`Log::append`], [`Log::read`], retention,
-//!   group-commit flushing and the leader epoch cache.
+//!   group-commit flushing and the leader epoch cache;
+//! - [`clean_log`] compacts a log with `cleanup.policy=compact` (the log cleaner).
 
 pub mod batch;
 mod checkpoint;
@@ -23,5 +24,6 @@ mod types;
 pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
+pub use log::cleaner::{CleanStats, CleanerConfig, CleanupPolicy, CompactionConfig, Throttler, clean_log};
 pub use log::{AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType};
 pub use types::{LeaderEpoch, Offset};
