@@ -60,6 +60,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         shutdown_rx.clone(),
         |b| b.replicas.checkpoint_all(),
     );
+    let cleaner = replication::cleaner::LogCleaner::start(broker.clone()).context("starting the log cleaner")?;
     let (host, port) = broker.config.advertised_listener();
     tracing::info!(%listen, advertised = %format!("{host}:{port}"), "serving the kafka protocol");
     let server = tokio::spawn(network::serve(listener, broker.clone(), shutdown_rx));
@@ -69,6 +70,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     broker.begin_shutdown();
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    if let Some(cleaner) = cleaner {
+        tokio::task::spawn_blocking(move || cleaner.shutdown()).await?;
+    }
     broker.replicas.flusher.shutdown().await;
     broker
         .blocking(|b| b.replicas.close_all())
