@@ -5,7 +5,7 @@
 //!
 //! One pass over a log (`clean_log`):
 //! 1. Under the log lock, plan: the cleanable range is every closed segment below the active
-//!    segment, the high watermark, the recovery point and `min.compaction.lag.ms`; segments from
+//!    segment, the high watermark and `min.compaction.lag.ms`; segments from
 //!    the first dirty offset (persisted in `cleaner-offset-checkpoint`) on are dirty. The pass runs
 //!    if dirty bytes / cleanable bytes >= `min.cleanable.dirty.ratio`, or the first dirty batch is
 //!    older than `max.compaction.lag.ms`, or retained tombstones have expired.
@@ -310,11 +310,9 @@ impl Log {
         }
         self.cleaner.load(&self.dir)?;
         let compaction = self.config.compaction;
-        let limit = self
-            .active()
-            .base_offset
-            .min(self.high_watermark)
-            .min(self.recovery_point);
+        // Only committed data (below the high watermark) in closed segments. Data above the
+        // recovery point is fine: the cleaned copy is fsynced before it replaces the original.
+        let limit = self.active().base_offset.min(self.high_watermark);
         let mut k = 0;
         while k + 1 < self.segments.len() && self.upper_bound(k) <= limit {
             let seg = &self.segments[k];

@@ -576,7 +576,7 @@ fn compact_only_logs_skip_time_retention_and_compact_delete_applies_it() {
 }
 
 #[test]
-fn cleaning_only_touches_committed_flushed_data() {
+fn cleaning_only_touches_committed_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Log::open(dir.path(), compact_config(), true).expect("open");
     fill_rounds(&mut log, Compression::None, 10);
