@@ -717,3 +717,55 @@ fn record_parser_reads_keys_tombstones_and_offset_deltas() {
     assert!(!views[0].tombstone && views[1].tombstone && views[2].key.is_none());
     assert!(parse_records(&data[..data.len() - 1]).is_err());
 }
+
+/// Cleaner throughput (MiB/s of segment data cleaned), for BENCHMARKS.md:
+/// `cargo test --release -p fjord-storage cleaner_throughput -- --ignored --nocapture`.
+/// 64 MiB in 8 MiB segments, 100k keys each written ~5 times, 100-record batches of ~120-byte
+/// records; uncompressed and lz4; five runs each, the median printed. Unthrottled.
+#[test]
+#[ignore = "benchmark: run with --release --ignored"]
+fn cleaner_throughput() {
+    const TOTAL: u64 = 64 << 20;
+    const KEYS: u64 = 100_000;
+    for compression in [Compression::None, Compression::Lz4] {
+        let mut rates = Vec::new();
+        for run in 0..5u64 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let config = LogConfig {
+                segment_bytes: 8 << 20,
+                index_interval_bytes: 4096,
+                ..compact_config()
+            };
+            let mut log = Log::open(dir.path(), config, true).expect("open");
+            let mut n = run * 7919;
+            let ts = now();
+            while log.size_bytes() < TOTAL {
+                let recs: Vec<Kv> = (0..100)
+                    .map(|_| {
+                        n += 1;
+                        let k = format!("key-{:08}", (n * 2_654_435_761) % KEYS);
+                        (Some(k), Some(format!("value-{n:012}-{}", "v".repeat(80))))
+                    })
+                    .collect();
+                let b = keyed_batch(&recs, compression, ts, None);
+                log.append(&b, LeaderEpoch(0), ts).expect("append");
+            }
+            let leo = log.log_end_offset();
+            log.set_high_watermark(leo);
+            log.flush().expect("flush");
+            let log = Mutex::new(log);
+            let start = std::time::Instant::now();
+            let stats = clean(&log, now()).expect("cleanable");
+            let secs = start.elapsed().as_secs_f64();
+            let rate = stats.bytes_before as f64 / (1 << 20) as f64 / secs;
+            println!(
+                "{compression:?} run {run}: cleaned {:.1} MiB -> {:.1} MiB in {secs:.2} s = {rate:.1} MiB/s",
+                stats.bytes_before as f64 / (1 << 20) as f64,
+                stats.bytes_after as f64 / (1 << 20) as f64
+            );
+            rates.push(rate);
+        }
+        rates.sort_by(f64::total_cmp);
+        println!("{compression:?}: median {:.1} MiB/s (runs: {rates:.1?})", rates[2]);
+    }
+}
