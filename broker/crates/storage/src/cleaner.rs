@@ -301,10 +301,12 @@ impl Log {
     /// and the ratio, `max.compaction.lag.ms` or an expired tombstone says so); `None` otherwise.
     /// The broker cleans the log with the highest ratio first.
     pub fn cleanable_ratio(&mut self, now_ms: i64) -> Result<Option<f64>> {
-        Ok(self.plan_cleaning(now_ms)?.map(|p| p.dirty_ratio))
+        Ok(self.plan_cleaning(now_ms, false)?.map(|p| p.dirty_ratio))
     }
 
-    fn plan_cleaning(&mut self, now_ms: i64) -> Result<Option<Plan>> {
+    /// The pass to run now, if any; `with_sources: false` skips capturing the segments (and
+    /// their `stat` calls) when only the ratio is wanted.
+    fn plan_cleaning(&mut self, now_ms: i64, with_sources: bool) -> Result<Option<Plan>> {
         if !self.config.cleanup_policy.compact || self.segments.len() < 2 {
             return Ok(None);
         }
@@ -347,7 +349,8 @@ impl Log {
             return Ok(None);
         }
         let mut sources = Vec::with_capacity(k);
-        for i in 0..k {
+        let captured = if with_sources { k } else { 0 };
+        for i in 0..captured {
             let seg = &self.segments[i];
             sources.push(Source {
                 base: seg.base_offset,
@@ -471,7 +474,7 @@ pub fn clean_log(
     config: &CleanerConfig,
     throttler: &Throttler,
 ) -> Result<Option<CleanStats>> {
-    let Some(plan) = log.lock().plan_cleaning(now_ms)? else {
+    let Some(plan) = log.lock().plan_cleaning(now_ms, true)? else {
         return Ok(None);
     };
     let started = Instant::now();

@@ -592,7 +592,7 @@ fn a_changed_log_aborts_the_swap_and_leaves_no_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Log::open(dir.path(), compact_config(), true).expect("open");
     let expected = fill_rounds(&mut log, Compression::None, 10);
-    let plan = log.plan_cleaning(now()).expect("plan").expect("cleanable");
+    let plan = log.plan_cleaning(now(), true).expect("plan").expect("cleanable");
     // The first segment goes away (DeleteRecords) between planning and the swap.
     let second = plan.sources[1].base;
     log.delete_records_before(Offset(second)).expect("delete records");
