@@ -235,18 +235,27 @@ impl CleanerState {
             return Ok(());
         }
         let path = dir.join(CHECKPOINT_FILE);
-        if let Some(text) = checkpoint::read_optional(&path)? {
+        let text = match checkpoint::read_optional(&path) {
+            Ok(text) => text,
+            Err(Error::CorruptCheckpoint { .. }) => Some(String::new()),
+            Err(e) => return Err(e),
+        };
+        if let Some(text) = text {
             let mut lines = text.lines().map(str::trim);
-            let corrupt = || Error::CorruptCheckpoint {
-                path: path.clone(),
-                reason: "expected version 0, first dirty offset, tombstone deadline".to_string(),
-            };
-            if lines.next() != Some("0") {
-                return Err(corrupt());
+            let parsed = (lines.next() == Some("0"))
+                .then(|| {
+                    let mut num = || lines.next().and_then(|l| l.parse::<i64>().ok());
+                    Some((num()?, num()?))
+                })
+                .flatten();
+            match parsed {
+                Some((first_dirty, deadline)) => {
+                    self.first_dirty = first_dirty;
+                    self.tombstone_deadline_ms = Some(deadline).filter(|d| *d >= 0);
+                }
+                // Losing the state only costs work: the next pass treats the whole log as dirty.
+                None => warn!(path = %path.display(), "ignoring corrupt cleaner checkpoint"),
             }
-            let mut num = || lines.next().and_then(|l| l.parse::<i64>().ok()).ok_or_else(corrupt);
-            self.first_dirty = num()?;
-            self.tombstone_deadline_ms = Some(num()?).filter(|d| *d >= 0);
         }
         self.loaded = true;
         Ok(())

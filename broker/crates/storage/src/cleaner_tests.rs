@@ -687,6 +687,24 @@ fn a_crash_while_writing_cleaned_files_leaves_the_originals() {
 }
 
 #[test]
+fn a_corrupt_cleaner_checkpoint_means_a_full_pass() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), compact_config(), true).expect("open");
+    let expected = fill_rounds(&mut log, Compression::None, 10);
+    let log = Mutex::new(log);
+    clean(&log, now()).expect("cleanable");
+    assert!(log.lock().cleanable_ratio(now()).expect("ratio").is_none());
+    drop(log);
+    fs::write(dir.path().join(CHECKPOINT_FILE), "0\nnot a number\n").expect("write");
+    let mut log = Log::open(dir.path(), compact_config(), true).expect("reopen");
+    log.set_high_watermark(log.log_end_offset());
+    assert_eq!(log.cleanable_ratio(now()).expect("ratio"), Some(1.0));
+    let log = Mutex::new(log);
+    clean(&log, now()).expect("full pass");
+    assert_eq!(latest(&read_records(&log.into_inner()).0), expected);
+}
+
+#[test]
 fn the_throttler_holds_the_byte_rate() {
     let t = Throttler::new(Some(1 << 20), Arc::new(AtomicBool::new(false)));
     let start = std::time::Instant::now();
