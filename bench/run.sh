@@ -12,6 +12,10 @@
 #   b  16 partitions, offered RATE_MIBS MiB/s (paced), DURATION s  (the p99-ack-latency target)
 #   c  1000 partitions, max rate, DURATION s (librdkafka's default sticky partitioner)
 #   d  1000 partitions, max rate, messages spread over every partition (--spread)
+#   g  16 partitions, max rate for GROUP_DURATION s, then a 3-consumer group drains the topic
+#      (committing after every batch: msgs/s, MiB/s, commit p99), then 3 member processes join
+#      another group and one is killed -9 (seconds until its partitions are taken over).
+#      Not in the default set: WORKLOADS=g bash bench/run.sh
 #
 # Environment overrides:
 #   RUNS=3  DURATION=20  TARGETS="fjord nisshi"  WORKLOADS="a b c d"  RATE_MIBS=50
@@ -42,6 +46,7 @@ DURATION=${DURATION:-20}
 TARGETS=${TARGETS:-fjord nisshi}
 WORKLOADS=${WORKLOADS:-a b c d}
 RATE_MIBS=${RATE_MIBS:-50}
+GROUP_DURATION=${GROUP_DURATION:-10}
 FJORD_PORT=${FJORD_PORT:-19092}
 FJORD_HTTP_PORT=${FJORD_HTTP_PORT:-19093}
 NISSHI_PORT=${NISSHI_PORT:-19192}
@@ -168,6 +173,7 @@ workload_args() {
     b) echo "--partitions 16 --rate-mibs $RATE_MIBS" ;;
     c) echo "--partitions 1000" ;;
     d) echo "--partitions 1000 --spread" ;;
+    g) echo "--partitions 16 --duration $GROUP_DURATION --group-members 3" ;;
     *) return 1 ;;
   esac
 }

@@ -42,7 +42,8 @@ labels = [l for l in ("fjord", "nisshi") if any(k[0] == l for k in vals)]
 labels += sorted({k[0] for k in vals} - set(labels))
 workloads = sorted({k[1] for k in vals})
 desc = {"a": "16 partitions, max rate", "b": f"16 partitions, offered {rate_mibs} MiB/s",
-        "c": "1000 partitions, max rate", "d": "1000 partitions, max rate, spread"}
+        "c": "1000 partitions, max rate", "d": "1000 partitions, max rate, spread",
+        "g": "16 partitions, 3-member consumer group drain, then a member killed -9"}
 rows = [
     ("produce", "mib_s", "produce MiB/s"),
     ("produce", "msgs_s", "produce msgs/s"),
@@ -61,6 +62,14 @@ rows = [
     ("consume", "broker_rss_peak_mib", "broker RSS peak MiB (consume)"),
     ("consume", "client_cpu_pct", "client CPU % (consume)"),
     ("consume", "count_ok", "count check (1 = ok)"),
+    ("group", "mib_s", "group drain MiB/s (3 members)"),
+    ("group", "msgs_s", "group drain msgs/s"),
+    ("group", "join_s", "group: s until all partitions assigned"),
+    ("group", "commit_p50_ms", "group commit p50 ms"),
+    ("group", "commit_p99_ms", "group commit p99 ms"),
+    ("group", "kill_rebalance_s", "group: s until a killed member's partitions move"),
+    ("group", "broker_cpu_pct", "broker CPU % (group drain)"),
+    ("group", "count_ok", "group count check (1 = ok)"),
 ]
 
 def fmt(x, integer=False):

@@ -8,6 +8,7 @@
 
 mod client;
 mod consume;
+mod group;
 mod procstat;
 mod produce;
 
@@ -95,6 +96,17 @@ struct Args {
     /// Consume phase gives up after this many seconds without a message.
     #[arg(long, default_value_t = 30)]
     consume_idle_timeout: u64,
+    /// Group workload: instead of one consumer with a manual assignment, this many consumers in
+    /// one consumer group drain the topic (committing after every batch), then as many member
+    /// processes join another group and one is killed with SIGKILL to time the takeover.
+    #[arg(long)]
+    group_members: Option<usize>,
+    /// Session timeout (ms) of the killed-member test's group.
+    #[arg(long, default_value_t = 6000)]
+    member_session_ms: u32,
+    /// Internal: run as one member process of the killed-member test, in this group.
+    #[arg(long, hide = true)]
+    member_of: Option<String>,
 }
 
 /// Accumulates `key=value` pairs for the machine-readable line.
@@ -247,7 +259,9 @@ fn run(args: &mut Args) -> Result<bool> {
     }
     let mut ok = p.errors == 0 && p.acked > 0;
 
-    if !args.no_consume {
+    if let Some(members) = args.group_members {
+        ok &= run_group(args, &tag, members, p.acked)?;
+    } else if !args.no_consume {
         let stored = consume::stored_messages(&args.bootstrap, &args.topic, args.partitions)?;
         let meter = PhaseMeter::start(args.broker_pid);
         let c = consume::run(
@@ -296,8 +310,74 @@ fn run(args: &mut Args) -> Result<bool> {
     Ok(ok)
 }
 
+/// The group workload: drain with `members` consumers in a group, then time a killed member's
+/// takeover.
+fn run_group(args: &Args, tag: &str, members: usize, acked: u64) -> Result<bool> {
+    let stored = consume::stored_messages(&args.bootstrap, &args.topic, args.partitions)?;
+    let group = format!("fjord-bench-{}-{}", args.workload, args.run);
+    let meter = PhaseMeter::start(args.broker_pid);
+    let g = group::drain(
+        &args.bootstrap,
+        &args.topic,
+        &group,
+        members,
+        args.partitions,
+        stored,
+        Duration::from_secs(args.consume_idle_timeout),
+    )?;
+    let usage = meter.finish();
+    let msgs_s = g.msgs as f64 / g.secs;
+    let mib_s = g.bytes as f64 / MIB / g.secs;
+    let kill = group::kill_rebalance(
+        &args.bootstrap,
+        &args.topic,
+        &format!("{group}-kill"),
+        members,
+        args.partitions,
+        args.member_session_ms,
+    )?;
+    let count_ok = g.msgs >= stored && stored >= acked;
+    let mut line = Line::new(args, "group");
+    line.kv("members", members)
+        .kv("msgs", g.msgs)
+        .kv("stored", stored)
+        .kv("count_ok", count_ok)
+        .kv("secs", format_args!("{:.2}", g.secs))
+        .kv("msgs_s", format_args!("{msgs_s:.0}"))
+        .kv("mib_s", format_args!("{mib_s:.1}"))
+        .kv("join_s", format_args!("{:.2}", g.join_secs))
+        .kv("commits", g.commits)
+        .kv("commit_p50_ms", format_args!("{:.2}", g.commit_p50_ms))
+        .kv("commit_p99_ms", format_args!("{:.2}", g.commit_p99_ms))
+        .kv("kill_rebalance_s", format_args!("{kill:.2}"))
+        .kv("session_ms", args.member_session_ms)
+        .usage(&usage);
+    println!("{}", line.0);
+    println!(
+        "{tag} group of {members}: {msgs_s:.0} msgs/s, {mib_s:.1} MiB/s; all partitions assigned after {:.2} s; \
+         {} commits p50 {:.2} ms p99 {:.2} ms; killed member's partitions taken over after {kill:.2} s \
+         (session timeout {} ms); {}",
+        g.join_secs,
+        g.commits,
+        g.commit_p50_ms,
+        g.commit_p99_ms,
+        args.member_session_ms,
+        human_usage(&usage),
+    );
+    Ok(count_ok)
+}
+
 fn main() -> ExitCode {
     let mut args = Args::parse();
+    if let Some(group) = args.member_of.clone() {
+        return match group::member_main(&args.bootstrap, &args.topic, &group, args.member_session_ms) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fjord-bench member: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(&mut args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

@@ -10,6 +10,7 @@ use fjord_metadata::{MetadataImage, MetadataStore};
 
 use crate::buffers::BufferPool;
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::replication::ReplicaManager;
 
@@ -24,6 +25,8 @@ pub struct Broker {
     pub metadata: MetadataStore,
     pub replicas: ReplicaManager,
     pub metrics: Arc<Metrics>,
+    /// Consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
     /// Read buffers reused across fetches.
     pub read_buffers: Arc<BufferPool>,
     shutting_down: AtomicBool,
@@ -43,12 +46,14 @@ impl Broker {
         replicas.sync_with_image(&image).context("opening partition logs")?;
         tracing::info!(%cluster_id, node_id = config.node_id, topics = image.topic_count(),
             partitions = image.partition_count(), "broker state loaded");
+        let groups = GroupCoordinator::new(config.groups.clone());
         Ok(Arc::new(Broker {
             config,
             cluster_id,
             metadata,
             replicas,
             metrics,
+            groups,
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
             shutting_down: AtomicBool::new(false),
         }))

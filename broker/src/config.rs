@@ -65,6 +65,7 @@ pub struct BrokerConfig {
     pub storage: StorageConfig,
     pub topics: TopicDefaults,
     pub cleaner: LogCleanerConfig,
+    pub groups: GroupConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +172,61 @@ pub struct TopicDefaults {
     pub index_interval_bytes: i32,
     /// log.index.size.max.bytes
     pub segment_index_bytes: i32,
+}
+
+/// The group coordinator (Kafka's `group.*` and `offsets.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// offsets.topic.num.partitions: partitions of `__consumer_offsets` (fixed once created).
+    pub offsets_topic_partitions: i32,
+    /// offsets.topic.segment.bytes
+    pub offsets_topic_segment_bytes: u64,
+    /// offsets.retention.minutes: committed offsets of an empty group are dropped this long after
+    /// the group became empty (or after the commit, if later).
+    #[serde(with = "humantime_serde")]
+    pub offsets_retention: Duration,
+    /// offsets.retention.check.interval.ms
+    #[serde(with = "humantime_serde")]
+    pub offsets_retention_check_interval: Duration,
+    /// offset.metadata.max.bytes: longest commit metadata string accepted.
+    pub offset_metadata_max_bytes: usize,
+    /// group.initial.rebalance.delay.ms: the first rebalance of an empty classic group waits
+    /// this long for more members.
+    #[serde(with = "humantime_serde")]
+    pub initial_rebalance_delay: Duration,
+    /// group.min.session.timeout.ms
+    #[serde(with = "humantime_serde")]
+    pub min_session_timeout: Duration,
+    /// group.max.session.timeout.ms
+    #[serde(with = "humantime_serde")]
+    pub max_session_timeout: Duration,
+    /// group.max.size: members per classic group.
+    pub max_size: usize,
+    /// group.consumer.session.timeout.ms (KIP-848 consumer groups).
+    #[serde(with = "humantime_serde")]
+    pub consumer_session_timeout: Duration,
+    /// group.consumer.heartbeat.interval.ms (KIP-848 consumer groups).
+    #[serde(with = "humantime_serde")]
+    pub consumer_heartbeat_interval: Duration,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: 50,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
+            offset_metadata_max_bytes: 4096,
+            initial_rebalance_delay: Duration::from_secs(3),
+            min_session_timeout: Duration::from_secs(6),
+            max_session_timeout: Duration::from_secs(1800),
+            max_size: 2_147_483_647,
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for NetworkConfig {

@@ -29,7 +29,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    let body = broker.blocking(|b| b.metrics.encode(&b.replicas)).await;
+    let body = broker.blocking(|b| b.metrics.encode(&b.replicas, &b.groups)).await;
     (
         [(
             header::CONTENT_TYPE,

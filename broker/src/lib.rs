@@ -6,6 +6,7 @@ pub mod buffers;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
@@ -61,6 +62,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         |b| b.replicas.checkpoint_all(),
     );
     let cleaner = replication::cleaner::LogCleaner::start(broker.clone()).context("starting the log cleaner")?;
+    tokio::spawn(group::run(broker.clone(), shutdown_rx.clone()));
     let (host, port) = broker.config.advertised_listener();
     tracing::info!(%listen, advertised = %format!("{host}:{port}"), "serving the kafka protocol");
     let server = tokio::spawn(network::serve(listener, broker.clone(), shutdown_rx));

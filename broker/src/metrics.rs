@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::group::GroupCoordinator;
 use crate::replication::ReplicaManager;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +32,18 @@ struct ErrorLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabel {
+    topic: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupPartitionLabel {
+    group: String,
     topic: String,
     partition: String,
 }
@@ -58,6 +71,8 @@ pub struct Metrics {
     partitions: Gauge,
     log_end_offset_sum: Gauge,
     log_end_offset: Family<PartitionLabel, Gauge>,
+    group_lag: Family<GroupLabel, Gauge>,
+    group_partition_lag: Family<GroupPartitionLabel, Gauge>,
     per_partition: bool,
     scrape: Mutex<()>,
     cleaner: CleanerMetrics,
@@ -221,8 +236,24 @@ impl Metrics {
         }
         let cleaner = CleanerMetrics::default();
         cleaner.register(&mut registry);
+        let group_lag = Family::<GroupLabel, Gauge>::default();
+        registry.register(
+            "consumer_group_lag",
+            "records between each committed offset and the high watermark, summed per group",
+            group_lag.clone(),
+        );
+        let group_partition_lag = Family::<GroupPartitionLabel, Gauge>::default();
+        if per_partition {
+            registry.register(
+                "consumer_group_partition_lag",
+                "records between a group's committed offset and the partition's high watermark",
+                group_partition_lag.clone(),
+            );
+        }
         Arc::new(Metrics {
             registry,
+            group_lag,
+            group_partition_lag,
             per_api,
             errors,
             bytes_in,
@@ -293,8 +324,9 @@ impl Metrics {
         self.cleaner.failures.inc();
     }
 
-    /// Prometheus text exposition, with partition gauges refreshed from `replicas`.
-    pub fn encode(&self, replicas: &ReplicaManager) -> String {
+    /// Prometheus text exposition, with partition gauges refreshed from `replicas` and consumer
+    /// lag from the committed offsets in `groups`.
+    pub fn encode(&self, replicas: &ReplicaManager, groups: &GroupCoordinator) -> String {
         let _guard = self.scrape.lock();
         let partitions = replicas.all();
         self.partitions.set(partitions.len() as i64);
@@ -315,6 +347,26 @@ impl Metrics {
             }
         }
         self.log_end_offset_sum.set(sum);
+        self.group_lag.clear();
+        self.group_partition_lag.clear();
+        for (group, topic, partition, committed) in groups.committed_offsets() {
+            let Some(p) = replicas.get(&topic, partition) else {
+                continue;
+            };
+            let lag = (p.offsets().1.0 - committed).max(0);
+            self.group_lag
+                .get_or_create(&GroupLabel { group: group.clone() })
+                .inc_by(lag);
+            if self.per_partition {
+                self.group_partition_lag
+                    .get_or_create(&GroupPartitionLabel {
+                        group,
+                        topic,
+                        partition: partition.to_string(),
+                    })
+                    .set(lag);
+            }
+        }
         let mut out = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(%error, "cannot encode metrics");

@@ -3,18 +3,32 @@
 
 mod alter_configs;
 pub mod api_versions;
+mod consumer_group_describe;
+mod consumer_group_heartbeat;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod errors;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fjord_protocol::DecodedRequest;
@@ -81,14 +95,30 @@ impl Drop for Turn {
     }
 }
 
+/// Who sent a request, as group APIs report members (Kafka's client id and "/host").
+#[derive(Debug, Clone)]
+pub(crate) struct ClientInfo {
+    pub client_id: String,
+    pub client_host: String,
+}
+
 /// Kafka's "authorized operations were not requested" marker.
 const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
-pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Turn) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Turn, peer: SocketAddr) -> Reply {
     turn.begin().await;
     let api_key = request.api_key;
     let version = request.version();
     let correlation_id = request.correlation_id();
+    let client = ClientInfo {
+        client_id: request
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        client_host: format!("/{}", peer.ip()),
+    };
     let body = match request.body {
         // Reads end their turn at once: a long-polling fetch must not hold up later produces.
         RequestKind::Fetch(r) => {
@@ -112,6 +142,33 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r).await),
         RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, r)),
+        // Group APIs end their turn at once: a JoinGroup waits for the whole rebalance.
+        RequestKind::FindCoordinator(r) => {
+            turn.end();
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            turn.end();
+            ResponseKind::JoinGroup(join_group::handle(broker, r, version, &client).await)
+        }
+        RequestKind::SyncGroup(r) => {
+            turn.end();
+            ResponseKind::SyncGroup(sync_group::handle(broker, r, version).await)
+        }
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(broker, r, version).await),
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version).await),
+        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version)),
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, r, version)),
+        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version)),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await),
+        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(broker, r).await),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, r, version, &client))
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))
+        }
         other => {
             // Unreachable in practice: decode_request refuses APIs outside SUPPORTED_APIS.
             tracing::warn!(?api_key, request = ?std::mem::discriminant(&other), "no handler for api, closing connection");

@@ -172,7 +172,7 @@ async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn
     match decode_request(frame) {
         Ok(request) => {
             let api_key = request.api_key;
-            let reply = handlers::handle(broker, request, turn).await;
+            let reply = handlers::handle(broker, request, turn, peer).await;
             broker.metrics.observe_request(api_key, started.elapsed());
             reply
         }

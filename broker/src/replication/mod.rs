@@ -93,6 +93,19 @@ impl ReplicaManager {
         self.partitions.read().get(&(topic.to_string(), partition)).cloned()
     }
 
+    /// The hosted partitions of one topic, in partition order.
+    pub fn partitions_of(&self, topic: &str) -> Vec<Arc<Partition>> {
+        let mut found: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .values()
+            .filter(|p| p.topic == topic)
+            .cloned()
+            .collect();
+        found.sort_by_key(|p| p.index);
+        found
+    }
+
     pub fn all(&self) -> Vec<Arc<Partition>> {
         self.partitions.read().values().cloned().collect()
     }

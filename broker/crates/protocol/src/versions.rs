@@ -3,9 +3,12 @@
 //! and implement, never `ApiKey::valid_versions()`).
 
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -104,6 +107,85 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         ApiKey::DescribeCluster,
         DescribeClusterRequest::VERSIONS.min,
         DescribeClusterRequest::VERSIONS.max,
+        1,
+    ),
+    // Group coordinator (classic protocol, committed offsets, KIP-848 consumer groups).
+    api(
+        ApiKey::FindCoordinator,
+        FindCoordinatorRequest::VERSIONS.min,
+        FindCoordinatorRequest::VERSIONS.max,
+        6,
+    ),
+    api(
+        ApiKey::JoinGroup,
+        JoinGroupRequest::VERSIONS.min,
+        JoinGroupRequest::VERSIONS.max,
+        9,
+    ),
+    api(
+        ApiKey::SyncGroup,
+        SyncGroupRequest::VERSIONS.min,
+        SyncGroupRequest::VERSIONS.max,
+        5,
+    ),
+    api(
+        ApiKey::Heartbeat,
+        HeartbeatRequest::VERSIONS.min,
+        HeartbeatRequest::VERSIONS.max,
+        4,
+    ),
+    api(
+        ApiKey::LeaveGroup,
+        LeaveGroupRequest::VERSIONS.min,
+        LeaveGroupRequest::VERSIONS.max,
+        5,
+    ),
+    api(
+        ApiKey::OffsetCommit,
+        OffsetCommitRequest::VERSIONS.min,
+        OffsetCommitRequest::VERSIONS.max,
+        9,
+    ),
+    api(
+        ApiKey::OffsetFetch,
+        OffsetFetchRequest::VERSIONS.min,
+        OffsetFetchRequest::VERSIONS.max,
+        9,
+    ),
+    api(
+        ApiKey::ListGroups,
+        ListGroupsRequest::VERSIONS.min,
+        ListGroupsRequest::VERSIONS.max,
+        5,
+    ),
+    api(
+        ApiKey::DescribeGroups,
+        DescribeGroupsRequest::VERSIONS.min,
+        DescribeGroupsRequest::VERSIONS.max,
+        6,
+    ),
+    api(
+        ApiKey::DeleteGroups,
+        DeleteGroupsRequest::VERSIONS.min,
+        DeleteGroupsRequest::VERSIONS.max,
+        2,
+    ),
+    api(
+        ApiKey::OffsetDelete,
+        OffsetDeleteRequest::VERSIONS.min,
+        OffsetDeleteRequest::VERSIONS.max,
+        0,
+    ),
+    api(
+        ApiKey::ConsumerGroupHeartbeat,
+        ConsumerGroupHeartbeatRequest::VERSIONS.min,
+        ConsumerGroupHeartbeatRequest::VERSIONS.max,
+        1,
+    ),
+    api(
+        ApiKey::ConsumerGroupDescribe,
+        ConsumerGroupDescribeRequest::VERSIONS.min,
+        ConsumerGroupDescribeRequest::VERSIONS.max,
         1,
     ),
 ];

@@ -1,0 +1,627 @@
+//! The group coordinator: classic groups (JoinGroup/SyncGroup/Heartbeat/LeaveGroup), KIP-848
+//! consumer groups (ConsumerGroupHeartbeat), committed offsets, and their persistence as records
+//! in the compacted internal topic `__consumer_offsets` (partition = hash of the group id, as in
+//! Kafka). State lives in memory behind one lock; every change is appended to the group's
+//! offsets partition and acknowledged only once fsynced. On start-up the topic is replayed
+//! before the coordinator answers (COORDINATOR_LOAD_IN_PROGRESS until then).
+
+pub mod classic;
+pub mod consumer;
+pub mod records;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_protocol::kafka_protocol::protocol::Decodable;
+use fjord_protocol::kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use fjord_storage::Offset;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+pub use crate::config::GroupConfig;
+use crate::controller::NewTopic;
+use classic::ClassicGroup;
+use consumer::ConsumerGroup;
+use records::{OffsetValue, RecordKey};
+
+/// Kafka's internal topic for group metadata and committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How often session, join and sync deadlines are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Which protocol a group speaks. A group is one or the other, never both.
+#[derive(Debug)]
+pub enum GroupKind {
+    Classic(ClassicGroup),
+    Consumer(ConsumerGroup),
+}
+
+/// A group and its committed offsets.
+#[derive(Debug)]
+pub struct Group {
+    pub kind: GroupKind,
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+impl Group {
+    pub fn new_classic(now_ms: i64) -> Group {
+        Group {
+            kind: GroupKind::Classic(ClassicGroup::new(now_ms)),
+            offsets: BTreeMap::new(),
+        }
+    }
+
+    /// No members (an offsets-only group counts as empty).
+    pub fn is_empty(&self) -> bool {
+        match &self.kind {
+            GroupKind::Classic(g) => g.is_empty(),
+            GroupKind::Consumer(g) => g.is_empty(),
+        }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match &self.kind {
+            GroupKind::Classic(g) => g.state.name(),
+            GroupKind::Consumer(g) => g.state_name(),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match &self.kind {
+            GroupKind::Classic(_) => "classic",
+            GroupKind::Consumer(_) => "consumer",
+        }
+    }
+
+    pub fn protocol_type(&self) -> String {
+        match &self.kind {
+            GroupKind::Classic(g) => g.protocol_type.clone().unwrap_or_default(),
+            GroupKind::Consumer(_) => "consumer".into(),
+        }
+    }
+}
+
+/// A record to append to `__consumer_offsets` (a `None` value is a tombstone).
+pub type OffsetsRecord = (RecordKey, Option<Bytes>);
+
+/// The coordinator of every group (one node: all `__consumer_offsets` partitions are local).
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    pub config: GroupConfig,
+    groups: Mutex<HashMap<String, Group>>,
+    loaded: AtomicBool,
+}
+
+/// Kafka's partition of `__consumer_offsets` for a group: `abs(groupId.hashCode()) % n`, with
+/// Java's `String.hashCode` over UTF-16 code units.
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    let hash = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions.max(1)
+}
+
+/// Topic names listed in consumer-protocol subscription metadata (ConsumerProtocolSubscription).
+pub fn consumer_protocol_topics(metadata: &[u8]) -> Option<Vec<String>> {
+    use fjord_protocol::kafka_protocol::messages::ConsumerProtocolSubscription;
+    let mut buf = Bytes::copy_from_slice(metadata);
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    let _ = bytes::Buf::get_i16(&mut buf);
+    let sub = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
+    Some(sub.topics.iter().map(|t| t.to_string()).collect())
+}
+
+impl GroupCoordinator {
+    pub fn new(config: GroupConfig) -> GroupCoordinator {
+        GroupCoordinator {
+            config,
+            groups: Mutex::new(HashMap::new()),
+            loaded: AtomicBool::new(false),
+        }
+    }
+
+    /// False until `__consumer_offsets` has been replayed.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the groups under the coordinator lock.
+    pub fn with_groups<T>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> T) -> T {
+        f(&mut self.groups.lock())
+    }
+
+    /// (group, topic, partition, committed offset) of every committed offset, for lag metrics.
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        let groups = self.groups.lock();
+        groups
+            .iter()
+            .flat_map(|(g, group)| {
+                group
+                    .offsets
+                    .iter()
+                    .map(move |((t, p), v)| (g.clone(), t.clone(), *p, v.offset))
+            })
+            .collect()
+    }
+
+    /// Replays `__consumer_offsets` into memory (blocking; called once at start-up).
+    pub fn load(&self, broker: &Broker) {
+        let started = Instant::now();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut stored_groups: HashMap<String, Option<records::GroupValue>> = HashMap::new();
+        let mut records = 0usize;
+        for partition in broker.replicas.partitions_of(OFFSETS_TOPIC) {
+            let result = read_partition(&partition, |key, value| {
+                records += 1;
+                match (key, value) {
+                    (
+                        RecordKey::Offset {
+                            group,
+                            topic,
+                            partition,
+                        },
+                        value,
+                    ) => {
+                        let entry = groups.entry(group).or_insert_with(|| Group::new_classic(0));
+                        match value.map(|v| OffsetValue::decode(&v)) {
+                            Some(Ok(v)) => {
+                                entry.offsets.insert((topic, partition), v);
+                            }
+                            Some(Err(error)) => tracing::warn!(%error, "skipping unreadable offset record"),
+                            None => {
+                                entry.offsets.remove(&(topic, partition));
+                            }
+                        }
+                    }
+                    (RecordKey::Group { group }, value) => {
+                        let decoded = value.and_then(|v| match records::GroupValue::decode(&v) {
+                            Ok(v) => Some(v),
+                            Err(error) => {
+                                tracing::warn!(%error, "skipping unreadable group record");
+                                None
+                            }
+                        });
+                        stored_groups.insert(group, decoded);
+                    }
+                }
+            });
+            if let Err(error) = result {
+                tracing::error!(partition = partition.index, %error, "reading __consumer_offsets failed");
+            }
+        }
+        let now = Instant::now();
+        for (id, value) in stored_groups {
+            match value {
+                Some(value) => {
+                    let group = groups.entry(id).or_insert_with(|| Group::new_classic(0));
+                    group.kind = GroupKind::Classic(ClassicGroup::restore(value, now));
+                }
+                None => {
+                    if groups.get(&id).is_some_and(|g| g.offsets.is_empty()) {
+                        groups.remove(&id);
+                    }
+                }
+            }
+        }
+        groups.retain(|_, g| !(g.offsets.is_empty() && g.is_empty()));
+        tracing::info!(
+            groups = groups.len(),
+            records,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "group coordinator loaded __consumer_offsets"
+        );
+        *self.groups.lock() = groups;
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Advances every group's timers; returns the groups whose stored state changed.
+    fn tick(&self, now: Instant, now_ms: i64) -> Vec<(String, records::GroupValue)> {
+        let mut groups = self.groups.lock();
+        let mut changed = Vec::new();
+        for (id, group) in groups.iter_mut() {
+            match &mut group.kind {
+                GroupKind::Classic(g) => {
+                    g.tick(&self.config, now, now_ms);
+                    if g.take_dirty() {
+                        changed.push((id.clone(), g.to_value()));
+                    }
+                }
+                GroupKind::Consumer(g) => g.tick(now),
+            }
+        }
+        changed
+    }
+
+    /// Takes a classic group's stored form if it changed since it was last written.
+    pub fn take_dirty(&self, group_id: &str) -> Option<records::GroupValue> {
+        let mut groups = self.groups.lock();
+        match groups.get_mut(group_id).map(|g| &mut g.kind) {
+            Some(GroupKind::Classic(g)) => g.take_dirty().then(|| g.to_value()),
+            _ => None,
+        }
+    }
+
+    /// Offsets of empty groups older than `offsets.retention` (counted from when the group
+    /// became empty, or from the commit), as tombstones; groups left with nothing are removed.
+    fn expire_offsets(&self, now_ms: i64) -> Vec<(String, Vec<OffsetsRecord>)> {
+        let retention_ms = self.config.offsets_retention.as_millis() as i64;
+        let mut groups = self.groups.lock();
+        let mut out = Vec::new();
+        let mut remove = Vec::new();
+        for (id, group) in groups.iter_mut() {
+            if !group.is_empty() {
+                continue;
+            }
+            let empty_since = match &group.kind {
+                GroupKind::Classic(g) => g.state_timestamp_ms,
+                GroupKind::Consumer(_) => 0,
+            };
+            let expired: Vec<(String, i32)> = group
+                .offsets
+                .iter()
+                .filter(|(_, v)| v.commit_timestamp_ms.max(empty_since) + retention_ms <= now_ms)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut tombstones = Vec::new();
+            for (topic, partition) in expired {
+                group.offsets.remove(&(topic.clone(), partition));
+                tombstones.push((
+                    RecordKey::Offset {
+                        group: id.clone(),
+                        topic,
+                        partition,
+                    },
+                    None,
+                ));
+            }
+            if group.offsets.is_empty() {
+                tombstones.push((RecordKey::Group { group: id.clone() }, None));
+                remove.push(id.clone());
+            }
+            if !tombstones.is_empty() {
+                out.push((id.clone(), tombstones));
+            }
+        }
+        for id in remove {
+            groups.remove(&id);
+        }
+        out
+    }
+}
+
+/// Reads every record of one `__consumer_offsets` partition, in offset order.
+fn read_partition(
+    partition: &crate::replication::Partition,
+    mut visit: impl FnMut(RecordKey, Option<Bytes>),
+) -> Result<(), String> {
+    let (start, hw, _) = partition.offsets();
+    let mut offset = start;
+    while offset < hw {
+        let plan = partition
+            .log
+            .lock()
+            .read(offset, hw, 8 << 20, true)
+            .map_err(|e| e.to_string())?;
+        if plan.is_empty() {
+            break;
+        }
+        let bytes = plan.read_bytes().map_err(|e| e.to_string())?;
+        let mut next = offset;
+        for batch in fjord_storage::batch::scan_batches(&bytes) {
+            let batch = batch.map_err(|e| e.to_string())?;
+            next = Offset(batch.header.next_offset());
+            if batch.header.is_control() {
+                continue;
+            }
+            let mut buf = Bytes::copy_from_slice(batch.bytes);
+            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| e.to_string())?;
+            for record in set.records {
+                if record.offset < offset.0 {
+                    continue;
+                }
+                let Some(key) = record.key else { continue };
+                match RecordKey::decode(&key) {
+                    Ok(Some(key)) => visit(key, record.value),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "skipping unreadable __consumer_offsets key"),
+                }
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
+}
+
+/// Encodes records as one uncompressed record batch.
+fn encode_batch(records: &[OffsetsRecord], now_ms: i64) -> Result<Bytes, String> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // No producer id: the batch's base sequence is -1 (the encoder wants offset minus
+            // sequence to be the same for every record of one batch).
+            sequence: i as i32 - 1,
+            timestamp: now_ms,
+            key: Some(key.encode()),
+            value: value.clone(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+impl Broker {
+    /// Creates `__consumer_offsets` if it does not exist yet (on first FindCoordinator, as Kafka).
+    pub fn ensure_offsets_topic(&self) -> Result<(), crate::controller::ApiError> {
+        if self.image().topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let config = &self.groups.config;
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: config.offsets_topic_partitions,
+            replication_factor: -1,
+            explicit_assignments: None,
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    config.offsets_topic_segment_bytes.to_string(),
+                ),
+                ("compression.type".to_string(), "producer".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        match self.create_topic(topic, false) {
+            Ok(_) => {
+                tracing::info!(
+                    partitions = config.offsets_topic_partitions,
+                    "created __consumer_offsets"
+                );
+                Ok(())
+            }
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends records for `group` to its `__consumer_offsets` partition (blocking). Durable
+    /// once [`crate::replication::Flusher::wait_durable`] returns.
+    pub fn append_group_records(&self, group: &str, records: &[OffsetsRecord]) -> Result<(), ResponseError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.ensure_offsets_topic().map_err(|e| {
+            tracing::error!(message = %e.message, "cannot create __consumer_offsets");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        let index = partition_for(group, self.groups.config.offsets_topic_partitions);
+        // Another thread may have just created the topic and not yet opened its partitions.
+        let hosted = self.replicas.get(OFFSETS_TOPIC, index).or_else(|| {
+            let _ = self.replicas.sync_with_image(&self.image());
+            self.replicas.get(OFFSETS_TOPIC, index)
+        });
+        let Some(partition) = hosted else {
+            tracing::error!(partition = index, "__consumer_offsets partition is not hosted");
+            return Err(ResponseError::CoordinatorNotAvailable);
+        };
+        let now = crate::clock::now_ms();
+        let batch = encode_batch(records, now).map_err(|error| {
+            tracing::error!(%error, "cannot encode __consumer_offsets batch");
+            ResponseError::UnknownServerError
+        })?;
+        let result = {
+            let mut log = partition.log.lock();
+            let epoch = partition.leader_epoch();
+            log.append(&batch, epoch, now).map(|_| {
+                let leo = log.log_end_offset();
+                log.set_high_watermark(leo);
+            })
+        };
+        match result {
+            Ok(()) => {
+                partition.wake_waiters();
+                self.replicas.flusher.mark_dirty(&partition);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(%group, %error, "appending to __consumer_offsets failed");
+                Err(ResponseError::KafkaStorageError)
+            }
+        }
+    }
+}
+
+/// Appends `records` for `group` and waits until they are durable.
+pub async fn write_records(
+    broker: &Arc<Broker>,
+    group: &str,
+    records: Vec<OffsetsRecord>,
+) -> Result<(), ResponseError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let group = group.to_string();
+    broker
+        .blocking(move |b| b.append_group_records(&group, &records))
+        .await?;
+    broker.replicas.flusher.wait_durable().await;
+    Ok(())
+}
+
+/// Writes a classic group's metadata if a request or timer changed it.
+pub async fn persist_if_dirty(broker: &Arc<Broker>, group: &str) {
+    if let Some(value) = broker.groups.take_dirty(group) {
+        let record = (
+            RecordKey::Group {
+                group: group.to_string(),
+            },
+            Some(value.encode()),
+        );
+        if let Err(code) = write_records(broker, group, vec![record]).await {
+            tracing::error!(%group, ?code, "storing group metadata failed");
+        }
+    }
+}
+
+/// Loads the coordinator, then runs its timers (sessions, rebalances, offsets retention) until
+/// shutdown.
+pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    broker.blocking(|b| b.groups.load(b)).await;
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_expiry = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now_ms = crate::clock::now_ms();
+        for (group, value) in broker.groups.tick(Instant::now(), now_ms) {
+            let record = (RecordKey::Group { group: group.clone() }, Some(value.encode()));
+            if let Err(code) = write_records(&broker, &group, vec![record]).await {
+                tracing::error!(%group, ?code, "storing group metadata failed");
+            }
+        }
+        if last_expiry.elapsed() >= broker.groups.config.offsets_retention_check_interval {
+            last_expiry = Instant::now();
+            for (group, tombstones) in broker.groups.expire_offsets(now_ms) {
+                tracing::info!(%group, records = tombstones.len(), "expiring offsets of empty group");
+                if let Err(code) = write_records(&broker, &group, tombstones).await {
+                    tracing::error!(%group, ?code, "writing offset expiry tombstones failed");
+                }
+            }
+        }
+    }
+}
+
+/// Checks every group request has to pass: a group id, and a loaded coordinator.
+pub fn precheck(broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    if !broker.groups.is_loaded() {
+        return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    Ok(())
+}
+
+/// Topic partition counts of the current image, internal topics excluded (for KIP-848 assignors).
+pub fn topic_counts(broker: &Broker) -> consumer::TopicCounts {
+    broker
+        .image()
+        .topics()
+        .filter(|t| !t.name.starts_with("__"))
+        .map(|t| (t.name.clone(), t.partitions.len() as i32))
+        .collect()
+}
+
+/// The set of (topic, partition) pairs described by a request's topic list.
+pub fn partition_set<'a>(items: impl IntoIterator<Item = (&'a str, &'a [i32])>) -> BTreeSet<(String, i32)> {
+    items
+        .into_iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_for_matches_java_string_hashcode() {
+        // "test-group".hashCode() == 627841412 in Java; 627841412 % 50 == 12.
+        assert_eq!(partition_for("test-group", 50), 12);
+        // "a".hashCode() == 97.
+        assert_eq!(partition_for("a", 50), 47);
+        assert_eq!(partition_for("", 50), 0);
+    }
+
+    #[test]
+    fn offsets_of_empty_groups_expire_after_retention() {
+        let config = GroupConfig {
+            offsets_retention: Duration::from_secs(60),
+            ..GroupConfig::default()
+        };
+        let coordinator = GroupCoordinator::new(config);
+        let value = |ts| OffsetValue {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: ts,
+        };
+        coordinator.with_groups(|groups| {
+            let mut empty = Group::new_classic(0);
+            empty.offsets.insert(("t".into(), 0), value(1_000));
+            empty.offsets.insert(("t".into(), 1), value(50_000));
+            groups.insert("g".into(), empty);
+        });
+        // At 61 s only the commit from 1 s has expired; the group stays with one offset.
+        let out = coordinator.expire_offsets(61_000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), 1);
+        assert!(coordinator.with_groups(|g| g["g"].offsets.len() == 1));
+        // At 111 s the rest expires and the group is deleted (group tombstone written too).
+        let out = coordinator.expire_offsets(111_000);
+        assert_eq!(out[0].1.len(), 2);
+        assert!(matches!(out[0].1[1], (RecordKey::Group { .. }, None)));
+        assert!(coordinator.with_groups(|g| g.is_empty()));
+    }
+
+    #[test]
+    fn batch_encoding_decodes_back() {
+        let records = vec![
+            (RecordKey::Group { group: "g".into() }, Some(Bytes::from_static(b"v"))),
+            (
+                RecordKey::Offset {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    partition: 0,
+                },
+                None,
+            ),
+        ];
+        let mut bytes = encode_batch(&records, 1).expect("encodes");
+        let set = RecordBatchDecoder::decode(&mut bytes).expect("decodes");
+        assert_eq!(set.records.len(), 2);
+        assert_eq!(set.records[1].value, None);
+        assert_eq!(
+            RecordKey::decode(set.records[0].key.as_ref().unwrap()).unwrap(),
+            Some(RecordKey::Group { group: "g".into() })
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! FindCoordinator (key 10): every group (and transactional id) is coordinated by this node.
+//! Creates `__consumer_offsets` on first use, as Kafka does. v4+ batches keys.
+
+use std::sync::Arc;
+
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
+use fjord_protocol::kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+
+use super::{broker_id, str_bytes};
+use crate::broker::Broker;
+
+/// Kafka's coordinator key types: 0 = group, 1 = transaction (2 = share, not served).
+const KEY_TYPES: [i8; 2] = [0, 1];
+
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let created = broker.blocking(|b| b.ensure_offsets_topic()).await;
+    let (host, port) = broker.config.advertised_listener();
+    let keys: Vec<String> = if version >= 4 {
+        request.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![request.key.to_string()]
+    };
+    let answer = |key: &str| -> (Option<ResponseError>, String) {
+        if let Err(e) = &created {
+            return (Some(ResponseError::CoordinatorNotAvailable), e.message.clone());
+        }
+        if !KEY_TYPES.contains(&request.key_type) {
+            return (
+                Some(ResponseError::InvalidRequest),
+                format!("key type {} is not supported", request.key_type),
+            );
+        }
+        if key.is_empty() && request.key_type == 0 {
+            return (Some(ResponseError::InvalidGroupId), "group id is empty".into());
+        }
+        (None, String::new())
+    };
+    let coordinators: Vec<Coordinator> = keys
+        .iter()
+        .map(|key| {
+            let (error, message) = answer(key);
+            let ok = error.is_none();
+            Coordinator::default()
+                .with_key(str_bytes(key.clone()))
+                .with_node_id(broker_id(if ok { broker.node_id() } else { -1 }))
+                .with_host(str_bytes(if ok { host.clone() } else { String::new() }))
+                .with_port(if ok { port } else { -1 })
+                .with_error_code(error.map_or(0, |e| e.code()))
+                .with_error_message((!ok).then(|| str_bytes(message)))
+        })
+        .collect();
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = coordinators.into_iter().next().unwrap_or_default();
+    let mut response = FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port);
+    if version >= 1 {
+        response = response.with_error_message(c.error_message);
+    }
+    response
+}
