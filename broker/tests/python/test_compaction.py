@@ -258,3 +258,36 @@ def test_kill9_during_cleaning_loses_no_latest_value(broker_factory):
     log = b.log_text()
     assert "cleaned log" in log or "completed an interrupted cleaning swap" in log or \
         "deleting incomplete cleaned segment file" in log
+
+
+def test_compacted_consumer_offsets_keep_the_latest_commit_across_restart(broker_factory):
+    """__consumer_offsets is a compact topic: with small segments the cleaner compacts hundreds of
+    commits of one group, and after a kill -9 the coordinator's replay of the compacted log still
+    gives the latest committed offset."""
+    b = broker_factory(FAST + ["--set", "groups.offsets_topic_partitions=1",
+                               "--set", "groups.offsets_topic_segment_bytes=16384"], name="offsets-broker")
+    topic = unique("committed")
+    create_topic(b.bootstrap, topic)
+    group = unique("group")
+    c = consumer(b.bootstrap, group_id=group)
+    try:
+        for i in range(1, 601):
+            c.commit(offsets=[TopicPartition(topic, 0, i)], asynchronous=False)
+    finally:
+        c.close()
+    wait_until(lambda: metric(b, "fjord_cleaner_removed_records_total") > 100, 60,
+               "the cleaner to compact __consumer_offsets", interval=0.3)
+    offsets_dir = b.data_dir / "__consumer_offsets-0"
+    assert offsets_dir.is_dir()
+    b.kill9()
+    b.start()
+
+    def committed():
+        c = consumer(b.bootstrap, group_id=group)
+        try:
+            return c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+        except Exception:  # COORDINATOR_LOAD_IN_PROGRESS while the coordinator replays
+            return None
+        finally:
+            c.close()
+    assert wait_until(committed, 60, "the committed offset after restart") == 600
