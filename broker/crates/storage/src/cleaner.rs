@@ -524,6 +524,12 @@ pub fn clean_log(
     let mut start = 0;
     while start < sources.len() {
         let group = group_end(sources, start, &plan);
+        let remove_cleaned = || {
+            for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                let name = segment::file_name(sources[start].base, suffix) + CLEANED_SUFFIX;
+                let _ = fs::remove_file(plan.dir.join(name));
+            }
+        };
         let written = write_cleaned(
             &plan,
             &sources[start..group],
@@ -532,18 +538,14 @@ pub fn clean_log(
             now_ms,
             throttler,
             &mut stats,
-        )?;
+        )
+        .inspect_err(|_| remove_cleaned())?;
         if let Some(d) = written.tombstone_deadline {
             deadline = Some(deadline.map_or(d, |x: i64| x.min(d)));
         }
-        log.lock().swap_in_cleaned(&sources[start..group]).inspect_err(|_| {
-            for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-                let _ = fs::remove_file(
-                    plan.dir
-                        .join(segment::file_name(sources[start].base, suffix) + CLEANED_SUFFIX),
-                );
-            }
-        })?;
+        log.lock()
+            .swap_in_cleaned(&sources[start..group])
+            .inspect_err(|_| remove_cleaned())?;
         stats.segments_cleaned += group - start;
         stats.segments_written += 1;
         stats.bytes_before += sources[start..group].iter().map(|s| s.size).sum::<u64>();

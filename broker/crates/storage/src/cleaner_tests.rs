@@ -705,6 +705,31 @@ fn a_corrupt_cleaner_checkpoint_means_a_full_pass() {
 }
 
 #[test]
+fn stopping_mid_pass_leaves_no_cleaned_files_and_no_lost_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), compact_config(), true).expect("open");
+    let expected = fill_rounds(&mut log, Compression::Gzip, 40);
+    let log = Mutex::new(log);
+    // Throttled so the pass takes a while; stopped from another thread part-way through.
+    let stop = Arc::new(AtomicBool::new(false));
+    let throttler = Throttler::new(Some(64 << 10), Arc::clone(&stop));
+    let stopper = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        })
+    };
+    let result = clean_log(&log, now(), &CleanerConfig::default(), &throttler);
+    stopper.join().expect("stopper");
+    assert!(matches!(result, Err(Error::CleaningAborted(_))), "{result:?}");
+    assert!(files_with_suffix(dir.path(), CLEANED_SUFFIX).is_empty());
+    assert!(files_with_suffix(dir.path(), SWAP_SUFFIX).is_empty());
+    let log = log.into_inner();
+    assert_eq!(latest(&read_records(&log).0), expected);
+}
+
+#[test]
 fn the_throttler_holds_the_byte_rate() {
     let t = Throttler::new(Some(1 << 20), Arc::new(AtomicBool::new(false)));
     let start = std::time::Instant::now();
