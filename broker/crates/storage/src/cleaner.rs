@@ -30,7 +30,6 @@
 //! idempotent producer state needs it, as in Kafka). Control and transactional batches are copied
 //! verbatim (transactions are not supported yet).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::Write;
@@ -859,23 +858,39 @@ fn parse_records(data: &[u8]) -> std::result::Result<Vec<RecordView>, String> {
 }
 
 /// The records section of a batch, decompressed if needed.
-fn decoded_records<'b>(h: &BatchHeader, batch: &'b [u8]) -> std::result::Result<Cow<'b, [u8]>, String> {
+fn decoded_records<'b>(h: &BatchHeader, batch: &'b [u8]) -> std::result::Result<Records<'b>, String> {
     let body = &batch[BATCH_HEADER_LEN..];
     decompress(h.compression(), body)
 }
 
-fn decompress(codec: u8, body: &[u8]) -> std::result::Result<Cow<'_, [u8]>, String> {
+/// A records section: borrowed from the batch, or decompressed (no further copy).
+enum Records<'a> {
+    Borrowed(&'a [u8]),
+    Decompressed(Bytes),
+}
+
+impl std::ops::Deref for Records<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Records::Borrowed(b) => b,
+            Records::Decompressed(b) => b,
+        }
+    }
+}
+
+fn decompress(codec: u8, body: &[u8]) -> std::result::Result<Records<'_>, String> {
     use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
     let mut src = body;
     let out = match codec {
-        0 => return Ok(Cow::Borrowed(body)),
+        0 => return Ok(Records::Borrowed(body)),
         1 => Gzip::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
         2 => Snappy::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
         3 => Lz4::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
         4 => Zstd::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
         other => return Err(format!("unknown compression codec {other}")),
     };
-    out.map(|b| Cow::Owned(b.to_vec()))
+    out.map(Records::Decompressed)
         .map_err(|e| format!("cannot decompress records: {e:#}"))
 }
 

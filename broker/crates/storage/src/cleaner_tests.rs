@@ -712,7 +712,7 @@ fn stopping_mid_pass_leaves_no_cleaned_files_and_no_lost_values() {
     let log = Mutex::new(log);
     // Throttled so the pass takes a while; stopped from another thread part-way through.
     let stop = Arc::new(AtomicBool::new(false));
-    let throttler = Throttler::new(Some(64 << 10), Arc::clone(&stop));
+    let throttler = Throttler::new(Some(8 << 10), Arc::clone(&stop)); // ~20 KiB of I/O: >2 s
     let stopper = {
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
