@@ -64,6 +64,7 @@ pub struct BrokerConfig {
     pub http: HttpConfig,
     pub storage: StorageConfig,
     pub topics: TopicDefaults,
+    pub cleaner: LogCleanerConfig,
     pub groups: GroupConfig,
     pub producers: ProducerConfig,
 }
@@ -128,6 +129,33 @@ pub struct StorageConfig {
     /// How often recovery points and indexes are checkpointed.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+}
+
+/// The log cleaner (compaction of `cleanup.policy=compact` topics), Kafka's `log.cleaner.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogCleanerConfig {
+    /// Run the cleaner thread (log.cleaner.enable).
+    pub enable: bool,
+    /// Cap on the cleaner's disk I/O, bytes read plus written (log.cleaner.io.max.bytes.per.second); 0 = no cap.
+    pub io_max_bytes_per_second: ByteSize,
+    /// Memory for one pass's key -> offset map (log.cleaner.dedupe.buffer.size); a pass that fills it
+    /// stops at a segment boundary and the next pass continues.
+    pub dedupe_buffer_size: ByteSize,
+    /// Pause between scans when no log needs cleaning (log.cleaner.backoff.ms).
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+}
+
+impl Default for LogCleanerConfig {
+    fn default() -> Self {
+        LogCleanerConfig {
+            enable: true,
+            io_max_bytes_per_second: ByteSize::mib(64),
+            dedupe_buffer_size: ByteSize::mib(128),
+            backoff: Duration::from_secs(15),
+        }
+    }
 }
 
 /// Broker-wide defaults for topic configs, in Kafka's units (the `log.*` broker settings).
@@ -377,10 +405,14 @@ impl BrokerConfig {
                 self.storage.retention_check_interval,
             ),
             ("storage.checkpoint_interval", self.storage.checkpoint_interval),
+            ("cleaner.backoff", self.cleaner.backoff),
         ] {
             if d.is_zero() {
                 problems.push(format!("{name} must be greater than zero"));
             }
+        }
+        if self.cleaner.dedupe_buffer_size.as_u64() < 1024 * 1024 {
+            problems.push("cleaner.dedupe_buffer_size must be at least 1 MiB".to_string());
         }
         if problems.is_empty() {
             Ok(())

@@ -62,6 +62,7 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         shutdown_rx.clone(),
         |b| b.replicas.checkpoint_all(),
     );
+    let cleaner = replication::cleaner::LogCleaner::start(broker.clone()).context("starting the log cleaner")?;
     tokio::spawn(group::run(broker.clone(), shutdown_rx.clone()));
     let (host, port) = broker.config.advertised_listener();
     tracing::info!(%listen, advertised = %format!("{host}:{port}"), "serving the kafka protocol");
@@ -72,6 +73,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     broker.begin_shutdown();
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    if let Some(cleaner) = cleaner {
+        tokio::task::spawn_blocking(move || cleaner.shutdown()).await?;
+    }
     broker.replicas.flusher.shutdown().await;
     broker
         .blocking(|b| b.replicas.close_all())

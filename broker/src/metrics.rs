@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use fjord_protocol::SUPPORTED_APIS;
@@ -76,6 +77,73 @@ pub struct Metrics {
     group_partition_lag: Family<GroupPartitionLabel, Gauge>,
     per_partition: bool,
     scrape: Mutex<()>,
+    cleaner: CleanerMetrics,
+}
+
+/// Log cleaner series (`fjord_cleaner_*`).
+#[derive(Debug, Default)]
+struct CleanerMetrics {
+    passes: Counter,
+    read_bytes: Counter,
+    cleaned_bytes: Counter,
+    written_bytes: Counter,
+    removed_records: Counter,
+    failures: Counter,
+    last_dirty_ratio: Gauge<f64, AtomicU64>,
+    last_size_ratio: Gauge<f64, AtomicU64>,
+    last_run: Gauge<f64, AtomicU64>,
+    last_duration: Gauge<f64, AtomicU64>,
+}
+
+impl CleanerMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register("cleaner_passes", "log cleaning passes completed", self.passes.clone());
+        registry.register(
+            "cleaner_read_bytes",
+            "segment bytes read by the log cleaner",
+            self.read_bytes.clone(),
+        );
+        registry.register(
+            "cleaner_cleaned_bytes",
+            "bytes of segments replaced by cleaned segments",
+            self.cleaned_bytes.clone(),
+        );
+        registry.register(
+            "cleaner_written_bytes",
+            "bytes of cleaned segments written",
+            self.written_bytes.clone(),
+        );
+        registry.register(
+            "cleaner_removed_records",
+            "records removed by compaction (superseded, expired tombstones, keyless)",
+            self.removed_records.clone(),
+        );
+        registry.register(
+            "cleaner_failures",
+            "cleaning passes that failed with an error",
+            self.failures.clone(),
+        );
+        registry.register(
+            "cleaner_last_dirty_ratio",
+            "dirty ratio of the log cleaned by the last pass",
+            self.last_dirty_ratio.clone(),
+        );
+        registry.register(
+            "cleaner_last_size_ratio",
+            "bytes written / bytes replaced in the last pass",
+            self.last_size_ratio.clone(),
+        );
+        registry.register(
+            "cleaner_last_run_timestamp_seconds",
+            "unix time the last cleaning pass ended",
+            self.last_run.clone(),
+        );
+        registry.register(
+            "cleaner_last_run_duration_seconds",
+            "duration of the last cleaning pass",
+            self.last_duration.clone(),
+        );
+    }
 }
 
 impl Metrics {
@@ -174,6 +242,8 @@ impl Metrics {
                 log_end_offset.clone(),
             );
         }
+        let cleaner = CleanerMetrics::default();
+        cleaner.register(&mut registry);
         let group_lag = Family::<GroupLabel, Gauge>::default();
         registry.register(
             "consumer_group_lag",
@@ -208,6 +278,7 @@ impl Metrics {
             log_end_offset,
             per_partition,
             scrape: Mutex::new(()),
+            cleaner,
         })
     }
 
@@ -238,6 +309,28 @@ impl Metrics {
     pub fn retention_deleted(&self, segments: u64, bytes: u64) {
         self.retention_segments.inc_by(segments);
         self.retention_bytes.inc_by(bytes);
+    }
+
+    /// Records one completed log cleaning pass.
+    pub fn cleaner_pass(&self, stats: &fjord_storage::CleanStats, elapsed: Duration, now_ms: i64) {
+        let c = &self.cleaner;
+        c.passes.inc();
+        c.read_bytes.inc_by(stats.bytes_read);
+        c.cleaned_bytes.inc_by(stats.bytes_before);
+        c.written_bytes.inc_by(stats.bytes_after);
+        c.removed_records.inc_by(stats.records_removed);
+        c.last_dirty_ratio.set(stats.dirty_ratio);
+        if stats.bytes_before > 0 {
+            c.last_size_ratio
+                .set(stats.bytes_after as f64 / stats.bytes_before as f64);
+        }
+        c.last_run.set(now_ms as f64 / 1000.0);
+        c.last_duration.set(elapsed.as_secs_f64());
+    }
+
+    /// Counts a cleaning pass that failed.
+    pub fn cleaner_failed(&self) {
+        self.cleaner.failures.inc();
     }
 
     /// Prometheus text exposition, with partition gauges refreshed from `replicas` and consumer

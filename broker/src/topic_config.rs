@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fjord_storage::{LogConfig, TimestampType};
+use fjord_storage::{CleanupPolicy, CompactionConfig, LogConfig, TimestampType};
 
 use crate::config::TopicDefaults;
 
@@ -72,7 +72,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Kind::ListOf(&["delete", "compact"]),
         "delete",
         7,
-        "(honoured: delete) retention policy for old segments",
+        "(honoured) delete: time/size retention; compact: keep the latest record per key",
     ),
     def(
         "compression.type",
@@ -88,7 +88,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Kind::Long { min: 0 },
         "86400000",
         5,
-        "tombstone retention on compacted topics",
+        "(honoured) tombstone retention on compacted topics",
     ),
     def(
         "file.delete.delay.ms",
@@ -160,7 +160,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Kind::Long { min: 1 },
         "9223372036854775807",
         5,
-        "max time a record stays uncompacted",
+        "(honoured) max time a record stays uncompacted",
     ),
     def(
         "max.message.bytes",
@@ -200,7 +200,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Kind::Double { min: 0.0, max: 1.0 },
         "0.5",
         6,
-        "dirty ratio that triggers compaction",
+        "(honoured) dirty ratio that triggers compaction",
     ),
     def(
         "min.compaction.lag.ms",
@@ -208,7 +208,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Kind::Long { min: 0 },
         "0",
         5,
-        "min time a record stays uncompacted",
+        "(honoured) min time a record stays uncompacted",
     ),
     def(
         "min.insync.replicas",
@@ -431,6 +431,20 @@ pub fn log_config(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>
         file_delete_delay_ms: positive(long("file.delete.delay.ms")).map_or(base.file_delete_delay_ms, |v| v as u64),
         // A broker setting (producer.id.expiration.ms), filled in by the replica manager.
         producer_id_expiration_ms: base.producer_id_expiration_ms,
+        cleanup_policy: values
+            .get("cleanup.policy")
+            .map_or(base.cleanup_policy, |v| CleanupPolicy::parse(v)),
+        compaction: CompactionConfig {
+            delete_retention_ms: positive(long("delete.retention.ms")).unwrap_or(base.compaction.delete_retention_ms),
+            min_cleanable_dirty_ratio: values
+                .get("min.cleanable.dirty.ratio")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(base.compaction.min_cleanable_dirty_ratio),
+            min_compaction_lag_ms: positive(long("min.compaction.lag.ms"))
+                .unwrap_or(base.compaction.min_compaction_lag_ms),
+            max_compaction_lag_ms: positive(long("max.compaction.lag.ms"))
+                .unwrap_or(base.compaction.max_compaction_lag_ms),
+        },
     }
 }
 
@@ -504,5 +518,33 @@ mod tests {
         assert_eq!(config.segment_bytes, 16384);
         assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
         assert_eq!(config.retention_bytes, None);
+        assert_eq!(config.cleanup_policy, CleanupPolicy::default());
+    }
+
+    #[test]
+    fn log_config_maps_compaction_configs() {
+        let overrides = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact,delete".to_string()),
+            ("delete.retention.ms".to_string(), "1000".to_string()),
+            ("min.cleanable.dirty.ratio".to_string(), "0.01".to_string()),
+            ("min.compaction.lag.ms".to_string(), "5".to_string()),
+        ]);
+        let config = log_config(&TopicDefaults::default(), &overrides);
+        assert_eq!(
+            config.cleanup_policy,
+            CleanupPolicy {
+                delete: true,
+                compact: true
+            }
+        );
+        assert_eq!(config.compaction.delete_retention_ms, 1000);
+        assert_eq!(config.compaction.min_cleanable_dirty_ratio, 0.01);
+        assert_eq!(config.compaction.min_compaction_lag_ms, 5);
+        assert_eq!(config.compaction.max_compaction_lag_ms, i64::MAX);
+        let compact_only = log_config(
+            &TopicDefaults::default(),
+            &BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        );
+        assert!(compact_only.cleanup_policy.compact && !compact_only.cleanup_policy.delete);
     }
 }

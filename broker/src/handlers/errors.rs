@@ -24,7 +24,7 @@ pub(super) fn storage_error_code(error: &StorageError) -> ResponseError {
 pub(super) fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
         BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
-        BatchError::InvalidRecordCount { .. } => ResponseError::InvalidRecord,
+        BatchError::InvalidRecordCount { .. } | BatchError::KeylessRecord => ResponseError::InvalidRecord,
         _ => ResponseError::CorruptMessage,
     }
 }

@@ -3,6 +3,7 @@
 //! loops. On a single node every partition is led here and the high watermark follows the log
 //! end offset; cluster mode will move it with follower fetches instead.
 
+pub mod cleaner;
 pub mod flusher;
 pub mod partition;
 

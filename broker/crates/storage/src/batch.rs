@@ -43,9 +43,9 @@ const CONTROL_BIT: i16 = 1 << 5;
 const MAX_COMPRESSION: u8 = 4;
 
 /// Why a record batch was rejected. The broker maps these to Kafka error codes:
-/// `Truncated`, `InvalidMagic`, `CorruptCrc`, `InvalidLength`, `InvalidCompression` ->
-/// CORRUPT_MESSAGE; `TooLarge` -> MESSAGE_TOO_LARGE; `InvalidRecordCount`, `Empty` ->
-/// INVALID_RECORD.
+/// `Truncated`, `InvalidMagic`, `CorruptCrc`, `InvalidLength`, `InvalidCompression`,
+/// `InvalidRecords` -> CORRUPT_MESSAGE; `TooLarge` -> MESSAGE_TOO_LARGE; `InvalidRecordCount`,
+/// `Empty`, `KeylessRecord` -> INVALID_RECORD.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BatchError {
@@ -88,6 +88,12 @@ pub enum BatchError {
     /// The payload holds no batch at all.
     #[error("no record batch in payload")]
     Empty,
+    /// A record without a key was sent to a compacted topic (Kafka: INVALID_RECORD).
+    #[error("compacted topic cannot accept a record without a key")]
+    KeylessRecord,
+    /// The records inside a batch cannot be decompressed or parsed.
+    #[error("invalid records in batch: {0}")]
+    InvalidRecords(String),
 }
 
 /// The fixed 61-byte header of a v2 record batch.

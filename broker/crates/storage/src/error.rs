@@ -104,6 +104,10 @@ pub enum Error {
         /// The producer id.
         producer_id: i64,
     },
+    /// A log cleaning pass stopped early (the log changed under it, or the cleaner is stopping);
+    /// nothing was lost, the segments it had not swapped in stay as they were.
+    #[error("log cleaning aborted: {0}")]
+    CleaningAborted(String),
 }
 
 impl Error {

@@ -9,7 +9,8 @@
 //! - [`batch::validate_produce_batches`] checks a Produce payload without copying it;
 //! - [`Log`] is one partition's log: [`Log::open`], [`Log::append`], [`Log::read`], retention,
 //!   group-commit flushing, the leader epoch cache and idempotent-producer state
-//!   (`producer_state`: duplicate, sequence and epoch checks, snapshots).
+//!   (`producer_state`: duplicate, sequence and epoch checks, snapshots);
+//! - [`clean_log`] compacts a log with `cleanup.policy=compact` (the log cleaner).
 
 pub mod batch;
 mod checkpoint;
@@ -25,6 +26,7 @@ mod types;
 pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
+pub use log::cleaner::{CleanStats, CleanerConfig, CleanupPolicy, CompactionConfig, Throttler, clean_log};
 pub use log::{AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType};
 pub use producer_state::{BatchMetadata, NUM_BATCHES_TO_RETAIN, ProducerId, ProducerStateEntry, last_sequence};
 pub use types::{LeaderEpoch, Offset};

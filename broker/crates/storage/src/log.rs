@@ -27,6 +27,10 @@ use crate::producer_state::{BatchOutcome, ProducerId, ProducerStateEntry, Produc
 use crate::segment::{self, INDEX_SUFFIX, IndexLimits, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
 use crate::types::{LeaderEpoch, Offset};
 
+#[path = "cleaner.rs"]
+pub(crate) mod cleaner;
+use cleaner::{CleanerState, CleanupPolicy, CompactionConfig};
+
 const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 const HIGH_WATERMARK_FILE: &str = "high-watermark";
@@ -71,6 +75,11 @@ pub struct LogConfig {
     /// Forget an idempotent producer this long after its last batch (the broker's
     /// `producer.id.expiration.ms`); checked when retention runs.
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy`: without `delete`, time and size retention are off; with `compact`, the
+    /// log cleaner compacts the log and keyless records are refused.
+    pub cleanup_policy: CleanupPolicy,
+    /// Compaction settings (used with `cleanup_policy.compact`).
+    pub compaction: CompactionConfig,
 }
 
 const SEVEN_DAYS_MS: u64 = 7 * 24 * 60 * 60 * 1000;
@@ -88,6 +97,8 @@ impl Default for LogConfig {
             segment_index_bytes: 10 * 1024 * 1024,
             file_delete_delay_ms: 60_000,
             producer_id_expiration_ms: 86_400_000,
+            cleanup_policy: CleanupPolicy::default(),
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -319,6 +330,8 @@ pub struct Log {
     written: Written,
     open_stats: OpenStats,
     producers: ProducerStateManager,
+    /// Log cleaner state (first dirty offset, tombstone deadline).
+    cleaner: CleanerState,
 }
 
 fn now_ms() -> i64 {
@@ -356,6 +369,7 @@ impl Log {
     /// both cases missing or wrong-sized indexes of closed segments are rebuilt.
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log> {
         fs::create_dir_all(dir).map_err(Error::io("create dir", dir))?;
+        cleaner::recover_interrupted_swaps(dir)?;
         let limits = config.limits();
         let mut stats = OpenStats {
             clean_shutdown,
@@ -371,7 +385,11 @@ impl Log {
             };
             if has_stale_suffix(&name) {
                 warn!(dir = %dir.display(), file = %name, "deleting leftover file");
-                fs::remove_file(entry.path()).map_err(Error::io("delete", &entry.path()))?;
+                match fs::remove_file(entry.path()) {
+                    // The background deleter may have got there first.
+                    Err(e) if e.kind() != ErrorKind::NotFound => return Err(Error::io("delete", &entry.path())(e)),
+                    _ => {}
+                }
             } else if let Some(base) = segment::parse_file_name(&name, LOG_SUFFIX) {
                 bases.push(base);
             } else if let Some(base) = segment::parse_file_name(&name, INDEX_SUFFIX)
@@ -501,6 +519,7 @@ impl Log {
             },
             open_stats: stats,
             producers: ProducerStateManager::new(dir)?,
+            cleaner: CleanerState::default(),
         };
         let first_base = log.segments[0].base_offset;
         let leo = log.log_end_offset().0;
@@ -631,6 +650,9 @@ impl Log {
     /// Invalid input returns `Error::Batch` and leaves the log untouched.
     pub fn append(&mut self, records: &[u8], leader_epoch: LeaderEpoch, now_ms: i64) -> Result<AppendInfo> {
         let validated = batch::validate_produce_batches(records, self.config.max_message_bytes)?;
+        if self.config.cleanup_policy.compact {
+            cleaner::check_keys(records, &validated)?;
+        }
         if records.len() > i32::MAX as usize {
             return Err(BatchError::TooLarge {
                 size: records.len(),
@@ -1040,11 +1062,13 @@ impl Log {
                 break;
             }
             let by_start = upper <= self.log_start_offset;
-            let by_time = self
-                .config
-                .retention_ms
-                .is_some_and(|r| now_ms - seg.largest_timestamp_for_retention() > r);
-            let by_size = excess.is_some_and(|d| d - i128::from(seg.size) >= 0);
+            let delete = self.config.cleanup_policy.delete;
+            let by_time = delete
+                && self
+                    .config
+                    .retention_ms
+                    .is_some_and(|r| now_ms - seg.largest_timestamp_for_retention() > r);
+            let by_size = delete && excess.is_some_and(|d| d - i128::from(seg.size) >= 0);
             if !(by_start || by_time || by_size) {
                 break;
             }

@@ -98,7 +98,13 @@ fn mtime_ms(file: &File, path: &Path) -> Result<i64> {
 impl Segment {
     /// Creates a new, empty segment (replacing any stale files with the same base offset).
     pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
-        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        Self::create_with_suffix(dir, base_offset, now_ms, "")
+    }
+
+    /// Like [`Segment::create`], with `suffix` appended to every file name (the log cleaner
+    /// writes `<base>.log.cleaned` and its indexes this way).
+    pub(crate) fn create_with_suffix(dir: &Path, base_offset: i64, now_ms: i64, suffix: &str) -> Result<Segment> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX) + suffix);
         let log = OpenOptions::new()
             .read(true)
             .append(true)
@@ -107,8 +113,8 @@ impl Segment {
             .open(&log_path)
             .map_err(Error::io("create segment", &log_path))?;
         log.set_len(0).map_err(Error::io("truncate segment", &log_path))?;
-        let offset_index = Index::create(dir.join(file_name(base_offset, INDEX_SUFFIX)))?;
-        let time_index = Index::create(dir.join(file_name(base_offset, TIME_INDEX_SUFFIX)))?;
+        let offset_index = Index::create(dir.join(file_name(base_offset, INDEX_SUFFIX) + suffix))?;
+        let time_index = Index::create(dir.join(file_name(base_offset, TIME_INDEX_SUFFIX) + suffix))?;
         Ok(Segment {
             base_offset,
             log_path: log_path.into(),
