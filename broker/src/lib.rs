@@ -1,6 +1,7 @@
 //! The Fjord broker as a library: the binary in `main.rs` parses flags and calls [`run`]; tests
 //! and tools can start a broker in-process the same way.
 
+pub mod admin;
 pub mod broker;
 pub mod buffers;
 pub mod clock;
@@ -45,6 +46,16 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let admin = match broker.config.admin.listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the admin grpc listener on {addr}"))?;
+            tracing::info!(%addr, "serving the admin grpc api");
+            Some(tokio::spawn(admin::serve(l, broker.clone(), shutdown_rx.clone())))
+        }
+        None => None,
+    };
     spawn_periodic(
         broker.clone(),
         broker.config.storage.retention_check_interval,
@@ -76,6 +87,9 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .context("closing logs")?;
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if let Some(admin) = admin {
+        let _ = admin.await;
     }
     tracing::info!("shutdown complete");
     Ok(())
