@@ -1,0 +1,9 @@
+//! The Fjord operator: reconciles `Cluster` resources into broker StatefulSets (one per rack)
+//! and `Topic` resources into admin API calls. Everything rendered comes from pure functions of
+//! a validated spec (`cluster::validate`, `cluster::plan`, `cluster::build`), so it is tested
+//! without an API server; the reconcilers only fetch, apply and report.
+
+pub mod cluster;
+pub mod error;
+
+pub use error::{Error, Result};
