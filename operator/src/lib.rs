@@ -3,7 +3,12 @@
 //! a validated spec (`cluster::validate`, `cluster::plan`, `cluster::build`), so it is tested
 //! without an API server; the reconcilers only fetch, apply and report.
 
+pub mod admin;
 pub mod cluster;
+pub mod conditions;
+pub mod context;
 pub mod error;
+pub mod metrics;
+pub mod topic;
 
 pub use error::{Error, Result};

@@ -3,4 +3,5 @@
 
 pub mod build;
 pub mod plan;
+pub mod reconcile;
 pub mod validate;
