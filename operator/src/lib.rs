@@ -8,7 +8,9 @@ pub mod cluster;
 pub mod conditions;
 pub mod context;
 pub mod error;
+pub mod lease;
 pub mod metrics;
+pub mod run;
 pub mod topic;
 
 pub use error::{Error, Result};

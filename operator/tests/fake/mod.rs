@@ -6,6 +6,9 @@
 //! and the events the recorder posts. Tests drive the StatefulSet "controller" by hand
 //! (`set_ready`).
 
+// Shared by several test binaries; each uses only part of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,70 @@
+//! `fjord-operator`: reconciles Fjord `Cluster` and `Topic` resources. In a cluster it runs as a
+//! Deployment (in-cluster config, leader election through a Lease); locally
+//! `cargo run -p fjord-operator` uses the current kubeconfig.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use fjord_operator::run::{Settings, run};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fjord-operator",
+    version,
+    about = "Kubernetes operator for Fjord clusters and topics"
+)]
+struct Args {
+    /// Address of /metrics and /health.
+    #[arg(long, env = "FJORD_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Watch only this namespace [default: all namespaces].
+    #[arg(long, env = "FJORD_OPERATOR_NAMESPACE")]
+    namespace: Option<String>,
+    /// Lease used for leader election; empty disables election (one replica only).
+    #[arg(long, env = "FJORD_OPERATOR_LEASE", default_value = "fjord-operator")]
+    lease: String,
+    /// Namespace of the Lease [default: the pod's namespace, else "default"].
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Identity in the Lease and in events [default: the pod name or hostname].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds between drift checks of a converged Topic.
+    #[arg(long, env = "FJORD_OPERATOR_TOPIC_RESYNC_SECONDS", default_value_t = 60)]
+    topic_resync_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("fjord-operator-{}", std::process::id()));
+    let lease = (!args.lease.is_empty()).then(|| {
+        (
+            args.lease.clone(),
+            args.lease_namespace.unwrap_or_else(|| "default".into()),
+        )
+    });
+    let client = kube::Client::try_default().await?;
+    run(
+        client,
+        Settings {
+            listen: args.listen,
+            namespace: args.namespace,
+            lease,
+            identity,
+            topic_resync: Duration::from_secs(args.topic_resync_seconds.max(1)),
+        },
+    )
+    .await
+}
