@@ -22,6 +22,9 @@ pub struct Context {
     pub cluster_resync: Duration,
     /// How soon to look again while something is in progress (rollout, drain, unreachable brokers).
     pub progress_requeue: Duration,
+    /// Send every admin call here instead of the in-cluster Service/pod DNS names (running the
+    /// operator outside the cluster against a port-forwarded broker; tests).
+    pub admin_endpoint_override: Option<String>,
 }
 
 impl Context {
@@ -38,7 +41,13 @@ impl Context {
             topic_resync: Duration::from_secs(60),
             cluster_resync: Duration::from_secs(300),
             progress_requeue: Duration::from_secs(10),
+            admin_endpoint_override: None,
         }
+    }
+
+    /// The admin endpoint to use for an in-cluster one.
+    pub fn admin_endpoint(&self, in_cluster: String) -> String {
+        self.admin_endpoint_override.clone().unwrap_or(in_cluster)
     }
 
     /// Publishes a Kubernetes event about `obj`; a failure is logged, never fatal.

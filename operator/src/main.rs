@@ -33,6 +33,11 @@ struct Args {
     /// Seconds between drift checks of a converged Topic.
     #[arg(long, env = "FJORD_OPERATOR_TOPIC_RESYNC_SECONDS", default_value_t = 60)]
     topic_resync_seconds: u64,
+    /// Send every admin API call to this URL instead of the in-cluster DNS names, for running
+    /// outside the cluster: `kubectl port-forward svc/<cluster> 9645` then
+    /// `--admin-endpoint http://127.0.0.1:9645` (single-broker clusters only: drains go there too).
+    #[arg(long, env = "FJORD_OPERATOR_ADMIN_ENDPOINT")]
+    admin_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -64,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             lease,
             identity,
             topic_resync: Duration::from_secs(args.topic_resync_seconds.max(1)),
+            admin_endpoint_override: args.admin_endpoint,
         },
     )
     .await

@@ -37,6 +37,8 @@ pub struct Settings {
     /// This process's identity in the Lease and in events.
     pub identity: String,
     pub topic_resync: Duration,
+    /// Send every admin call to this URL (out-of-cluster development with a port-forward).
+    pub admin_endpoint_override: Option<String>,
 }
 
 const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -136,6 +138,7 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         Some(settings.identity.clone()),
     );
     ctx.topic_resync = settings.topic_resync;
+    ctx.admin_endpoint_override = settings.admin_endpoint_override.clone();
     let ctx = Arc::new(ctx);
     let stop = |mut shutdown: watch::Receiver<bool>, mut lost: watch::Receiver<bool>| async move {
         tokio::select! {

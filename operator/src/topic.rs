@@ -78,7 +78,7 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
         patch_status(&api, &name, &status).await?;
         return Ok(Action::requeue(ctx.progress_requeue));
     };
-    let endpoint = endpoint(&cluster, &namespace);
+    let endpoint = ctx.admin_endpoint(endpoint(&cluster, &namespace));
     let admin = &ctx.admin;
 
     let result = match admin.describe_topic(&endpoint, &kafka_name).await {
@@ -284,7 +284,7 @@ async fn cleanup(topic: &Topic, ctx: &Context, namespace: &str) -> Result<()> {
             return Ok(());
         }
     };
-    let endpoint = endpoint(&cluster, namespace);
+    let endpoint = ctx.admin_endpoint(endpoint(&cluster, namespace));
     match ctx.admin.delete_topic(&endpoint, &kafka_name).await {
         Ok(existed) => {
             let note = if existed {

@@ -328,7 +328,12 @@ async fn drain(
     let mut blocked = Vec::new();
     for l in leaving {
         let pod = format!("{}-{}", l.statefulset, l.ordinal);
-        let endpoint = broker_endpoint(&pod, &v.headless_service_name(), &v.namespace, v.ports.admin);
+        let endpoint = ctx.admin_endpoint(broker_endpoint(
+            &pod,
+            &v.headless_service_name(),
+            &v.namespace,
+            v.ports.admin,
+        ));
         match ctx.admin.drain_broker(&endpoint, l.id).await {
             Ok(s) => match s.state() {
                 pb::DrainState::Done => {}
