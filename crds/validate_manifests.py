@@ -1,6 +1,7 @@
 """Validates Fjord custom resources against the generated CRD schemas with check-jsonschema.
 
-Every document in deploy/examples/*.yaml must pass; every file in crds/tests/invalid/ must fail,
+Every document in deploy/examples/*.yaml must pass, and the operator's RBAC in
+deploy/operator/ must not touch Nodes or use wildcards; every file in crds/tests/invalid/ must fail,
 with the text of its `# expect: ...` header line in check-jsonschema's output. OpenAPI's
 `nullable: true` becomes JSON Schema's `type: [T, "null"]`; CEL rules (x-kubernetes-validations)
 are not checked here (they need an API server). Run: .venv/bin/python crds/validate_manifests.py
@@ -55,6 +56,21 @@ def check(schema_map: dict, doc: dict, tmp: Path, label: str) -> tuple[bool, str
     return r.returncode == 0, r.stdout + r.stderr
 
 
+def check_rbac() -> list[str]:
+    """The operator's RBAC (deploy/operator/*.yaml) is least privilege: no Node access, no wildcards."""
+    problems = []
+    for path in sorted((ROOT / "deploy" / "operator").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc.get("kind") not in ("ClusterRole", "Role"):
+                continue
+            for rule in doc.get("rules", []):
+                if "nodes" in rule.get("resources", []):
+                    problems.append(f"{path.name} {doc['metadata']['name']}: reads nodes")
+                if "*" in rule.get("resources", []) + rule.get("verbs", []) + rule.get("apiGroups", []):
+                    problems.append(f"{path.name} {doc['metadata']['name']}: wildcard in {rule}")
+    return problems
+
+
 def main() -> int:
     failures = []
     with tempfile.TemporaryDirectory() as d:
@@ -77,6 +93,7 @@ def main() -> int:
                 failures.append(f"{path.relative_to(ROOT)} should be refused but passed")
             elif expect not in output:
                 failures.append(f"{path.relative_to(ROOT)}: expected {expect!r} in:\n{output}")
+        failures.extend(check_rbac())
     for f in failures:
         print(f"FAIL {f}")
     print(f"{valid} example documents valid, {invalid} invalid manifests refused, {len(failures)} failures")

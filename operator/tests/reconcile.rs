@@ -189,7 +189,11 @@ async fn cluster_create_renders_everything_in_order_and_becomes_ready() {
         condition(&c_ref(&e, "demo").await, "Degraded").map(|c| c.0),
         Some("False".into())
     );
-    assert!(e.kube.event_reasons().contains(&"Ready".to_string()));
+    let reasons = e.kube.event_reasons();
+    assert!(
+        reasons.contains(&"Created".to_string()) && reasons.contains(&"Ready".to_string()),
+        "{reasons:?}"
+    );
 }
 
 async fn c_ref(e: &Env, name: &str) -> Cluster {

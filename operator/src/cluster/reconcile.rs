@@ -141,6 +141,20 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     apply(&ctx, &namespace, &build::client_service(&valid, &owner)).await?;
     apply(&ctx, &namespace, &build::pod_disruption_budget(&valid, &owner)).await?;
     let hash = build::config_hash(&valid);
+    if observed.is_empty() {
+        let racks: Vec<String> = plans
+            .iter()
+            .map(|p| format!("{}={}", display_rack(&p.name), p.brokers))
+            .collect();
+        ctx.event(
+            cluster.as_ref(),
+            false,
+            "Created",
+            "Render",
+            format!("rendering {} brokers over racks [{}]", valid.brokers, racks.join(", ")),
+        )
+        .await;
+    }
     if previous.config_hash.as_deref().is_some_and(|h| h != hash) {
         ctx.event(
             cluster.as_ref(),
