@@ -11,6 +11,7 @@ pub mod error;
 pub mod lease;
 pub mod metrics;
 pub mod run;
+pub mod telemetry;
 pub mod topic;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use fjord_operator::run::{Settings, run};
+use fjord_operator::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,18 +39,20 @@ struct Args {
     /// `--admin-endpoint http://127.0.0.1:9645` (single-broker clusters only: drains go there too).
     #[arg(long, env = "FJORD_OPERATOR_ADMIN_ENDPOINT")]
     admin_endpoint: Option<String>,
+    /// Export traces over OTLP/gRPC to this endpoint (e.g. http://otel-collector:4317); unset: no export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    let provider = args
+        .otlp_endpoint
+        .as_deref()
+        .map(telemetry::otlp_provider)
+        .transpose()?;
+    tracing::subscriber::set_global_default(telemetry::subscriber(provider.as_ref()))?;
     let identity = args
         .identity
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -61,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
         )
     });
     let client = kube::Client::try_default().await?;
-    run(
+    let result = run(
         client,
         Settings {
             listen: args.listen,
@@ -72,5 +75,11 @@ async fn main() -> anyhow::Result<()> {
             admin_endpoint_override: args.admin_endpoint,
         },
     )
-    .await
+    .await;
+    if let Some(provider) = provider
+        && let Err(error) = provider.shutdown()
+    {
+        eprintln!("fjord-operator: flushing traces failed: {error}");
+    }
+    result
 }

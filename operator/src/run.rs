@@ -16,8 +16,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::admin::GrpcAdmin;
 use crate::context::Context;
@@ -46,14 +47,18 @@ const ERROR_REQUEUE: Duration = Duration::from_secs(30);
 
 async fn reconcile_cluster(obj: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let result = crate::cluster::reconcile::reconcile(obj, ctx.clone()).await;
+    let span = tracing::info_span!("reconcile", kind = "Cluster", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
+    let result = crate::cluster::reconcile::reconcile(obj, ctx.clone())
+        .instrument(span)
+        .await;
     ctx.metrics.reconciled("Cluster", start.elapsed());
     result
 }
 
 async fn reconcile_topic(obj: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let result = crate::topic::reconcile(obj, ctx.clone()).await;
+    let span = tracing::info_span!("reconcile", kind = "Topic", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
+    let result = crate::topic::reconcile(obj, ctx.clone()).instrument(span).await;
     ctx.metrics.reconciled("Topic", start.elapsed());
     result
 }
