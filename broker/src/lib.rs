@@ -27,6 +27,9 @@ use crate::config::BrokerConfig;
 /// An idle broker returns its pooled fetch buffers after one to two of these intervals.
 const READ_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long the admin API keeps serving (health NOT_SERVING) after the Kafka listener drained.
+const ADMIN_NOT_SERVING_GRACE: Duration = Duration::from_millis(500);
+
 /// Runs a broker until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listen = config.network.listen;
@@ -36,6 +39,8 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the kafka listener on {listen}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The admin API keeps serving (health NOT_SERVING) until the Kafka listener has drained.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let http = match http_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr)
@@ -52,7 +57,12 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding the admin grpc listener on {addr}"))?;
             tracing::info!(%addr, "serving the admin grpc api");
-            Some(tokio::spawn(admin::serve(l, broker.clone(), shutdown_rx.clone())))
+            Some(tokio::spawn(admin::serve(
+                l,
+                broker.clone(),
+                shutdown_rx.clone(),
+                admin_stop_rx,
+            )))
         }
         None => None,
     };
@@ -80,6 +90,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     broker.begin_shutdown();
     let _ = shutdown_tx.send(true);
     let _ = server.await;
+    // Keep answering NOT_SERVING a moment longer so health watchers and probes see it even
+    // when the Kafka listener drained at once.
+    tokio::time::sleep(ADMIN_NOT_SERVING_GRACE).await;
+    let _ = admin_stop_tx.send(true);
     broker.replicas.flusher.shutdown().await;
     broker
         .blocking(|b| b.replicas.close_all())
@@ -88,8 +102,15 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if let Some(http) = http {
         let _ = http.await;
     }
-    if let Some(admin) = admin {
-        let _ = admin.await;
+    if let Some(mut admin) = admin {
+        // Graceful, but bounded: an open stream (e.g. a gRPC health Watch) must not hold up exit.
+        tokio::select! {
+            _ = &mut admin => {}
+            _ = tokio::time::sleep(broker.config.network.shutdown_timeout) => {
+                tracing::warn!("admin api streams still open at shutdown; closing them");
+                admin.abort();
+            }
+        }
     }
     tracing::info!("shutdown complete");
     Ok(())

@@ -30,7 +30,20 @@ struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    fn start(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
+    /// Starts a broker on free ports and connects to its admin API. Ports are picked by binding
+    /// port 0 and releasing it, so another process can take one first: then the broker exits at
+    /// start-up (or a different broker answers), and this retries on fresh ports.
+    async fn start(data_dir: &Path, extra: &[&str]) -> (BrokerProcess, Channel) {
+        for _ in 0..5 {
+            let mut broker = Self::spawn(data_dir, extra);
+            if let Some(channel) = broker.connect().await {
+                return (broker, channel);
+            }
+        }
+        panic!("could not start a broker on free ports after 5 attempts");
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str]) -> BrokerProcess {
         let (kafka, http, admin) = (free_port(), free_port(), free_port());
         let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_fjord-broker"))
@@ -51,14 +64,22 @@ impl BrokerProcess {
         }
     }
 
-    async fn channel(&mut self) -> Channel {
+    /// A channel to this broker's admin API, once it answers as this broker (its Kafka address);
+    /// None if the process exited during start-up.
+    async fn connect(&mut self) -> Option<Channel> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("broker exited during start-up: {status}");
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return None;
             }
             if let Ok(channel) = Channel::from_shared(self.admin.clone()).expect("uri").connect().await {
-                return channel;
+                let cluster = AdminClient::new(channel.clone())
+                    .describe_cluster(pb::DescribeClusterRequest {})
+                    .await;
+                match cluster {
+                    Ok(c) if c.get_ref().brokers.iter().any(|b| b.kafka_address == self.kafka) => return Some(channel),
+                    _ => {}
+                }
             }
             assert!(Instant::now() < deadline, "admin port did not open");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -90,8 +111,8 @@ fn create(name: &str, partitions: Option<i32>) -> pb::CreateTopicRequest {
 #[tokio::test]
 async fn topic_lifecycle_and_error_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = BrokerProcess::start(&dir.path().join("data"), &[]);
-    let mut admin = AdminClient::new(broker.channel().await);
+    let (broker, channel) = BrokerProcess::start(&dir.path().join("data"), &[]).await;
+    let mut admin = AdminClient::new(channel);
 
     let mut request = create("orders", Some(3));
     request.configs.insert("retention.ms".into(), "60000".into());
@@ -239,11 +260,18 @@ async fn topic_lifecycle_and_error_codes() {
 #[tokio::test]
 async fn describe_cluster_drain_and_health() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut broker = BrokerProcess::start(
+    let (mut broker, channel) = BrokerProcess::start(
         &dir.path().join("data"),
-        &["--set", "node_id=7", "--set", "rack=\"zone-b\""],
-    );
-    let channel = broker.channel().await;
+        &[
+            "--set",
+            "node_id=7",
+            "--set",
+            "rack=\"zone-b\"",
+            "--set",
+            "network.shutdown_timeout=\"2s\"",
+        ],
+    )
+    .await;
     let mut admin = AdminClient::new(channel.clone());
     let mut health = HealthClient::new(channel);
 
@@ -322,8 +350,25 @@ async fn describe_cluster_drain_and_health() {
         .expect_err("unknown service");
     assert_eq!(err.code(), Code::NotFound);
 
-    // Shutdown: the process exits cleanly (the admin server does not hold it up).
+    // Shutdown: a health watcher sees NOT_SERVING, and the process exits cleanly even though
+    // the watch stream is still open.
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: fjord_api::ADMIN_SERVICE_NAME.into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch.message().await.expect("first").expect("status");
+    assert_eq!(first.status(), ServingStatus::Serving);
     broker.terminate();
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a status change before the stream ends");
+    assert_eq!(
+        next.expect("message").map(|m| m.status()),
+        Some(ServingStatus::NotServing)
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = broker.child.try_wait().expect("wait") {

@@ -57,30 +57,52 @@ impl Drop for Broker {
     }
 }
 
+/// Starts a broker on free ports; retries on fresh ports if another process took one first (the
+/// broker exits at start-up, or a different broker answers on the admin port).
 async fn start_broker(dir: &std::path::Path) -> Broker {
-    let admin_port = free_port();
-    let child = Command::new(broker_bin())
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--data-dir", dir.to_str().expect("utf8")])
-        .args(["--set", &format!("admin.listen=127.0.0.1:{admin_port}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn fjord-broker");
-    let admin = format!("http://127.0.0.1:{admin_port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tonic::transport::Endpoint::from_shared(admin.clone())
-        .expect("uri")
-        .connect()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "broker admin port did not open");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..5 {
+        let (kafka_port, admin_port) = (free_port(), free_port());
+        let child = Command::new(broker_bin())
+            .args(["--listen", &format!("127.0.0.1:{kafka_port}")])
+            .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--data-dir", dir.to_str().expect("utf8")])
+            .args(["--set", &format!("admin.listen=127.0.0.1:{admin_port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn fjord-broker");
+        let mut broker = Broker {
+            child,
+            admin: format!("http://127.0.0.1:{admin_port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if broker.child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            if let Ok(channel) = tonic::transport::Endpoint::from_shared(broker.admin.clone())
+                .expect("uri")
+                .connect()
+                .await
+            {
+                let answer = fjord_api::v1::admin_client::AdminClient::new(channel)
+                    .describe_cluster(pb::DescribeClusterRequest {})
+                    .await;
+                if answer.is_ok_and(|c| {
+                    c.get_ref()
+                        .brokers
+                        .iter()
+                        .any(|b| b.kafka_address == format!("127.0.0.1:{kafka_port}"))
+                }) {
+                    return broker;
+                }
+            }
+            assert!(Instant::now() < deadline, "broker admin port did not open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
-    Broker { child, admin }
+    panic!("could not start a broker on free ports after 5 attempts");
 }
 
 fn ready(v: &serde_json::Value) -> (String, String, String) {

@@ -16,9 +16,15 @@ use tonic_health::ServingStatus;
 use crate::broker::Broker;
 pub use service::AdminService;
 
-/// Serves the admin API, health and reflection on `listener` until shutdown. Health turns
-/// NOT_SERVING as soon as shutdown begins.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Serves the admin API, health and reflection on `listener`. Health turns NOT_SERVING as soon
+/// as `shutdown` is set (probes and watchers see it while the Kafka listener drains); the server
+/// stops when `stop` is set.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(fjord_api::ADMIN_SERVICE_NAME, ServingStatus::Serving)
@@ -51,6 +57,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
         health_on_shutdown
             .set_service_status("", ServingStatus::NotServing)
             .await;
+        tracing::info!("admin health: not serving");
     });
     let result = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -58,7 +65,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
         .add_service(reflection_alpha)
         .add_service(admin)
         .serve_with_incoming_shutdown(TcpIncoming::from(listener), async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
+            let _ = stop.wait_for(|stop| *stop).await;
         })
         .await;
     if let Err(error) = result {

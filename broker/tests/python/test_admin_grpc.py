@@ -1,6 +1,10 @@
 """The admin gRPC API through a third-party gRPC client (grpcio): the service is discovered by
 gRPC reflection (no generated Python stubs), topics made through gRPC are visible to Kafka clients
-and vice versa, errors arrive as gRPC status codes, and grpc.health.v1 reports SERVING."""
+and vice versa, errors arrive as gRPC status codes, and grpc.health.v1 reports SERVING, then
+NOT_SERVING to a watcher once shutdown begins (without an open Watch stream holding up exit)."""
+
+import threading
+import time
 
 import grpc
 import pytest
@@ -9,7 +13,7 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from helpers import admin, create_topic, produce_ok, unique
+from helpers import admin, create_topic, produce_ok, unique, wait_until
 
 SERVICE = "fjord.admin.v1.Admin"
 
@@ -103,3 +107,28 @@ def test_describe_cluster(broker, channel):
     assert len(cluster.brokers) == 1
     b = cluster.brokers[0]
     assert b.kafka_address == broker.bootstrap and b.admin_address == broker.admin
+
+
+def test_health_watch_sees_not_serving_on_shutdown_and_does_not_block_exit(broker_factory):
+    b = broker_factory(["--set", "network.shutdown_timeout=2s"], name="health-watch-broker")
+    ch = grpc.insecure_channel(b.admin)
+    stream = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=60)
+    seen = []
+
+    def read():
+        try:
+            for message in stream:
+                seen.append(message.status)
+        except grpc.RpcError:
+            pass
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    wait_until(lambda: seen, timeout=10, what="first health status")
+    assert seen[0] == health_pb2.HealthCheckResponse.SERVING
+    started = time.monotonic()
+    assert b.stop() == 0, "clean exit with a Watch stream open"
+    assert time.monotonic() - started < 15
+    reader.join(timeout=10)
+    ch.close()
+    assert health_pb2.HealthCheckResponse.NOT_SERVING in seen, seen
