@@ -36,6 +36,8 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' >/dev/null 
 fi
 step "pip install -r broker/tests/python/requirements.txt into .venv"
 .venv/bin/python -m pip install -q --disable-pip-version-check -r broker/tests/python/requirements.txt
+step "pip install -r crds/requirements.txt into .venv (check-jsonschema for the CR validation)"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r crds/requirements.txt
 
 if cargo fmt --version >/dev/null 2>&1; then
     step "cargo fmt --all -- --check"
@@ -49,6 +51,10 @@ cargo build --locked -p fjord-broker --bins
 
 step "cargo test --locked --workspace --exclude fjord-bench (the benchmark crate builds librdkafka; it is not a test)"
 cargo test --locked --workspace --exclude fjord-bench
+
+step "crdgen --check (committed CRD YAML matches the code) and CR validation against the generated schemas"
+cargo run --locked -q -p fjord-crds --bin crdgen -- --check
+.venv/bin/python crds/validate_manifests.py
 
 step "pytest broker/tests/python (integration tests against target/debug/fjord-broker)"
 export FJORD_BROKER_BIN="$ROOT/target/debug/fjord-broker"

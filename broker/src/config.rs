@@ -62,6 +62,7 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     pub network: NetworkConfig,
     pub http: HttpConfig,
+    pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub topics: TopicDefaults,
     pub cleaner: LogCleanerConfig,
@@ -110,6 +111,22 @@ pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
     /// Export per-partition series (log end offset per topic-partition). High cardinality.
     pub per_partition_metrics: bool,
+}
+
+/// The admin gRPC API (`fjord.admin.v1.Admin`, gRPC health and reflection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin gRPC server; absent disables it.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9645))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The Fjord broker as a library: the binary in `main.rs` parses flags and calls [`run`]; tests
 //! and tools can start a broker in-process the same way.
 
+pub mod admin;
 pub mod broker;
 pub mod buffers;
 pub mod clock;
@@ -28,6 +29,9 @@ use crate::config::BrokerConfig;
 /// An idle broker returns its pooled fetch buffers after one to two of these intervals.
 const READ_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long the admin API keeps serving (health NOT_SERVING) after the Kafka listener drained.
+const ADMIN_NOT_SERVING_GRACE: Duration = Duration::from_millis(500);
+
 /// Runs a broker until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let listen = config.network.listen;
@@ -37,6 +41,8 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the kafka listener on {listen}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The admin API keeps serving (health NOT_SERVING) until the Kafka listener has drained.
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let http = match http_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr)
@@ -44,6 +50,21 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
                 .with_context(|| format!("binding the http listener on {addr}"))?;
             tracing::info!(%addr, "serving /metrics and /health");
             Some(tokio::spawn(http::serve(l, broker.clone(), shutdown_rx.clone())))
+        }
+        None => None,
+    };
+    let admin = match broker.config.admin.listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the admin grpc listener on {addr}"))?;
+            tracing::info!(%addr, "serving the admin grpc api");
+            Some(tokio::spawn(admin::serve(
+                l,
+                broker.clone(),
+                shutdown_rx.clone(),
+                admin_stop_rx,
+            )))
         }
         None => None,
     };
@@ -76,6 +97,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     if let Some(cleaner) = cleaner {
         tokio::task::spawn_blocking(move || cleaner.shutdown()).await?;
     }
+    // Keep answering NOT_SERVING a moment longer so health watchers and probes see it even
+    // when the Kafka listener drained at once.
+    tokio::time::sleep(ADMIN_NOT_SERVING_GRACE).await;
+    let _ = admin_stop_tx.send(true);
     broker.replicas.flusher.shutdown().await;
     broker
         .blocking(|b| b.replicas.close_all())
@@ -83,6 +108,16 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .context("closing logs")?;
     if let Some(http) = http {
         let _ = http.await;
+    }
+    if let Some(mut admin) = admin {
+        // Graceful, but bounded: an open stream (e.g. a gRPC health Watch) must not hold up exit.
+        tokio::select! {
+            _ = &mut admin => {}
+            _ = tokio::time::sleep(broker.config.network.shutdown_timeout) => {
+                tracing::warn!("admin api streams still open at shutdown; closing them");
+                admin.abort();
+            }
+        }
     }
     tracing::info!("shutdown complete");
     Ok(())

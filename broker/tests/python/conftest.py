@@ -60,6 +60,8 @@ class Broker:
         self.log_path = workdir / f"{name}.log"
         self.port = _free_port()
         self.http_port = _free_port()
+        self.admin_port = _free_port()
+        self.admin = f"127.0.0.1:{self.admin_port}"
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.http = f"http://127.0.0.1:{self.http_port}"
         self.extra_args = list(extra_args or [])
@@ -71,7 +73,8 @@ class Broker:
 
     def command(self) -> list[str]:
         return [broker_bin(), "--listen", self.bootstrap, "--data-dir", str(self.data_dir),
-                "--http-listen", f"127.0.0.1:{self.http_port}", *self.extra_args]
+                "--http-listen", f"127.0.0.1:{self.http_port}",
+                "--set", f"admin.listen={self.admin}", *self.extra_args]
 
     def start(self) -> "Broker":
         assert self.proc is None or self.proc.poll() is not None, "already running"

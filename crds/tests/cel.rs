@@ -1,0 +1,54 @@
+//! The CRDs' CEL rules (x-kubernetes-validations) evaluated client-side by kube's CEL validator,
+//! the same rules an API server enforces: a Topic's clusterRef and topicName cannot change and
+//! its partitions can only grow.
+
+use fjord_crds::Topic;
+use kube::core::cel::validate_cel_update;
+use serde_json::json;
+
+fn topic(spec: serde_json::Value) -> Topic {
+    serde_json::from_value(json!({"apiVersion": "fjord.dev/v1alpha1", "kind": "Topic",
+        "metadata": {"name": "orders", "namespace": "ns"}, "spec": spec}))
+    .expect("topic")
+}
+
+fn update(old: serde_json::Value, new: serde_json::Value) -> Result<(), String> {
+    validate_cel_update(&topic(new), &topic(old)).map_err(|e| format!("{e:?}"))
+}
+
+#[test]
+fn partitions_only_grow() {
+    let base = json!({"clusterRef": {"name": "demo"}, "partitions": 12});
+    assert!(update(base.clone(), json!({"clusterRef": {"name": "demo"}, "partitions": 24})).is_ok());
+    assert!(update(base.clone(), json!({"clusterRef": {"name": "demo"}, "partitions": 12})).is_ok());
+    let err = update(base.clone(), json!({"clusterRef": {"name": "demo"}, "partitions": 6})).expect_err("decrease");
+    assert!(err.contains("partitions can only be increased"), "{err}");
+    let err = update(base, json!({"clusterRef": {"name": "demo"}})).expect_err("unset");
+    assert!(err.contains("partitions can only be increased"), "{err}");
+    // Setting partitions later on a topic created without them is allowed.
+    assert!(
+        update(
+            json!({"clusterRef": {"name": "demo"}}),
+            json!({"clusterRef": {"name": "demo"}, "partitions": 3})
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn cluster_ref_and_topic_name_are_immutable() {
+    let base = json!({"clusterRef": {"name": "demo"}, "topicName": "Orders.v1"});
+    let err = update(
+        base.clone(),
+        json!({"clusterRef": {"name": "other"}, "topicName": "Orders.v1"}),
+    )
+    .expect_err("moved");
+    assert!(err.contains("clusterRef cannot be changed"), "{err}");
+    let err = update(
+        base.clone(),
+        json!({"clusterRef": {"name": "demo"}, "topicName": "Orders.v2"}),
+    )
+    .expect_err("renamed");
+    assert!(err.contains("topicName cannot be changed"), "{err}");
+    assert!(update(base.clone(), base).is_ok());
+}

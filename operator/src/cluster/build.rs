@@ -1,0 +1,541 @@
+//! Pure builders: one function per Kubernetes object a Cluster renders. No I/O; the reconcile
+//! applies what these return (server-side apply), config first.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
+    HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
+    Probe, SecretKeySelector, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+
+use super::plan::RackPlan;
+use super::validate::ValidCluster;
+
+/// Pod template annotation holding the hash of the rendered config: it changes (and rolls the
+/// pods) only when the config really changes.
+pub const CONFIG_HASH_ANNOTATION: &str = "fjord.dev/config-hash";
+/// StatefulSet annotation with the broker id of ordinal 0 (kept across reconciles).
+pub const BROKER_ID_BASE_ANNOTATION: &str = "fjord.dev/broker-id-base";
+/// Label carrying the rack of a StatefulSet and its pods.
+pub const RACK_LABEL: &str = "fjord.dev/rack";
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "fjord-operator";
+
+/// Where the broker keeps its data and reads its config inside the pod.
+pub const DATA_MOUNT: &str = "/var/lib/fjord";
+pub const CONFIG_MOUNT: &str = "/etc/fjord";
+const BROKER_TOML: &str = "broker.toml";
+const OBJECT_STORE_TOML: &str = "object-store.toml";
+
+/// Labels every broker pod of a cluster carries (also the scale subresource's selector). The
+/// Cluster's own labels are deliberately not copied (GitOps tools would claim the children).
+pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (NAME_LABEL.to_string(), "fjord".to_string()),
+        (INSTANCE_LABEL.to_string(), cluster.to_string()),
+        (COMPONENT_LABEL.to_string(), "broker".to_string()),
+    ])
+}
+
+/// The selector as a string, for `.status.labelSelector`.
+pub fn selector_string(cluster: &str) -> String {
+    selector_labels(cluster)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn labels(cluster: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(cluster);
+    l.insert(MANAGED_BY_LABEL.to_string(), "fjord-operator".to_string());
+    l
+}
+
+fn rack_labels(cluster: &str, rack: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(cluster);
+    l.insert(RACK_LABEL.to_string(), rack_label_value(rack));
+    l
+}
+
+/// Label value for a rack (`none` for a cluster without racks).
+pub fn rack_label_value(rack: &str) -> String {
+    if rack.is_empty() {
+        "none".to_string()
+    } else {
+        rack.to_string()
+    }
+}
+
+fn meta(name: String, v: &ValidCluster, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(v.namespace.clone()),
+        labels: Some(labels(&v.name)),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Sets a dotted key in a TOML table the way the broker's `--set` does: the value is read as
+/// TOML and falls back to a plain string.
+fn set_key(table: &mut toml::Table, key: &str, raw: &str) {
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let Some(last) = parts.pop() else { return };
+    let mut current = table;
+    for part in parts {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        current = entry.as_table_mut().expect("just made a table");
+    }
+    current.insert(last.to_string(), value);
+}
+
+/// The broker's TOML config: listeners on all interfaces, the data dir on the volume, then the
+/// spec's overrides. Node id, rack and advertised listener come from environment variables.
+pub fn broker_toml(v: &ValidCluster) -> String {
+    let mut table = toml::Table::new();
+    set_key(&mut table, "network.listen", &format!("\"0.0.0.0:{}\"", v.ports.kafka));
+    set_key(&mut table, "http.listen", &format!("\"0.0.0.0:{}\"", v.ports.http));
+    set_key(&mut table, "admin.listen", &format!("\"0.0.0.0:{}\"", v.ports.admin));
+    set_key(&mut table, "storage.data_dir", &format!("\"{DATA_MOUNT}/data\""));
+    for (key, value) in &v.config {
+        set_key(&mut table, key, value);
+    }
+    format!(
+        "# Rendered by fjord-operator for cluster {}; edit the Cluster's spec.config instead.\n{}",
+        v.name,
+        toml::to_string(&table).expect("a toml table always serialises")
+    )
+}
+
+/// Object store settings for the brokers' tiering (credentials come from the Secret as env).
+fn object_store_toml(v: &ValidCluster) -> Option<String> {
+    let store = v.object_store.as_ref()?;
+    let mut table = toml::Table::new();
+    table.insert("url".into(), store.url.clone().into());
+    if let Some(e) = &store.endpoint {
+        table.insert("endpoint".into(), e.clone().into());
+    }
+    if let Some(r) = &store.region {
+        table.insert("region".into(), r.clone().into());
+    }
+    if let Some(lr) = &store.local_retention {
+        if let Some(b) = lr.bytes {
+            table.insert("local_retention_bytes".into(), b.into());
+        }
+        if let Some(ms) = lr.ms {
+            table.insert("local_retention_ms".into(), ms.into());
+        }
+    }
+    Some(toml::to_string(&table).expect("a toml table always serialises"))
+}
+
+/// The ConfigMap's data.
+pub fn config_data(v: &ValidCluster) -> BTreeMap<String, String> {
+    let mut data = BTreeMap::from([(BROKER_TOML.to_string(), broker_toml(v))]);
+    if let Some(store) = object_store_toml(v) {
+        data.insert(OBJECT_STORE_TOML.to_string(), store);
+    }
+    data
+}
+
+/// A stable hash of everything the pods read from config: the ConfigMap data and the object
+/// store credentials reference. Only a real change changes it.
+pub fn config_hash(v: &ValidCluster) -> String {
+    let mut hasher = Sha256::new();
+    for (k, val) in config_data(v) {
+        hasher.update(k.as_bytes());
+        hasher.update([0]);
+        hasher.update(val.as_bytes());
+        hasher.update([0]);
+    }
+    if let Some(secret) = v.object_store.as_ref().and_then(|s| s.credentials_secret.as_ref()) {
+        hasher.update(secret.name.as_bytes());
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn config_map(v: &ValidCluster, owner: &OwnerReference) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(v.config_map_name(), v, owner),
+        data: Some(config_data(v)),
+        ..ConfigMap::default()
+    }
+}
+
+/// The ServiceAccount broker pods run as. Brokers need no Kubernetes API access (their rack
+/// comes from an environment variable), so no token is mounted and no role is bound.
+pub fn service_account(v: &ValidCluster, owner: &OwnerReference) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(v.service_account_name(), v, owner),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
+fn ports(v: &ValidCluster) -> Vec<ServicePort> {
+    [
+        ("kafka", v.ports.kafka),
+        ("admin", v.ports.admin),
+        ("http", v.ports.http),
+    ]
+    .into_iter()
+    .map(|(name, port)| ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::String(name.to_string())),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    })
+    .collect()
+}
+
+/// Headless Service: a stable DNS name per broker pod (`<pod>.<service>.<ns>.svc`), published
+/// before the pod is ready so brokers can find each other while starting.
+pub fn headless_service(v: &ValidCluster, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: meta(v.headless_service_name(), v, owner),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&v.name)),
+            ports: Some(ports(v)),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// Client Service: the bootstrap address for Kafka clients and the admin API for the operator.
+pub fn client_service(v: &ValidCluster, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: meta(v.client_service_name(), v, owner),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
+            selector: Some(selector_labels(&v.name)),
+            ports: Some(ports(v)),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// At most one broker of the cluster voluntarily disrupted at a time (node drains, upgrades).
+pub fn pod_disruption_budget(v: &ValidCluster, owner: &OwnerReference) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(format!("{}-brokers", v.name), v, owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&v.name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_string(),
+                key: key.to_string(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The broker container's environment: identity (id base, rack), advertised address, object
+/// store credentials.
+fn broker_env(v: &ValidCluster, rack: &RackPlan) -> Vec<EnvVar> {
+    let mut out = vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+        env("FJORD_BROKER_ID_BASE", rack.id_base.to_string()),
+        env(
+            "FJORD_NETWORK__ADVERTISED_LISTENER",
+            format!(
+                "$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}",
+                v.headless_service_name(),
+                v.ports.kafka
+            ),
+        ),
+    ];
+    if !rack.name.is_empty() {
+        out.push(env("FJORD_RACK", rack.name.clone()));
+    }
+    if let Some(store) = &v.object_store {
+        if let Some(region) = &store.region {
+            out.push(env("AWS_REGION", region.clone()));
+        }
+        if let Some(endpoint) = &store.endpoint {
+            out.push(env("AWS_ENDPOINT_URL", endpoint.clone()));
+        }
+        if let Some(secret) = &store.credentials_secret {
+            out.push(secret_env(
+                "AWS_ACCESS_KEY_ID",
+                &secret.name,
+                secret.access_key_id_key.as_deref().unwrap_or("AWS_ACCESS_KEY_ID"),
+            ));
+            out.push(secret_env(
+                "AWS_SECRET_ACCESS_KEY",
+                &secret.name,
+                secret
+                    .secret_access_key_key
+                    .as_deref()
+                    .unwrap_or("AWS_SECRET_ACCESS_KEY"),
+            ));
+        }
+    }
+    out
+}
+
+/// The broker's start command: node id = the rack's id base + the pod ordinal (from the
+/// hostname), so every pod has a stable id. `$$` keeps Kubernetes from expanding `$(`.
+fn broker_command() -> Vec<String> {
+    vec![
+        "/bin/sh".to_string(),
+        "-c".to_string(),
+        format!(
+            "ordinal=\"${{HOSTNAME##*-}}\"; export FJORD_NODE_ID=\"$$((FJORD_BROKER_ID_BASE + ordinal))\"; \
+             exec fjord-broker --config {CONFIG_MOUNT}/{BROKER_TOML}"
+        ),
+    ]
+}
+
+fn affinity(v: &ValidCluster, rack: &RackPlan) -> Affinity {
+    let node_affinity = rack.node_label_value.as_ref().map(|value| NodeAffinity {
+        required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm {
+                match_expressions: Some(vec![NodeSelectorRequirement {
+                    key: v.rack_label_key.clone(),
+                    operator: "In".to_string(),
+                    values: Some(vec![value.clone()]),
+                }]),
+                ..NodeSelectorTerm::default()
+            }],
+        }),
+        ..NodeAffinity::default()
+    });
+    // Prefer one broker of this cluster per node; preferred so a small rack still schedules.
+    let anti = PodAntiAffinity {
+        preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+            weight: 100,
+            pod_affinity_term: PodAffinityTerm {
+                topology_key: "kubernetes.io/hostname".to_string(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(selector_labels(&v.name)),
+                    ..LabelSelector::default()
+                }),
+                ..PodAffinityTerm::default()
+            },
+        }]),
+        ..PodAntiAffinity::default()
+    };
+    Affinity {
+        node_affinity,
+        pod_anti_affinity: Some(anti),
+        ..Affinity::default()
+    }
+}
+
+/// One rack's StatefulSet with `replicas` pods.
+pub fn stateful_set(
+    v: &ValidCluster,
+    rack: &RackPlan,
+    replicas: i32,
+    config_hash: &str,
+    owner: &OwnerReference,
+) -> StatefulSet {
+    let name = v.statefulset_name(&rack.name);
+    let pod_labels = rack_labels(&v.name, &rack.name);
+    let mut metadata = meta(name, v, owner);
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(RACK_LABEL.to_string(), rack_label_value(&rack.name));
+    metadata.annotations = Some(BTreeMap::from([(
+        BROKER_ID_BASE_ANNOTATION.to_string(),
+        rack.id_base.to_string(),
+    )]));
+    let container = Container {
+        name: "broker".to_string(),
+        image: Some(v.image.clone()),
+        command: Some(broker_command()),
+        env: Some(broker_env(v, rack)),
+        ports: Some(
+            [
+                ("kafka", v.ports.kafka),
+                ("admin", v.ports.admin),
+                ("http", v.ports.http),
+            ]
+            .into_iter()
+            .map(|(n, p)| ContainerPort {
+                name: Some(n.to_string()),
+                container_port: p,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            })
+            .collect(),
+        ),
+        // Ready when the admin API's gRPC health says SERVING; alive while /health answers.
+        readiness_probe: Some(Probe {
+            grpc: Some(GRPCAction {
+                mode: None,
+                port: v.ports.admin,
+                service: Some(fjord_api::ADMIN_SERVICE_NAME.to_string()),
+            }),
+            period_seconds: Some(5),
+            ..Probe::default()
+        }),
+        liveness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/health".to_string()),
+                port: IntOrString::String("http".to_string()),
+                ..HTTPGetAction::default()
+            }),
+            initial_delay_seconds: Some(10),
+            period_seconds: Some(10),
+            failure_threshold: Some(6),
+            ..Probe::default()
+        }),
+        resources: v.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".to_string(),
+                mount_path: DATA_MOUNT.to_string(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".to_string(),
+                mount_path: CONFIG_MOUNT.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_string()),
+            labels: Some(selector_labels(&v.name)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: v.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(v.storage_size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    StatefulSet {
+        metadata,
+        spec: StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(v.headless_service_name()),
+            pod_management_policy: Some("Parallel".to_string()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            // Volumes of drained, scaled-away brokers go; deleting the Cluster keeps the data.
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_scaled: Some("Delete".to_string()),
+                when_deleted: Some("Retain".to_string()),
+            }),
+            selector: LabelSelector {
+                match_labels: Some(pod_labels.clone()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash.to_string(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(v.service_account_name()),
+                    automount_service_account_token: Some(false),
+                    affinity: Some(affinity(v, rack)),
+                    termination_grace_period_seconds: Some(60),
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "config".to_string(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: v.config_map_name(),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![claim]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}

@@ -1,0 +1,514 @@
+//! The Cluster reconcile: validate → plan → apply (ServiceAccount, ConfigMap, Services, PDB, then
+//! the StatefulSets that mount the config) → drain brokers before any scale-in → status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fjord_api::v1 as pb;
+use fjord_crds::cluster::{DrainStatus, RackStatus};
+use fjord_crds::conditions::{DEGRADED, PROGRESSING, READY};
+use fjord_crds::{Cluster, ClusterStatus};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::build::{self, BROKER_ID_BASE_ANNOTATION, FIELD_MANAGER, RACK_LABEL};
+use super::plan::{RackPlan, rack_plans};
+use super::validate::{ValidCluster, validate};
+use crate::admin::broker_endpoint;
+use crate::conditions::condition;
+use crate::context::Context;
+use crate::{Error, Result};
+
+/// A StatefulSet of this cluster as observed.
+#[derive(Debug, Clone)]
+struct Observed {
+    rack: String,
+    name: String,
+    replicas: i32,
+    ready: i32,
+    id_base: Option<i32>,
+}
+
+/// One broker that a scale-in removes.
+#[derive(Debug, Clone)]
+struct Leaving {
+    rack: String,
+    statefulset: String,
+    ordinal: i32,
+    id: i32,
+}
+
+/// Reconciles one Cluster.
+pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().ok_or_else(|| Error::NoNamespace {
+        kind: "Cluster",
+        name: name.clone(),
+    })?;
+    let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let generation = cluster.metadata.generation;
+    let previous = cluster.status.clone().unwrap_or_default();
+
+    if cluster.spec.paused {
+        let mut status = previous.clone();
+        status.observed_generation = generation;
+        status.conditions = vec![
+            condition(
+                &previous.conditions,
+                READY,
+                false,
+                "ReconciliationPaused",
+                "spec.paused is true: nothing is applied",
+                generation,
+            ),
+            keep_or(
+                &previous.conditions,
+                PROGRESSING,
+                false,
+                "ReconciliationPaused",
+                generation,
+            ),
+            keep_or(
+                &previous.conditions,
+                DEGRADED,
+                false,
+                "ReconciliationPaused",
+                generation,
+            ),
+        ];
+        patch_status(&api, &name, &status).await?;
+        return Ok(Action::requeue(ctx.cluster_resync));
+    }
+
+    let valid = match validate(&cluster) {
+        Ok(v) => v,
+        Err(problems) => {
+            let message = problems.join("; ");
+            let was_invalid = crate::conditions::find(&previous.conditions, DEGRADED)
+                .is_some_and(|c| c.reason == "InvalidSpec" && c.message == message);
+            if !was_invalid {
+                ctx.event(cluster.as_ref(), true, "InvalidSpec", "Validate", message.clone())
+                    .await;
+            }
+            let mut status = previous.clone();
+            status.observed_generation = generation;
+            status.conditions = vec![
+                condition(
+                    &previous.conditions,
+                    READY,
+                    false,
+                    "InvalidSpec",
+                    message.clone(),
+                    generation,
+                ),
+                condition(
+                    &previous.conditions,
+                    PROGRESSING,
+                    false,
+                    "InvalidSpec",
+                    "waiting for the spec to be fixed",
+                    generation,
+                ),
+                condition(&previous.conditions, DEGRADED, true, "InvalidSpec", message, generation),
+            ];
+            patch_status(&api, &name, &status).await?;
+            // Fixed by editing the Cluster (which triggers a reconcile), not by retrying.
+            return Ok(Action::await_change());
+        }
+    };
+
+    let owner = cluster.controller_owner_ref(&()).ok_or_else(|| Error::NoNamespace {
+        kind: "Cluster",
+        name: name.clone(),
+    })?;
+    let observed = observe(&ctx, &valid).await?;
+    let current: BTreeMap<String, i32> = observed.iter().map(|o| (o.rack.clone(), o.replicas)).collect();
+    let bases: BTreeMap<String, i32> = observed
+        .iter()
+        .filter_map(|o| o.id_base.map(|b| (o.rack.clone(), b)))
+        .collect();
+    let plans = rack_plans(&valid, &current, &bases);
+
+    // Config first, so a StatefulSet never starts pods against a missing or stale ConfigMap.
+    apply(&ctx, &namespace, &build::service_account(&valid, &owner)).await?;
+    apply(&ctx, &namespace, &build::config_map(&valid, &owner)).await?;
+    apply(&ctx, &namespace, &build::headless_service(&valid, &owner)).await?;
+    apply(&ctx, &namespace, &build::client_service(&valid, &owner)).await?;
+    apply(&ctx, &namespace, &build::pod_disruption_budget(&valid, &owner)).await?;
+    let hash = build::config_hash(&valid);
+    if observed.is_empty() {
+        let racks: Vec<String> = plans
+            .iter()
+            .map(|p| format!("{}={}", display_rack(&p.name), p.brokers))
+            .collect();
+        ctx.event(
+            cluster.as_ref(),
+            false,
+            "Created",
+            "Render",
+            format!("rendering {} brokers over racks [{}]", valid.brokers, racks.join(", ")),
+        )
+        .await;
+    }
+    if previous.config_hash.as_deref().is_some_and(|h| h != hash) {
+        ctx.event(
+            cluster.as_ref(),
+            false,
+            "ConfigChanged",
+            "RollBrokers",
+            format!("broker config changed (hash {hash}): brokers roll one at a time"),
+        )
+        .await;
+    }
+
+    // Brokers that a scale-in (or a removed rack) takes away.
+    let leaving = leaving_brokers(&plans, &observed);
+    let drain = if leaving.is_empty() {
+        None
+    } else {
+        Some(drain(&ctx, &cluster, &valid, &leaving, &previous).await)
+    };
+    let drained = drain.as_ref().is_none_or(|d| d.state == "Done");
+
+    let mut applied = Vec::new();
+    for plan in &plans {
+        let now = current.get(&plan.name).copied().unwrap_or(0);
+        // Shrink only once every leaving broker reports its drain done.
+        let replicas = if plan.brokers < now && !drained {
+            now
+        } else {
+            plan.brokers
+        };
+        let sts = build::stateful_set(&valid, plan, replicas, &hash, &owner);
+        let result: StatefulSet = apply(&ctx, &namespace, &sts).await?;
+        if replicas < now {
+            ctx.event(
+                cluster.as_ref(),
+                false,
+                "ScaledIn",
+                "ScaleIn",
+                format!(
+                    "rack {} scaled from {now} to {replicas} brokers after their drain finished",
+                    display_rack(&plan.name)
+                ),
+            )
+            .await;
+        } else if replicas > now && !observed.is_empty() {
+            ctx.event(
+                cluster.as_ref(),
+                false,
+                "ScaledOut",
+                "ScaleOut",
+                format!(
+                    "rack {} scaled from {now} to {replicas} brokers",
+                    display_rack(&plan.name)
+                ),
+            )
+            .await;
+        }
+        applied.push((plan.clone(), result));
+    }
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut orphans_left = Vec::new();
+    for o in observed.iter().filter(|o| !plans.iter().any(|p| p.name == o.rack)) {
+        if drained {
+            sts_api.delete(&o.name, &DeleteParams::default()).await?;
+            ctx.event(
+                cluster.as_ref(),
+                false,
+                "RackRemoved",
+                "DeleteStatefulSet",
+                format!(
+                    "rack {} removed after its brokers drained: deleted StatefulSet {}",
+                    display_rack(&o.rack),
+                    o.name
+                ),
+            )
+            .await;
+        } else {
+            orphans_left.push(o.clone());
+        }
+    }
+
+    let status = status(&valid, &previous, generation, &applied, &orphans_left, drain, hash);
+    let progressing = crate::conditions::find(&status.conditions, PROGRESSING).is_some_and(|c| c.status == "True");
+    if !previous.conditions.is_empty() || !status.conditions.is_empty() {
+        let became_ready = crate::conditions::find(&status.conditions, READY).is_some_and(|c| c.status == "True")
+            && !crate::conditions::find(&previous.conditions, READY).is_some_and(|c| c.status == "True");
+        if became_ready {
+            ctx.event(
+                cluster.as_ref(),
+                false,
+                "Ready",
+                "Reconcile",
+                format!("all {} brokers are ready", status.ready_brokers),
+            )
+            .await;
+        }
+    }
+    patch_status(&api, &name, &status).await?;
+    Ok(Action::requeue(if progressing {
+        ctx.progress_requeue
+    } else {
+        ctx.cluster_resync
+    }))
+}
+
+fn display_rack(rack: &str) -> &str {
+    if rack.is_empty() { "(none)" } else { rack }
+}
+
+/// Keeps the previous condition of a type (refreshing its generation) or makes a new one.
+fn keep_or(previous: &[Condition], type_: &str, status: bool, reason: &str, generation: Option<i64>) -> Condition {
+    match crate::conditions::find(previous, type_) {
+        Some(c) => Condition {
+            observed_generation: generation,
+            ..c.clone()
+        },
+        None => condition(previous, type_, status, reason, "", generation),
+    }
+}
+
+/// The cluster's StatefulSets as they are now.
+async fn observe(ctx: &Context, v: &ValidCluster) -> Result<Vec<Observed>> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let list = api
+        .list(&ListParams::default().labels(&build::selector_string(&v.name)))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|s| {
+            let rack = s.labels().get(RACK_LABEL).cloned().unwrap_or_default();
+            Observed {
+                rack: if rack == "none" { String::new() } else { rack },
+                name: s.name_any(),
+                replicas: s.spec.replicas.unwrap_or(1),
+                ready: s.status.as_ref().and_then(|st| st.ready_replicas).unwrap_or(0),
+                id_base: s
+                    .annotations()
+                    .get(BROKER_ID_BASE_ANNOTATION)
+                    .and_then(|b| b.parse().ok()),
+            }
+        })
+        .collect())
+}
+
+/// Brokers above each rack's planned count (a StatefulSet removes its highest ordinals), plus
+/// every broker of a rack no longer in the spec.
+fn leaving_brokers(plans: &[RackPlan], observed: &[Observed]) -> Vec<Leaving> {
+    let mut out = Vec::new();
+    for o in observed {
+        let keep = plans.iter().find(|p| p.name == o.rack).map_or(0, |p| p.brokers);
+        let base = o.id_base.unwrap_or(0);
+        for ordinal in keep..o.replicas {
+            out.push(Leaving {
+                rack: o.rack.clone(),
+                statefulset: o.name.clone(),
+                ordinal,
+                id: base + ordinal,
+            });
+        }
+    }
+    out
+}
+
+/// Asks every leaving broker to drain and summarises their progress.
+async fn drain(
+    ctx: &Context,
+    cluster: &Cluster,
+    v: &ValidCluster,
+    leaving: &[Leaving],
+    previous: &ClusterStatus,
+) -> DrainStatus {
+    let ids: Vec<i32> = leaving.iter().map(|l| l.id).collect();
+    let newly = previous.drain.as_ref().is_none_or(|d| d.broker_ids != ids);
+    if newly {
+        ctx.event(
+            cluster,
+            false,
+            "DrainStarted",
+            "Drain",
+            format!("draining brokers {ids:?} before removing their pods"),
+        )
+        .await;
+    }
+    let mut waiting = Vec::new();
+    let mut blocked = Vec::new();
+    for l in leaving {
+        let pod = format!("{}-{}", l.statefulset, l.ordinal);
+        let endpoint = ctx.admin_endpoint(broker_endpoint(
+            &pod,
+            &v.headless_service_name(),
+            &v.namespace,
+            v.ports.admin,
+        ));
+        match ctx.admin.drain_broker(&endpoint, l.id).await {
+            Ok(s) => match s.state() {
+                pb::DrainState::Done => {}
+                pb::DrainState::Blocked => blocked.push(format!(
+                    "broker {} (rack {}): {}",
+                    l.id,
+                    display_rack(&l.rack),
+                    s.message
+                )),
+                _ => waiting.push(format!("broker {}: {} partitions left", l.id, s.partitions_remaining)),
+            },
+            Err(e) => waiting.push(format!("broker {}: admin api unreachable ({})", l.id, e.message())),
+        }
+    }
+    let (state, message) = if !blocked.is_empty() {
+        (
+            "Blocked",
+            blocked.into_iter().chain(waiting).collect::<Vec<_>>().join("; "),
+        )
+    } else if !waiting.is_empty() {
+        ("InProgress", waiting.join("; "))
+    } else {
+        ("Done", format!("brokers {ids:?} hold no partitions"))
+    };
+    if state == "Done" {
+        ctx.event(cluster, false, "DrainDone", "Drain", message.clone()).await;
+    } else if state == "Blocked" && previous.drain.as_ref().is_none_or(|d| d.state != "Blocked") {
+        ctx.event(cluster, true, "DrainBlocked", "Drain", message.clone()).await;
+    }
+    DrainStatus {
+        broker_ids: ids,
+        state: state.to_string(),
+        message,
+    }
+}
+
+fn status(
+    v: &ValidCluster,
+    previous: &ClusterStatus,
+    generation: Option<i64>,
+    applied: &[(RackPlan, StatefulSet)],
+    orphans: &[Observed],
+    drain: Option<DrainStatus>,
+    hash: String,
+) -> ClusterStatus {
+    let mut racks = Vec::new();
+    let (mut brokers, mut ready, mut updated_all) = (0, 0, true);
+    for (plan, sts) in applied {
+        let replicas = sts.spec.replicas.unwrap_or(0);
+        let st = sts.status.as_ref();
+        let rack_ready = st.and_then(|s| s.ready_replicas).unwrap_or(0);
+        let updated = st.and_then(|s| s.updated_replicas).unwrap_or(0);
+        if updated < replicas {
+            updated_all = false;
+        }
+        brokers += replicas;
+        ready += rack_ready;
+        racks.push(RackStatus {
+            name: plan.name.clone(),
+            stateful_set: sts.name_any(),
+            brokers: replicas,
+            ready_brokers: rack_ready,
+            broker_ids: plan.broker_ids(replicas),
+        });
+    }
+    for o in orphans {
+        brokers += o.replicas;
+        ready += o.ready;
+    }
+    let c = &previous.conditions;
+    let desired = v.brokers;
+    let draining = drain.as_ref().filter(|d| d.state != "Done");
+    let conditions = match draining {
+        Some(d) => vec![
+            condition(
+                c,
+                READY,
+                false,
+                "Draining",
+                format!("waiting for brokers {:?} to drain: {}", d.broker_ids, d.message),
+                generation,
+            ),
+            condition(c, PROGRESSING, true, "Draining", d.message.clone(), generation),
+            if d.state == "Blocked" {
+                condition(c, DEGRADED, true, "DrainBlocked", d.message.clone(), generation)
+            } else {
+                condition(c, DEGRADED, false, "AsExpected", "", generation)
+            },
+        ],
+        None if ready >= desired && brokers == desired && updated_all => vec![
+            condition(
+                c,
+                READY,
+                true,
+                "AllBrokersReady",
+                format!("{ready}/{desired} brokers ready"),
+                generation,
+            ),
+            condition(c, PROGRESSING, false, "Stable", "", generation),
+            condition(c, DEGRADED, false, "AsExpected", "", generation),
+        ],
+        None => vec![
+            condition(
+                c,
+                READY,
+                false,
+                "BrokersNotReady",
+                format!("{ready}/{desired} brokers ready"),
+                generation,
+            ),
+            condition(
+                c,
+                PROGRESSING,
+                true,
+                if updated_all {
+                    "BrokersStarting"
+                } else {
+                    "RollingUpdate"
+                },
+                format!("{ready}/{desired} brokers ready"),
+                generation,
+            ),
+            condition(c, DEGRADED, false, "AsExpected", "", generation),
+        ],
+    };
+    ClusterStatus {
+        observed_generation: generation,
+        conditions,
+        brokers,
+        ready_brokers: ready,
+        label_selector: Some(build::selector_string(&v.name)),
+        racks,
+        drain: drain.filter(|d| d.state != "Done"),
+        config_hash: Some(hash),
+    }
+}
+
+/// Server-side apply of one object, forcing ownership of the fields the operator manages.
+pub(crate) async fn apply<K>(ctx: &Context, namespace: &str, obj: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .await?)
+}
+
+async fn patch_status(api: &Api<Cluster>, name: &str, status: &ClusterStatus) -> Result<()> {
+    // Server-side apply of the whole status: fields the operator no longer sets are removed.
+    let body = serde_json::json!({"apiVersion": "fjord.dev/v1alpha1", "kind": "Cluster", "status": status});
+    api.patch_status(
+        name,
+        &PatchParams::apply(crate::cluster::build::FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! The operator process: leader election, the Cluster and Topic controllers, the HTTP endpoint
+//! (`/metrics`, `/health`) and graceful shutdown on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use fjord_crds::{Cluster, Topic};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::admin::GrpcAdmin;
+use crate::context::Context;
+use crate::lease::LeaseLock;
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// Settings of one operator process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address of `/metrics` and `/health`.
+    pub listen: SocketAddr,
+    /// Watch only this namespace (None: all namespaces).
+    pub namespace: Option<String>,
+    /// Lease name and namespace for leader election (None: no election, this process leads).
+    pub lease: Option<(String, String)>,
+    /// This process's identity in the Lease and in events.
+    pub identity: String,
+    pub topic_resync: Duration,
+    /// Send every admin call to this URL (out-of-cluster development with a port-forward).
+    pub admin_endpoint_override: Option<String>,
+}
+
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+const ERROR_REQUEUE: Duration = Duration::from_secs(30);
+
+async fn reconcile_cluster(obj: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let span = tracing::info_span!("reconcile", kind = "Cluster", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
+    let result = crate::cluster::reconcile::reconcile(obj, ctx.clone())
+        .instrument(span)
+        .await;
+    ctx.metrics.reconciled("Cluster", start.elapsed());
+    result
+}
+
+async fn reconcile_topic(obj: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
+    let start = Instant::now();
+    let span = tracing::info_span!("reconcile", kind = "Topic", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
+    let result = crate::topic::reconcile(obj, ctx.clone()).instrument(span).await;
+    ctx.metrics.reconciled("Topic", start.elapsed());
+    result
+}
+
+fn error_policy<K>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
+    move |_obj, error, ctx| {
+        tracing::warn!(kind, %error, "reconcile failed; retrying");
+        ctx.metrics.failed(kind, error.reason());
+        Action::requeue(ERROR_REQUEUE)
+    }
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the operator until SIGTERM/SIGINT or lost leadership.
+pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = shutdown_tx.send(true);
+    });
+    let listener = tokio::net::TcpListener::bind(settings.listen).await?;
+    tracing::info!(addr = %settings.listen, "serving /metrics and /health");
+    let http = tokio::spawn(serve_http(listener, metrics.clone(), shutdown_rx.clone()));
+
+    let lease = settings
+        .lease
+        .as_ref()
+        .map(|(name, ns)| LeaseLock::new(client.clone(), ns, name, &settings.identity, LEASE_DURATION));
+    if let Some(lease) = &lease {
+        let mut rx = shutdown_rx.clone();
+        loop {
+            match lease.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => tracing::debug!("another operator leads; waiting"),
+                Err(error) => tracing::warn!(%error, "leader election failed; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(lease.renew_interval()) => {}
+                _ = rx.wait_for(|s| *s) => { let _ = http.await; return Ok(()); }
+            }
+        }
+    }
+    // Lost leadership: stop reconciling at once (the process exits and restarts as a candidate).
+    let (lost_tx, lost_rx) = watch::channel(false);
+    if let Some((name, ns)) = settings.lease.clone() {
+        let lease = LeaseLock::new(client.clone(), &ns, &name, &settings.identity, LEASE_DURATION);
+        let mut rx = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(lease.renew_interval()) => {}
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+                match lease.try_acquire_or_renew().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!("lost leadership");
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "renewing the lease failed"),
+                }
+            }
+        });
+    }
+
+    let mut ctx = Context::new(
+        client.clone(),
+        Arc::new(GrpcAdmin::default()),
+        metrics.clone(),
+        Some(settings.identity.clone()),
+    );
+    ctx.topic_resync = settings.topic_resync;
+    ctx.admin_endpoint_override = settings.admin_endpoint_override.clone();
+    let ctx = Arc::new(ctx);
+    let stop = |mut shutdown: watch::Receiver<bool>, mut lost: watch::Receiver<bool>| async move {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            _ = lost.wait_for(|s| *s) => {}
+        }
+    };
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=fjord-operator");
+    let clusters = Controller::new(
+        api::<Cluster>(&client, &settings.namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(api::<StatefulSet>(&client, &settings.namespace), owned.clone())
+    .owns(api::<ConfigMap>(&client, &settings.namespace), owned.clone())
+    .owns(api::<Service>(&client, &settings.namespace), owned)
+    .graceful_shutdown_on(stop(shutdown_rx.clone(), lost_rx.clone()))
+    .run(reconcile_cluster, error_policy::<Cluster>("Cluster"), ctx.clone())
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "cluster controller event");
+        }
+    });
+    let topics = Controller::new(
+        api::<Topic>(&client, &settings.namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .graceful_shutdown_on(stop(shutdown_rx.clone(), lost_rx.clone()))
+    .run(reconcile_topic, error_policy::<Topic>("Topic"), ctx)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "topic controller event");
+        }
+    });
+    tracing::info!(
+        namespace = settings.namespace.as_deref().unwrap_or("(all)"),
+        "controllers running"
+    );
+    tokio::join!(clusters, topics);
+    if let Some(lease) = &lease
+        && let Err(error) = lease.release().await
+    {
+        tracing::warn!(%error, "releasing the lease failed");
+    }
+    let lost = *lost_rx.borrow();
+    let _ = http.await;
+    if lost {
+        anyhow::bail!("lost leadership");
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `/metrics` (OpenMetrics) and `/health` until shutdown.
+pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
+        .with_state(metrics);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "http server failed");
+    }
+}
+
+async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+}

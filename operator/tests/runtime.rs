@@ -1,0 +1,80 @@
+//! The operator runtime pieces without an API server: leader election through a Lease kept by
+//! the fake Kubernetes API (two candidates, expiry, release) and the `/metrics` + `/health`
+//! endpoint with graceful shutdown.
+
+mod fake;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake::FakeKube;
+use fjord_operator::lease::LeaseLock;
+use fjord_operator::metrics::Metrics;
+use fjord_operator::run::serve_http;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn only_one_candidate_holds_the_lease_until_it_expires_or_is_released() {
+    let kube = FakeKube::default();
+    let lease = Duration::from_secs(1);
+    let a = LeaseLock::new(kube.client(), "ops", "fjord-operator", "a", lease);
+    let b = LeaseLock::new(kube.client(), "ops", "fjord-operator", "b", lease);
+    assert!(a.try_acquire_or_renew().await.expect("a"), "a creates the lease");
+    assert!(!b.try_acquire_or_renew().await.expect("b"), "b must wait");
+    assert!(a.try_acquire_or_renew().await.expect("renew"), "a renews");
+    let stored = kube
+        .get("/apis/coordination.k8s.io/v1/namespaces/ops/leases/fjord-operator")
+        .expect("lease");
+    assert_eq!(stored["spec"]["holderIdentity"], "a");
+    // a stops renewing: after the lease duration b takes over and a has lost it.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(b.try_acquire_or_renew().await.expect("b"), "b takes the expired lease");
+    assert!(!a.try_acquire_or_renew().await.expect("a"), "a lost it");
+    let stored = kube
+        .get("/apis/coordination.k8s.io/v1/namespaces/ops/leases/fjord-operator")
+        .expect("lease");
+    assert_eq!(stored["spec"]["leaseTransitions"], 1);
+    // A graceful shutdown releases it: a takes over at once.
+    b.release().await.expect("release");
+    assert!(a.try_acquire_or_renew().await.expect("a"), "released lease is free");
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+#[tokio::test]
+async fn metrics_and_health_are_served_until_shutdown() {
+    let metrics = Arc::new(Metrics::default());
+    metrics.reconciled("Cluster", Duration::from_millis(20));
+    metrics.failed("Topic", "AdminUnreachable");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve_http(listener, metrics.clone(), rx));
+    let health = http_get(addr, "/health").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let body = http_get(addr, "/metrics").await;
+    assert!(
+        body.contains(r#"fjord_operator_reconciles_total{kind="Cluster"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"fjord_operator_reconcile_failures_total{kind="Topic",reason="AdminUnreachable"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains("fjord_operator_reconcile_duration_seconds_bucket"),
+        "{body}"
+    );
+    tx.send(true).expect("shutdown");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops on shutdown")
+        .expect("join");
+}
