@@ -23,5 +23,8 @@ mod types;
 pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
-pub use log::{AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType};
+pub use log::{
+    AppendInfo, ClosedSegment, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType,
+    first_record_at_or_after,
+};
 pub use types::{LeaderEpoch, Offset};
