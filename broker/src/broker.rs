@@ -26,6 +26,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Read buffers reused across fetches.
     pub read_buffers: Arc<BufferPool>,
+    /// Tiered storage, when `tiering.enabled`.
+    pub tiering: Option<Arc<crate::tiering::Tiering>>,
     shutting_down: AtomicBool,
 }
 
@@ -39,6 +41,7 @@ impl Broker {
             .context("opening the metadata log")?;
         let metrics = Metrics::new(config.http.per_partition_metrics);
         let replicas = ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?;
+        let tiering = crate::tiering::Tiering::open(&config).context("opening tiered storage")?;
         let image = metadata.image();
         replicas.sync_with_image(&image).context("opening partition logs")?;
         tracing::info!(%cluster_id, node_id = config.node_id, topics = image.topic_count(),
@@ -50,6 +53,7 @@ impl Broker {
             replicas,
             metrics,
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
+            tiering,
             shutting_down: AtomicBool::new(false),
         }))
     }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod network;
 pub mod replication;
+pub mod tiering;
 pub mod topic_config;
 
 use std::sync::Arc;
@@ -60,6 +61,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
         shutdown_rx.clone(),
         |b| b.replicas.checkpoint_all(),
     );
+    if let Some(tiering) = broker.tiering.clone() {
+        tiering.load_all(&broker).await;
+        tokio::spawn(tiering.run(broker.clone(), shutdown_rx.clone()));
+    }
     let (host, port) = broker.config.advertised_listener();
     tracing::info!(%listen, advertised = %format!("{host}:{port}"), "serving the kafka protocol");
     let server = tokio::spawn(network::serve(listener, broker.clone(), shutdown_rx));

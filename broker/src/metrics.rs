@@ -58,6 +58,8 @@ pub struct Metrics {
     log_end_offset_sum: Gauge,
     log_end_offset: Family<PartitionLabel, Gauge>,
     per_partition: bool,
+    /// Tiered-storage series.
+    pub tiering: crate::tiering::TieringMetrics,
     scrape: Mutex<()>,
 }
 
@@ -151,7 +153,9 @@ impl Metrics {
                 log_end_offset.clone(),
             );
         }
+        let tiering = crate::tiering::TieringMetrics::register(&mut registry);
         Arc::new(Metrics {
+            tiering,
             registry,
             per_api,
             errors,
