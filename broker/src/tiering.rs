@@ -31,6 +31,10 @@ use crate::replication::Partition;
 
 /// Longest wait between retries of a failing partition.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Upload lag (closed segments not yet remote, all partitions) that is worth a warning...
+const LAG_WARN_SEGMENTS: u64 = 64;
+/// ... at most this often.
+const LAG_WARN_EVERY: Duration = Duration::from_secs(60);
 /// Orphaned objects are looked for at least this often per partition.
 const GC_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -43,6 +47,7 @@ pub struct Tiering {
     permits: Arc<Semaphore>,
     config: TieringConfig,
     last_read: Mutex<[u64; 4]>,
+    lag_warned: Mutex<Option<Instant>>,
 }
 
 /// Remote state of one tiered partition.
@@ -257,6 +262,7 @@ impl Tiering {
             permits: Arc::new(Semaphore::new(t.upload_concurrency.max(1))),
             config: t.clone(),
             last_read: Mutex::new([0; 4]),
+            lag_warned: Mutex::new(None),
         })))
     }
 
@@ -414,7 +420,12 @@ impl Tiering {
                     .into_iter()
                     .find(|s| s.base_offset.0 >= end && s.next_offset.0 <= limit && s.size > 0)
             };
-            let Some(seg) = next else { break };
+            let Some(seg) = next else {
+                if self.flush_closed_segments(broker, p, end).await {
+                    continue;
+                }
+                break;
+            };
             let src = SegmentSource {
                 base_offset: seg.base_offset.0,
                 next_offset: seg.next_offset.0,
@@ -448,6 +459,44 @@ impl Tiering {
                 next_offset = src.next_offset, bytes, "segment uploaded and committed");
         }
         self.apply_remote_retention(broker, p, remote, w, epoch).await
+    }
+
+    /// Closed segments below the high watermark but above the recovery point (e.g. after an
+    /// unclean restart, with nothing appended since) are not uploaded until they are durable
+    /// locally: fsync them now (outside the log lock). True if the recovery point moved.
+    async fn flush_closed_segments(&self, broker: &Arc<Broker>, p: &Arc<Partition>, end: i64) -> bool {
+        let waiting = {
+            let log = p.log.lock();
+            let (hw, rp) = (log.high_watermark().0, log.recovery_point().0);
+            log.closed_segments()
+                .iter()
+                .any(|s| s.base_offset.0 >= end && s.next_offset.0 <= hw && s.next_offset.0 > rp)
+        };
+        if !waiting {
+            return false;
+        }
+        let p2 = Arc::clone(p);
+        let flushed = broker
+            .blocking(move |_| {
+                let ticket = p2.log.lock().flush_ticket();
+                match ticket {
+                    Some(t) => t.sync().map(|()| {
+                        let mut log = p2.log.lock();
+                        let before = log.recovery_point();
+                        log.mark_flushed(t.up_to());
+                        log.recovery_point() > before
+                    }),
+                    None => Ok(false),
+                }
+            })
+            .await;
+        match flushed {
+            Ok(moved) => moved,
+            Err(error) => {
+                tracing::error!(topic = %p.topic, partition = p.index, %error, "flush before upload failed");
+                false
+            }
+        }
     }
 
     async fn apply_remote_retention(
