@@ -648,12 +648,14 @@ impl Tiering {
         m.read_errors.inc_by(now[3] - last[3]);
         *last = now;
         m.cache_bytes.set(s.cache_bytes.load(Relaxed) as i64);
-        if lag_bytes > 0 && lag_segments > 16 {
+        let mut warned = self.lag_warned.lock();
+        if lag_segments > LAG_WARN_SEGMENTS && warned.is_none_or(|t| t.elapsed() > LAG_WARN_EVERY) {
             tracing::warn!(
                 lag_segments,
                 lag_bytes,
                 "closed segments are waiting for upload; local disk grows"
             );
+            *warned = Some(Instant::now());
         }
     }
 }
