@@ -48,6 +48,8 @@ pub struct Tiering {
     config: TieringConfig,
     last_read: Mutex<[u64; 4]>,
     lag_warned: Mutex<Option<Instant>>,
+    /// Tiered partitions seen by the last round (to notice deleted topics).
+    known: Mutex<std::collections::HashSet<TopicPartition>>,
 }
 
 /// Remote state of one tiered partition.
@@ -263,6 +265,7 @@ impl Tiering {
             config: t.clone(),
             last_read: Mutex::new([0; 4]),
             lag_warned: Mutex::new(None),
+            known: Mutex::new(std::collections::HashSet::new()),
         })))
     }
 
@@ -307,7 +310,42 @@ impl Tiering {
                     tiering.sync_partition(&broker, &p, &remote, writer).await;
                 });
             }
+            self.delete_removed_topics(&broker);
             self.refresh_metrics(&broker);
+        }
+    }
+
+    /// Remote data of partitions whose topic was deleted is deleted too (best effort: a topic
+    /// deleted while the broker was down keeps its objects).
+    fn delete_removed_topics(self: &Arc<Self>, broker: &Arc<Broker>) {
+        let current: std::collections::HashSet<TopicPartition> = broker
+            .replicas
+            .all()
+            .iter()
+            .filter_map(|p| p.remote())
+            .map(|r| r.tp)
+            .collect();
+        let image = broker.image();
+        let gone: Vec<TopicPartition> = {
+            let mut known = self.known.lock();
+            let gone = known
+                .iter()
+                .filter(|tp| !current.contains(tp) && image.topic_by_id(fjord_metadata::TopicId(tp.topic_id)).is_none())
+                .copied()
+                .collect();
+            *known = current;
+            gone
+        };
+        for tp in gone {
+            let tiering = Arc::clone(self);
+            tokio::spawn(async move {
+                match tiering.store.delete_partition(tp).await {
+                    Ok(n) => tracing::info!(partition = %tp, objects = n, "deleted remote data of a deleted topic"),
+                    Err(error) => {
+                        tracing::warn!(partition = %tp, %error, "cannot delete remote data of a deleted topic")
+                    }
+                }
+            });
         }
     }
 

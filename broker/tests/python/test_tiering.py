@@ -251,7 +251,9 @@ def test_corrupted_object_fails_only_its_range(broker, s3):
     # Other remote ranges and local data keep working; the broker is alive.
     assert_identical(consume(broker.bootstrap, topic, [0], 10, start=0), recs[:10])
     tail = state["local_log_start_offset"]
-    assert_identical(consume(broker.bootstrap, topic, [0], 5, start=tail), recs[tail:tail + 5], start=tail)
+    n = min(5, len(recs) - tail)
+    assert n > 0
+    assert_identical(consume(broker.bootstrap, topic, [0], n, start=tail), recs[tail:tail + n], start=tail)
     # A deleted object: same error, still no crash.
     s3.s3.delete_object(Bucket=BUCKET, Key=seg_keys[4])
     base4 = int(seg_keys[4].rsplit("/", 1)[1].split("-")[0])
@@ -271,12 +273,14 @@ def test_remote_retention_deletes_objects(broker, s3):
     wait_until(lambda: len([k for k in s3.keys("main/") if f"/{tid}/0/segments/" in k])
                == tiering_state(broker, topic)["remote_segments"], 30, "deleted objects gone from the bucket")
     state = tiering_state(broker, topic)
-    assert state["remote_bytes"] + state["local_bytes"] <= 120_000 + 2 * SEGMENT_BYTES
+    # Total retention counts remote data plus local data above the remote end; a segment goes
+    # only while what remains still reaches the limit (Kafka's rule), so at most one segment over.
+    assert state["remote_bytes"] <= 120_000 + SEGMENT_BYTES
     low, high = watermarks(broker.bootstrap, topic)
     assert low == state["log_start_offset"] > 0 and high == len(recs)
     msgs = consume(broker.bootstrap, topic, [0], high - low)
     assert_identical(msgs, recs[low:], start=low)
-    assert len(segs) >= state["remote_segments"]
+    assert segs, "objects were uploaded before retention removed them"
 
 
 def test_invalid_tiering_configs_are_refused(broker, broker_factory):
@@ -369,3 +373,14 @@ def test_kill9_during_uploads_then_local_wipe(broker_factory, s3):
     assert_identical(msgs, recs[:remote_end])
     new = produce_ok(b.bootstrap, topic, records(10_000, 5))
     assert [m.offset() for m in new] == list(range(remote_end, remote_end + 5))
+
+
+def test_deleting_a_topic_deletes_its_remote_data(broker, s3):
+    topic = tiered_topic(broker, "tier-del")
+    produce_in_order(broker, topic, records(0, 100))
+    state = wait_tiered(broker, topic, "segments remote", lambda s: s["remote_segments"] >= 3)
+    tid = state["topic_id"].replace("-", "")
+    assert any(f"/{tid}/0/" in k for k in s3.keys("main/"))
+    a = admin(broker.bootstrap)
+    a.delete_topics([topic], request_timeout=15)[topic].result(timeout=20)
+    wait_until(lambda: not any(f"/{tid}/" in k for k in s3.keys("main/")), 30, "remote objects deleted")

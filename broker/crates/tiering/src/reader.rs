@@ -20,6 +20,9 @@ use crate::store::{RemoteStore, TopicPartition};
 
 /// Parsed object headers kept in memory.
 const MAX_CACHED_METAS: usize = 4096;
+/// Most recently used chunks also kept in memory, so consecutive fetches from one chunk do not
+/// re-read it from the disk cache each time.
+const HOT_CHUNKS: usize = 8;
 
 /// Counters for /metrics.
 #[derive(Debug, Default)]
@@ -62,6 +65,7 @@ pub struct RemoteReader {
     lru: Mutex<Lru>,
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     objects: Mutex<HashMap<String, Arc<ObjectInfo>>>,
+    hot: Mutex<std::collections::VecDeque<(String, Bytes)>>,
     /// Counters.
     pub stats: Arc<ReadStats>,
 }
@@ -90,6 +94,7 @@ impl RemoteReader {
             lru: Mutex::new(Lru::default()),
             inflight: Mutex::new(HashMap::new()),
             objects: Mutex::new(HashMap::new()),
+            hot: Mutex::new(std::collections::VecDeque::with_capacity(HOT_CHUNKS)),
             stats: Arc::new(ReadStats::default()),
         }))
     }
@@ -233,17 +238,39 @@ impl RemoteReader {
     /// Forgets a deleted object's cached header (its chunks age out of the LRU).
     pub fn forget(&self, name: &str) {
         self.objects.lock().remove(name);
+        self.hot.lock().retain(|(k, _)| !k.starts_with(name));
+    }
+
+    fn hot_get(&self, key: &str) -> Option<Bytes> {
+        let hot = self.hot.lock();
+        hot.iter().find(|(k, _)| k == key).map(|(_, b)| b.clone())
+    }
+
+    fn hot_put(&self, key: &str, bytes: &Bytes) {
+        let mut hot = self.hot.lock();
+        hot.retain(|(k, _)| k != key);
+        if hot.len() >= HOT_CHUNKS {
+            hot.pop_front();
+        }
+        hot.push_back((key.to_string(), bytes.clone()));
     }
 
     /// Returns chunk `index` of an object, from the cache or with one ranged GET.
     async fn chunk(&self, tp: TopicPartition, seg: &SegmentMeta, info: &ObjectInfo, index: u64) -> Result<Bytes> {
         let key = format!("{}.{index}", seg.name);
         let file = self.cache_dir.join(&key);
+        if let Some(bytes) = self.hot_get(&key) {
+            self.touch(&key);
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(bytes);
+        }
         if self.touch(&key)
             && let Ok(bytes) = tokio::fs::read(&file).await
         {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Bytes::from(bytes));
+            let bytes = Bytes::from(bytes);
+            self.hot_put(&key, &bytes);
+            return Ok(bytes);
         }
         let lock = Arc::clone(self.inflight.lock().entry(key.clone()).or_default());
         let _guard = lock.lock().await;
@@ -257,6 +284,9 @@ impl RemoteReader {
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         let result = self.download_chunk(tp, seg, info, index, &key, &file).await;
         self.inflight.lock().remove(&key);
+        if let Ok(bytes) = &result {
+            self.hot_put(&key, bytes);
+        }
         result
     }
 

@@ -163,6 +163,24 @@ impl RemoteStore {
         Ok(())
     }
 
+    /// Deletes everything under the partition's prefix (objects and manifest), for a deleted
+    /// topic. Returns how many objects were deleted.
+    pub async fn delete_partition(&self, tp: TopicPartition) -> Result<usize> {
+        let prefix = self.partition_prefix(&tp);
+        let mut listing = self.inner().list(Some(&prefix));
+        let mut doomed = Vec::new();
+        while let Some(item) = listing.next().await {
+            doomed.push(item.map_err(Error::store("list", &prefix))?.location);
+        }
+        // Segments first, the manifest last: a crash midway leaves a manifest whose missing
+        // objects belong to a topic id that no longer exists.
+        doomed.sort_by_key(|p| p.as_ref().ends_with("manifest.json"));
+        for path in &doomed {
+            self.delete_idempotent(path).await?;
+        }
+        Ok(doomed.len())
+    }
+
     async fn delete_idempotent(&self, path: &object_store::path::Path) -> Result<()> {
         match self.inner().delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
