@@ -269,21 +269,31 @@ impl Tiering {
         })))
     }
 
-    /// Loads every tiered partition's manifest before the broker serves (bounded by the request
-    /// timeout each), so a wiped local log resumes at the remote end before any produce.
+    /// Loads every tiered partition's manifest before the broker serves (`upload_concurrency`
+    /// at a time, two request timeouts in all), so a wiped local log resumes at the remote end
+    /// before any produce. Partitions not loaded by then are loaded by the upload loop.
     pub async fn load_all(self: &Arc<Self>, broker: &Arc<Broker>) {
-        for p in broker.replicas.all() {
-            let Some(remote) = p.remote() else { continue };
-            let mut w = remote.writer.lock().await;
-            let loaded =
-                tokio::time::timeout(self.config.request_timeout, self.load(broker, &p, &remote, &mut w)).await;
-            match loaded {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(topic = %p.topic, partition = p.index, %error, "cannot load remote manifest yet")
+        use futures_util::StreamExt;
+        let tiered: Vec<_> = broker
+            .replicas
+            .all()
+            .into_iter()
+            .filter_map(|p| p.remote().map(|r| (p, r)))
+            .collect();
+        let loads = futures_util::stream::iter(tiered)
+            .map(|(p, remote)| async move {
+                let mut w = remote.writer.lock().await;
+                if let Err(error) = self.load(broker, &p, &remote, &mut w).await {
+                    tracing::warn!(topic = %p.topic, partition = p.index, %error, "cannot load remote manifest yet");
                 }
-                Err(_) => tracing::warn!(topic = %p.topic, partition = p.index, "loading remote manifest timed out"),
-            }
+            })
+            .buffer_unordered(self.config.upload_concurrency.max(1))
+            .collect::<Vec<()>>();
+        if tokio::time::timeout(self.config.request_timeout * 2, loads)
+            .await
+            .is_err()
+        {
+            tracing::warn!("loading remote manifests timed out; the upload loop keeps trying");
         }
     }
 

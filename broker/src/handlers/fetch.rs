@@ -197,6 +197,7 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
             drop(log);
             let log_start = crate::tiering::log_start_offset(partition, local_start);
             if w.fetch_offset < local_start.0
+                && (limit > 0 || first_data)
                 && let Some(remote) = partition.remote()
                 && remote.manifest().is_some_and(|m| {
                     m.start_offset().is_some_and(|s| s <= w.fetch_offset) && m.segment_for(w.fetch_offset).is_some()
@@ -208,10 +209,8 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                     max_bytes: limit,
                     min_one_batch: first_data,
                 };
-                if limit > 0 || first_data {
-                    remaining = remaining.saturating_sub(limit);
-                    first_data = false;
-                }
+                remaining = remaining.saturating_sub(limit);
+                first_data = false;
                 return Planned {
                     error: None,
                     high_watermark: hw.0,
