@@ -1,9 +1,9 @@
 """Tiered-storage benchmark (driven by bench/tiering.sh): against moto's S3 server on loopback.
 
-1. Produce throughput with tiering off vs on, same run, alternating, RUNS times: fjord-bench
-   (librdkafka, acks=all, 1 KiB values) produces DURATION s into a 4-partition topic; "on" = the
-   broker uploads closed segments (segment.bytes 16 MiB, local.retention.bytes 64 MiB) while it
-   produces. Medians are reported.
+1. Produce throughput with tiering off vs on vs on with an upload cap (UPLOAD_CAP/s), same run,
+   alternating, RUNS times: fjord-bench (librdkafka, acks=all, 1 KiB values) produces DURATION s
+   into a 4-partition topic; "on" = the broker uploads closed segments (segment.bytes 16 MiB,
+   local.retention.bytes 64 MiB) while it produces. Medians are reported.
 2. Local disk footprint: produce 2 GiB (one partition, 64 KiB values) with
    local.retention.bytes=64MiB, wait until every closed segment is uploaded and local retention ran,
    then measure the partition directory (du).
@@ -37,6 +37,10 @@ DURATION = int(os.environ.get("DURATION", "15"))
 TOTAL_BYTES = int(os.environ.get("TOTAL_MIB", "2048")) << 20
 WORK = Path(os.environ.get("WORK_DIR", "/tmp/fjord-tiering-bench"))
 PORT, HTTP_PORT, S3_PORT = 19292, 19293, 19294
+# moto (the S3 server, on this machine: it shares the 2 vCPUs) or file (object_store's local
+# filesystem: the broker's own remote path without an HTTP server in the way).
+STORE = os.environ.get("STORE", "moto")
+UPLOAD_CAP = os.environ.get("UPLOAD_CAP", "32MiB")
 BOOT = f"127.0.0.1:{PORT}"
 
 
@@ -79,16 +83,20 @@ class Proc:
         self.log.close()
 
 
-def start_broker(data: Path, tiering: bool, prefix: str) -> Proc:
+def start_broker(data: Path, tiering: bool, prefix: str, cap: str | None = None) -> Proc:
     args = [BROKER, "--listen", BOOT, "--data-dir", str(data), "--http-listen", f"127.0.0.1:{HTTP_PORT}",
             "--set", "storage.retention_check_interval=1s"]
     if tiering:
-        for kv in [
-            "tiering.enabled=true", f"tiering.url=s3://bench/{prefix}", f"tiering.endpoint=http://127.0.0.1:{S3_PORT}",
-            "tiering.region=us-east-1", "tiering.access_key_id=k", "tiering.secret_access_key=s",
-            "tiering.allow_http=true", "tiering.cache_max_bytes=1GiB",
-        ]:
+        if STORE == "file":
+            store = [f"tiering.url=file://{WORK}/bucket/{prefix}"]
+        else:
+            store = [f"tiering.url=s3://bench/{prefix}", f"tiering.endpoint=http://127.0.0.1:{S3_PORT}",
+                     "tiering.region=us-east-1", "tiering.access_key_id=k", "tiering.secret_access_key=s",
+                     "tiering.allow_http=true"]
+        for kv in ["tiering.enabled=true", "tiering.cache_max_bytes=1GiB", *store]:
             args += ["--set", kv]
+        if cap:
+            args += ["--set", f"tiering.upload_bytes_per_second={cap}"]
     return Proc(args, WORK / "broker.log", PORT)
 
 
@@ -108,15 +116,16 @@ def du(path: Path) -> int:
 
 
 def produce_throughput() -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {"off": [], "on": []}
+    modes = ("off", "on", "capped")
+    results: dict[str, list[float]] = {m: [] for m in modes}
     for run in range(1, RUNS + 1):
-        for mode in ("off", "on"):
+        for mode in modes:
             data = WORK / f"produce-{mode}-{run}"
-            b = start_broker(data, mode == "on", f"produce-{run}")
+            b = start_broker(data, mode != "off", f"produce-{mode}-{run}", UPLOAD_CAP if mode == "capped" else None)
             try:
                 topic = f"bench-{mode}"
                 conf = {"segment.bytes": str(16 << 20)}
-                if mode == "on":
+                if mode != "off":
                     conf.update({"remote.storage.enable": "true", "local.retention.bytes": str(64 << 20)})
                 create_topic(topic, 4, conf)
                 out = subprocess.run([BENCH, "--bootstrap", BOOT, "--topic", topic, "--no-create-topic", "--keep-topic",
@@ -127,10 +136,10 @@ def produce_throughput() -> dict[str, list[float]]:
                 mib = float(kv["mib_s"])
                 results[mode].append(mib)
                 extra = ""
-                if mode == "on":
+                if mode != "off":
                     st = tiering_state(topic)
                     extra = f" (uploaded during the run: {sum(s['remote_bytes'] for s in st) / 2**20:.0f} MiB)"
-                log(f"run {run} tiering {mode:3}: produce {mib:.1f} MiB/s, ack p99 {kv['ack_p99_ms']} ms{extra}")
+                log(f"run {run} tiering {mode:6}: produce {mib:.1f} MiB/s, ack p99 {kv['ack_p99_ms']} ms{extra}")
             finally:
                 b.stop()
     return results
@@ -196,7 +205,7 @@ def footprint_and_catch_up() -> None:
                 f"first record after {first * 1000:.0f} ms")
         finally:
             b.stop()
-    log(f"MEDIAN catch-up read {statistics.median(rates):.1f} MiB/s, first-byte latency "
+    log(f"MEDIAN ({STORE}) catch-up read {statistics.median(rates):.1f} MiB/s, first-byte latency "
         f"{statistics.median(firsts):.0f} ms over {RUNS} runs")
 
 
@@ -210,8 +219,9 @@ def main() -> None:
         phases = os.environ.get("PHASES", "produce catchup").split()
         if "produce" in phases:
             r = produce_throughput()
-            off, on = statistics.median(r["off"]), statistics.median(r["on"])
-            log(f"MEDIAN produce tiering off {off:.1f} MiB/s, on {on:.1f} MiB/s ({(on / off - 1) * 100:+.1f} %)")
+            off, on, capped = (statistics.median(r[m]) for m in ("off", "on", "capped"))
+            log(f"MEDIAN produce ({STORE}) tiering off {off:.1f} MiB/s, on {on:.1f} MiB/s ({(on / off - 1) * 100:+.1f} %), "
+                f"on with upload cap {UPLOAD_CAP}/s {capped:.1f} MiB/s ({(capped / off - 1) * 100:+.1f} %)")
         if "catchup" in phases:
             footprint_and_catch_up()
     finally:

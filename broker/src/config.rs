@@ -117,7 +117,7 @@ impl Default for TieringConfig {
             upload_interval: Duration::from_secs(1),
             upload_concurrency: 4,
             upload_bytes_per_second: ByteSize::b(0),
-            chunk_size: ByteSize::mib(4),
+            chunk_size: ByteSize::mib(16),
             cache_dir: None,
             cache_max_bytes: ByteSize::gib(1),
         }

@@ -23,6 +23,8 @@ const MAX_CACHED_METAS: usize = 4096;
 /// Most recently used chunks also kept in memory, so consecutive fetches from one chunk do not
 /// re-read it from the disk cache each time.
 const HOT_CHUNKS: usize = 8;
+/// Chunks downloaded ahead of a sequential reader.
+const READ_AHEAD: u64 = 2;
 
 /// Counters for /metrics.
 #[derive(Debug, Default)]
@@ -431,6 +433,10 @@ impl<'a> ChunkCursor<'a> {
             let chunk = self.load(a).await?;
             return Ok(chunk.slice((from - a * cs) as usize..(to - a * cs) as usize));
         }
+        // Later chunks download concurrently while the first is awaited.
+        for i in a + 1..=b {
+            self.prefetch(i);
+        }
         let mut out = BytesMut::with_capacity((to - from) as usize);
         for i in a..=b {
             let chunk = self.load(i).await?;
@@ -452,14 +458,20 @@ impl<'a> ChunkCursor<'a> {
         Ok(h)
     }
 
-    /// Starts downloading the chunk after `pos` in the background if it is not cached.
+    /// Starts downloading the READ_AHEAD chunks after `pos` in the background (those not cached).
     fn prefetch_after(&self, pos: u64) {
         let next = pos.div_ceil(self.chunk_bytes());
+        for i in next..next + READ_AHEAD {
+            self.prefetch(i);
+        }
+    }
+
+    fn prefetch(&self, next: u64) {
         if next * self.chunk_bytes() >= self.info.footer.data_len {
             return;
         }
         let key = format!("{}.{next}", self.seg.name);
-        if self.reader.lru.lock().entries.contains_key(&key) {
+        if self.reader.lru.lock().entries.contains_key(&key) || self.reader.inflight.lock().contains_key(&key) {
             return;
         }
         let reader = Arc::clone(self.reader);
