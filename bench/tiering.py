@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -142,7 +143,24 @@ def produce_throughput() -> dict[str, list[float]]:
                 log(f"run {run} tiering {mode:6}: produce {mib:.1f} MiB/s, ack p99 {kv['ack_p99_ms']} ms{extra}")
             finally:
                 b.stop()
+                # Free the disk and the S3 server's memory (moto keeps objects in RAM).
+                shutil.rmtree(data, ignore_errors=True)
+                clear_bucket(f"produce-{mode}-{run}")
     return results
+
+
+def clear_bucket(prefix: str) -> None:
+    if STORE == "file":
+        shutil.rmtree(WORK / "bucket" / prefix, ignore_errors=True)
+        return
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
+                      aws_access_key_id="k", aws_secret_access_key="s")
+    while True:
+        r = s3.list_objects_v2(Bucket="bench", Prefix=prefix + "/")
+        keys = [{"Key": o["Key"]} for o in r.get("Contents", [])]
+        if not keys:
+            return
+        s3.delete_objects(Bucket="bench", Delete={"Objects": keys})
 
 
 def footprint_and_catch_up() -> None:
@@ -169,6 +187,10 @@ def footprint_and_catch_up() -> None:
     st = wait(lambda: (s := tiering_state(topic)) and s[0]["upload_lag_segments"] == 0
               and s[0]["local_bytes"] <= (64 + 16) << 20 and s, 900, "uploads and local retention")[0]
     part = data / f"{topic}-0"
+    # Deleted segment files are truncated away in the background: wait for them to go.
+    deadline = time.monotonic() + 60
+    while du(part) > (64 + 2 * 16) << 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
     log(f"uploads caught up {time.monotonic() - t1:.1f} s after the last ack; remote {st['remote_bytes'] / 2**20:.0f} MiB "
         f"in {st['remote_segments']} segments, local log start {st['local_log_start_offset']} of {st['high_watermark']}")
     log(f"local disk footprint after {n * len(value) / 2**30:.2f} GiB with local.retention.bytes=64MiB: "
@@ -205,8 +227,30 @@ def footprint_and_catch_up() -> None:
                 f"first record after {first * 1000:.0f} ms")
         finally:
             b.stop()
+    shutil.rmtree(data, ignore_errors=True)
+    clear_bucket("catchup")
     log(f"MEDIAN ({STORE}) catch-up read {statistics.median(rates):.1f} MiB/s, first-byte latency "
         f"{statistics.median(firsts):.0f} ms over {RUNS} runs")
+    # Baseline: the same client's time to first record on local (untiered) data.
+    b = start_broker(WORK / "baseline", False, "baseline")
+    try:
+        p = Producer({"bootstrap.servers": BOOT})
+        for _ in range(1000):
+            p.produce("bench-local", b"x" * 1000, partition=0)
+        assert p.flush(30) == 0
+        local = []
+        for _ in range(RUNS):
+            c = Consumer({"bootstrap.servers": BOOT, "group.id": "bench", "enable.auto.commit": False})
+            c.assign([TopicPartition("bench-local", 0, OFFSET_BEGINNING)])
+            start = time.monotonic()
+            while not c.consume(num_messages=10, timeout=1.0):
+                pass
+            local.append((time.monotonic() - start) * 1000)
+            c.close()
+        log(f"baseline: first record from local data after {statistics.median(local):.0f} ms (median of {RUNS})")
+    finally:
+        b.stop()
+        shutil.rmtree(WORK / "baseline", ignore_errors=True)
 
 
 def main() -> None:
