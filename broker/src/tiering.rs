@@ -619,6 +619,33 @@ impl Tiering {
         Ok(())
     }
 
+    /// DeleteRecords on a tiered partition: advances the remote log start to `offset` with a
+    /// manifest commit (phase one); segments wholly below move to `deleting` and the upload loop
+    /// deletes their objects (phase two).
+    pub async fn delete_records(&self, remote: &RemoteLog, offset: i64, epoch: i32) -> fjord_tiering::Result<()> {
+        let mut w = remote.writer.lock().await;
+        let Some(current) = w.current.as_mut() else {
+            return Err(fjord_tiering::Error::Config(
+                "remote manifest not loaded yet (object store unreachable?)".to_string(),
+            ));
+        };
+        if offset <= current.manifest.log_start_offset {
+            return Ok(());
+        }
+        let k = current
+            .manifest
+            .segments
+            .iter()
+            .take_while(|s| s.next_offset <= offset)
+            .count();
+        let mut next = retention::phase_one(&current.manifest, k);
+        next.log_start_offset = next.log_start_offset.max(offset);
+        next.leader_epoch = epoch;
+        self.store.commit_manifest(current, next).await?;
+        remote.publish(&current.manifest);
+        Ok(())
+    }
+
     /// Reads below the local log start: whole batches from the remote segment holding `offset`.
     pub async fn read(
         &self,

@@ -384,3 +384,30 @@ def test_deleting_a_topic_deletes_its_remote_data(broker, s3):
     a = admin(broker.bootstrap)
     a.delete_topics([topic], request_timeout=15)[topic].result(timeout=20)
     wait_until(lambda: not any(f"/{tid}/" in k for k in s3.keys("main/")), 30, "remote objects deleted")
+
+
+def test_delete_records_moves_the_remote_log_start(broker, s3):
+    topic = tiered_topic(broker, "tier-dr")
+    recs = records(0, 300)
+    produce_in_order(broker, topic, recs)
+    state = wait_tiered(broker, topic, "segments remote, local deleted",
+                        lambda s: s["remote_segments"] >= 6 and s["local_log_start_offset"] > 200)
+    target = 100  # inside the remote range
+    a = admin(broker.bootstrap)
+    done = a.delete_records([TopicPartition(topic, 0, target)], request_timeout=15)
+    list(done.values())[0].result(timeout=20)
+    assert watermarks(broker.bootstrap, topic)[0] == target
+    assert list_offsets(broker, topic, -2)[2] == target
+    msgs = consume(broker.bootstrap, topic, [0], len(recs) - target)
+    assert_identical(msgs, recs[target:], start=target)
+    # The objects wholly below the new start are deleted by the upload loop (phase two).
+    tid = state["topic_id"].replace("-", "")
+    manifest_key = [k for k in s3.keys("main/") if k.endswith(f"/{tid}/0/manifest.json")][0]
+
+    def settled():
+        m = json.loads(s3.s3.get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read())
+        objects = {k.rsplit("/", 1)[1] for k in s3.keys("main/") if f"/{tid}/0/segments/" in k}
+        return (not m["deleting"] and m["log_start_offset"] == target
+                and m["segments"][0]["next_offset"] > target
+                and objects == {x["name"] for x in m["segments"]})
+    wait_until(settled, 30, "objects below the new log start deleted")
