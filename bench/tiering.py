@@ -38,10 +38,12 @@ DURATION = int(os.environ.get("DURATION", "15"))
 TOTAL_BYTES = int(os.environ.get("TOTAL_MIB", "2048")) << 20
 WORK = Path(os.environ.get("WORK_DIR", "/tmp/fjord-tiering-bench"))
 PORT, HTTP_PORT, S3_PORT = 19292, 19293, 19294
-# moto (the S3 server, on this machine: it shares the 2 vCPUs) or file (object_store's local
-# filesystem: the broker's own remote path without an HTTP server in the way).
+# moto (Python S3 server, on this machine: it shares the 2 vCPUs), s3s (s3s-fs 0.14.1, a Rust S3
+# server on a local folder; S3S_BIN, install with `cargo install s3s-fs --version 0.14.1 --locked
+# --features binary`) or file (object_store's local filesystem: no HTTP server in the way).
 STORE = os.environ.get("STORE", "moto")
 UPLOAD_CAP = os.environ.get("UPLOAD_CAP", "32MiB")
+S3S_BIN = os.environ.get("S3S_BIN", "/tmp/s3s-root/bin/s3s-fs")
 BOOT = f"127.0.0.1:{PORT}"
 
 
@@ -153,6 +155,9 @@ def clear_bucket(prefix: str) -> None:
     if STORE == "file":
         shutil.rmtree(WORK / "bucket" / prefix, ignore_errors=True)
         return
+    if STORE == "s3s":
+        shutil.rmtree(WORK / "s3s" / "bench" / prefix, ignore_errors=True)
+        return
     s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
                       aws_access_key_id="k", aws_secret_access_key="s")
     while True:
@@ -255,11 +260,17 @@ def footprint_and_catch_up() -> None:
 
 def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
-    s3 = Proc([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(S3_PORT)],
-              WORK / "moto.log", S3_PORT)
+    if STORE == "s3s":
+        (WORK / "s3s" / "bench").mkdir(parents=True, exist_ok=True)
+        s3 = Proc([S3S_BIN, "--host", "127.0.0.1", "--port", str(S3_PORT), "--access-key", "k", "--secret-key", "s",
+                   str(WORK / "s3s")], WORK / "s3s.log", S3_PORT)
+    else:
+        s3 = Proc([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(S3_PORT)],
+                  WORK / "moto.log", S3_PORT)
     try:
-        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
-                     aws_access_key_id="k", aws_secret_access_key="s").create_bucket(Bucket="bench")
+        if STORE != "s3s":
+            boto3.client("s3", endpoint_url=f"http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
+                         aws_access_key_id="k", aws_secret_access_key="s").create_bucket(Bucket="bench")
         phases = os.environ.get("PHASES", "produce catchup").split()
         if "produce" in phases:
             r = produce_throughput()

@@ -2,7 +2,7 @@
 # Tiered-storage benchmark: `bash bench/tiering.sh` (method in bench/tiering.py, results in
 # BENCHMARKS.md). Needs the release broker and fjord-bench (built here if missing; fjord-bench
 # builds librdkafka) and moto's S3 server from the test venv (.venv, made by scripts/test.sh).
-# Environment: RUNS=3 DURATION=15 TOTAL_MIB=2048 PHASES="produce catchup" STORE=moto|file UPLOAD_CAP=32MiB
+# Environment: RUNS=3 DURATION=15 TOTAL_MIB=2048 PHASES="produce catchup" STORE=moto|s3s|file UPLOAD_CAP=32MiB
 #              WORK_DIR=/tmp/fjord-tiering-bench
 #              FJORD_BIN, BENCH_BIN (default target/release/...), VENV=.venv
 set -euo pipefail
