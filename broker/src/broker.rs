@@ -32,6 +32,8 @@ pub struct Broker {
     pub read_buffers: Arc<BufferPool>,
     /// Producer ids for InitProducerId.
     pub producer_ids: ProducerIdAllocator,
+    /// Tiered storage, when `tiering.enabled`.
+    pub tiering: Option<Arc<crate::tiering::Tiering>>,
     shutting_down: AtomicBool,
 }
 
@@ -45,6 +47,7 @@ impl Broker {
             .context("opening the metadata log")?;
         let metrics = Metrics::new(config.http.per_partition_metrics);
         let replicas = ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?;
+        let tiering = crate::tiering::Tiering::open(&config).context("opening tiered storage")?;
         let image = metadata.image();
         replicas.sync_with_image(&image).context("opening partition logs")?;
         tracing::info!(%cluster_id, node_id = config.node_id, topics = image.topic_count(),
@@ -59,6 +62,7 @@ impl Broker {
             groups,
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
             producer_ids: ProducerIdAllocator::default(),
+            tiering,
             shutting_down: AtomicBool::new(false),
         }))
     }

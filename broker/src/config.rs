@@ -68,6 +68,7 @@ pub struct BrokerConfig {
     pub cleaner: LogCleanerConfig,
     pub groups: GroupConfig,
     pub producers: ProducerConfig,
+    pub tiering: TieringConfig,
 }
 
 /// Idempotent producers.
@@ -83,6 +84,63 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             id_expiration_ms: 86_400_000,
+        }
+    }
+}
+
+/// Tiered storage (Kafka `remote.log.storage.system.enable` and friends): closed segments of
+/// topics with `remote.storage.enable=true` go to an object store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TieringConfig {
+    /// Broker switch for tiered storage.
+    pub enabled: bool,
+    /// Object store: `s3://bucket/prefix`, `file:///dir` or `memory://` (tests).
+    pub url: String,
+    /// S3 endpoint of an S3-compatible server; unset = AWS (or `AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// S3 region; unset = `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// Credentials; unset = the standard AWS environment variables.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-http endpoint.
+    pub allow_http: bool,
+    /// Timeout of one object-store request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How often partitions are checked for segments to upload and remote retention.
+    #[serde(with = "humantime_serde")]
+    pub upload_interval: Duration,
+    /// Partitions uploading at the same time.
+    pub upload_concurrency: usize,
+    /// Upload bandwidth cap over all partitions (0 = unlimited).
+    pub upload_bytes_per_second: ByteSize,
+    /// Remote reads fetch and checksum objects in chunks of this size.
+    pub chunk_size: ByteSize,
+    /// Read-cache directory; unset = `<data_dir>/.remote-cache`. Emptied at start.
+    pub cache_dir: Option<PathBuf>,
+    /// Read-cache size cap (least recently used chunks are evicted).
+    pub cache_max_bytes: ByteSize,
+}
+
+impl Default for TieringConfig {
+    fn default() -> Self {
+        TieringConfig {
+            enabled: false,
+            url: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            request_timeout: Duration::from_secs(30),
+            upload_interval: Duration::from_secs(1),
+            upload_concurrency: 4,
+            upload_bytes_per_second: ByteSize::b(0),
+            chunk_size: ByteSize::mib(16),
+            cache_dir: None,
+            cache_max_bytes: ByteSize::gib(1),
         }
     }
 }
@@ -423,6 +481,8 @@ impl BrokerConfig {
             ),
             ("storage.checkpoint_interval", self.storage.checkpoint_interval),
             ("cleaner.backoff", self.cleaner.backoff),
+            ("tiering.upload_interval", self.tiering.upload_interval),
+            ("tiering.request_timeout", self.tiering.request_timeout),
         ] {
             if d.is_zero() {
                 problems.push(format!("{name} must be greater than zero"));
@@ -430,6 +490,17 @@ impl BrokerConfig {
         }
         if self.cleaner.dedupe_buffer_size.as_u64() < 1024 * 1024 {
             problems.push("cleaner.dedupe_buffer_size must be at least 1 MiB".to_string());
+        }
+        let tiering = &self.tiering;
+        if tiering.enabled && tiering.url.is_empty() {
+            problems
+                .push("tiering.enabled needs tiering.url (s3://bucket/prefix, file:///dir or memory://)".to_string());
+        }
+        if tiering.upload_concurrency == 0 {
+            problems.push("tiering.upload_concurrency must be at least 1".to_string());
+        }
+        if tiering.chunk_size.as_u64() < 64 * 1024 || tiering.chunk_size.as_u64() > 256 * 1024 * 1024 {
+            problems.push("tiering.chunk_size must be between 64 KiB and 256 MiB".to_string());
         }
         if problems.is_empty() {
             Ok(())

@@ -129,6 +129,13 @@ fn metadata_failure(error: fjord_metadata::Error) -> ApiError {
 }
 
 impl Broker {
+    /// Per-key checks plus the cross-key rules (tiered storage) of a topic's config overrides.
+    fn validate_topic_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+        validate_configs(configs)?;
+        topic_config::validate_tiering(&self.config.topics, configs, self.config.tiering.enabled)
+            .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
+    }
+
     /// Creates one topic (or only validates it). Idempotence is the caller's business: an
     /// existing name is TOPIC_ALREADY_EXISTS.
     pub fn create_topic(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
@@ -164,7 +171,7 @@ impl Broker {
                 "replica assignments and num_partitions disagree",
             ));
         }
-        validate_configs(&topic.configs)?;
+        self.validate_topic_configs(&topic.configs)?;
         let node = self.node_id();
         let (image, created) = self
             .metadata
@@ -332,7 +339,7 @@ impl Broker {
                         }
                     }
                 }
-                if let Err(e) = validate_configs(&next) {
+                if let Err(e) = self.validate_topic_configs(&next) {
                     return refused(e);
                 }
                 if validate_only {

@@ -17,6 +17,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/tiering", get(tiering))
         .with_state(broker);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -36,6 +37,27 @@ async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         body,
+    )
+}
+
+/// Per-partition tiered-storage state as JSON (local and remote log start, remote end, bytes,
+/// upload lag); an empty list when no topic is tiered.
+async fn tiering(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
+    let states = broker
+        .blocking(|b| {
+            let mut states: Vec<_> = b
+                .replicas
+                .all()
+                .iter()
+                .filter_map(|p| crate::tiering::partition_state(p))
+                .collect();
+            states.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            states
+        })
+        .await;
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string_pretty(&states).unwrap_or_default(),
     )
 }
 

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod network;
 pub mod producer_ids;
 pub mod replication;
+pub mod tiering;
 pub mod topic_config;
 
 use std::sync::Arc;
@@ -85,6 +86,10 @@ pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
     );
     let cleaner = replication::cleaner::LogCleaner::start(broker.clone()).context("starting the log cleaner")?;
     tokio::spawn(group::run(broker.clone(), shutdown_rx.clone()));
+    if let Some(tiering) = broker.tiering.clone() {
+        tiering.load_all(&broker).await;
+        tokio::spawn(tiering.run(broker.clone(), shutdown_rx.clone()));
+    }
     let (host, port) = broker.config.advertised_listener();
     tracing::info!(%listen, advertised = %format!("{host}:{port}"), "serving the kafka protocol");
     let server = tokio::spawn(network::serve(listener, broker.clone(), shutdown_rx));

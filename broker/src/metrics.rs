@@ -76,6 +76,8 @@ pub struct Metrics {
     group_lag: Family<GroupLabel, Gauge>,
     group_partition_lag: Family<GroupPartitionLabel, Gauge>,
     per_partition: bool,
+    /// Tiered-storage series.
+    pub tiering: crate::tiering::TieringMetrics,
     scrape: Mutex<()>,
     cleaner: CleanerMetrics,
 }
@@ -258,7 +260,9 @@ impl Metrics {
                 group_partition_lag.clone(),
             );
         }
+        let tiering = crate::tiering::TieringMetrics::register(&mut registry);
         Arc::new(Metrics {
+            tiering,
             registry,
             group_lag,
             group_partition_lag,

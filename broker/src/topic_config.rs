@@ -459,6 +459,66 @@ pub fn flush_policy(defaults: &TopicDefaults, overrides: &BTreeMap<String, Strin
     (get("flush.messages"), get("flush.ms"))
 }
 
+/// True if the topic tiers its closed segments (`remote.storage.enable`).
+pub fn remote_storage_enabled(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>) -> bool {
+    effective(defaults, overrides, "remote.storage.enable").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// Effective local retention of a tiered topic: (`local.retention.ms`, `local.retention.bytes`),
+/// where -2 means "same as `retention.*`" and `None` is unlimited.
+pub fn local_retention(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>) -> (Option<i64>, Option<u64>) {
+    let get = |name: &str| effective(defaults, overrides, name).and_then(|v| v.trim().parse::<i64>().ok());
+    let resolve = |local: Option<i64>, total: Option<i64>| match local {
+        Some(-2) | None => total.filter(|v| *v >= 0),
+        Some(v) if v >= 0 => Some(v),
+        _ => None,
+    };
+    let ms = resolve(get("local.retention.ms"), get("retention.ms"));
+    let bytes = resolve(get("local.retention.bytes"), get("retention.bytes")).map(|v| v as u64);
+    (ms, bytes)
+}
+
+/// Cross-key rules for tiered storage (Kafka's): `local.retention.*` must not exceed
+/// `retention.*` (-2 = the same, -1 = unlimited, allowed only if the total is unlimited), tiering
+/// needs the broker switch and a delete-only cleanup policy. The error text is what clients see.
+pub fn validate_tiering(
+    defaults: &TopicDefaults,
+    overrides: &BTreeMap<String, String>,
+    broker_tiering_enabled: bool,
+) -> Result<(), String> {
+    let get = |name: &str| effective(defaults, overrides, name).and_then(|v| v.trim().parse::<i64>().ok());
+    for (local_name, total_name) in [
+        ("local.retention.ms", "retention.ms"),
+        ("local.retention.bytes", "retention.bytes"),
+    ] {
+        let (Some(local), Some(total)) = (get(local_name), get(total_name)) else {
+            continue;
+        };
+        let ok = match (local, total) {
+            (-2, _) => true,
+            (_, -1) => true,
+            (-1, _) => false,
+            (l, t) => l <= t,
+        };
+        if !ok {
+            return Err(format!(
+                "{local_name} ({local}) must be -2 or not larger than {total_name} ({total})"
+            ));
+        }
+    }
+    if remote_storage_enabled(defaults, overrides) {
+        if !broker_tiering_enabled {
+            return Err(
+                "remote.storage.enable=true needs tiered storage enabled on the broker (tiering.enabled)".to_string(),
+            );
+        }
+        if effective(defaults, overrides, "cleanup.policy").is_some_and(|v| v.contains("compact")) {
+            return Err("remote.storage.enable=true is not supported with cleanup.policy=compact".to_string());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,5 +606,36 @@ mod tests {
             &BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
         );
         assert!(compact_only.cleanup_policy.compact && !compact_only.cleanup_policy.delete);
+    }
+
+    #[test]
+    fn tiering_rules_refuse_local_retention_above_total_and_tiering_without_the_switch() {
+        let d = TopicDefaults::default();
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert!(validate_tiering(&d, &map(&[]), false).is_ok());
+        let tiered = map(&[("remote.storage.enable", "true"), ("local.retention.bytes", "1000")]);
+        assert!(validate_tiering(&d, &tiered, true).is_ok());
+        assert!(
+            validate_tiering(&d, &tiered, false)
+                .expect_err("switch")
+                .contains("tiering.enabled")
+        );
+        let too_big = map(&[("retention.ms", "1000"), ("local.retention.ms", "2000")]);
+        assert!(
+            validate_tiering(&d, &too_big, true)
+                .expect_err("bigger")
+                .contains("local.retention.ms")
+        );
+        let unlimited_local = map(&[("retention.ms", "1000"), ("local.retention.ms", "-1")]);
+        assert!(validate_tiering(&d, &unlimited_local, true).is_err());
+        let compact = map(&[("remote.storage.enable", "true"), ("cleanup.policy", "compact")]);
+        assert!(validate_tiering(&d, &compact, true).is_err());
+        // -2 follows retention.*; explicit values stand; -1 is unlimited.
+        let same = map(&[("retention.ms", "5000"), ("retention.bytes", "-1")]);
+        assert_eq!(local_retention(&d, &same), (Some(5000), None));
+        let own = map(&[("local.retention.ms", "10"), ("local.retention.bytes", "64")]);
+        assert_eq!(local_retention(&d, &own), (Some(10), Some(64)));
     }
 }

@@ -1,4 +1,5 @@
-//! DeleteRecords (key 21): advance a partition's log start offset (-1 = to the high watermark).
+//! DeleteRecords (key 21): advance a partition's log start offset (-1 = to the high watermark);
+//! on a tiered partition the remote log start too.
 
 use std::sync::Arc;
 
@@ -38,10 +39,24 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) 
                             if target.0 < 0 || target > log.high_watermark() {
                                 return result.with_error_code(ResponseError::OffsetOutOfRange.code());
                             }
-                            match log.delete_records_before(target) {
-                                Ok(low) => result.with_low_watermark(low.0),
-                                Err(error) => result.with_error_code(storage_error_code(&error).code()),
+                            let local = log.delete_records_before(target);
+                            drop(log);
+                            let low = match local {
+                                Ok(low) => low,
+                                Err(error) => return result.with_error_code(storage_error_code(&error).code()),
+                            };
+                            // Tiered: the remote log start moves too (a manifest commit).
+                            if let (Some(tiering), Some(remote)) = (broker.tiering.as_ref(), partition.remote()) {
+                                let epoch = partition.leader_epoch().0;
+                                let remote_done = tokio::runtime::Handle::current()
+                                    .block_on(tiering.delete_records(&remote, target.0, epoch));
+                                if let Err(error) = remote_done {
+                                    tracing::error!(topic = %partition.topic, partition = p.partition_index, %error,
+                                        "cannot advance the remote log start");
+                                    return result.with_error_code(ResponseError::KafkaStorageError.code());
+                                }
                             }
+                            result.with_low_watermark(crate::tiering::log_start_offset(&partition, low).0)
                         })
                         .collect();
                     DeleteRecordsTopicResult::default()

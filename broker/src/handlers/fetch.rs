@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use super::errors::storage_error_code;
 use crate::broker::Broker;
 use crate::replication::Partition;
+use crate::tiering::RemoteLog;
 
 /// One requested partition and what was found for it.
 struct Wanted {
@@ -34,6 +35,16 @@ struct Planned {
     high_watermark: i64,
     log_start_offset: i64,
     plan: Option<ReadPlan>,
+    /// A read below the local log start, served from tiered storage.
+    remote: Option<RemoteRead>,
+}
+
+#[derive(Clone)]
+struct RemoteRead {
+    remote: Arc<RemoteLog>,
+    offset: i64,
+    max_bytes: usize,
+    min_one_batch: bool,
 }
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
@@ -95,24 +106,35 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
         }
         let planned = plan_reads(&wanted, max_bytes);
         let total: usize = planned.iter().filter_map(|p| p.plan.as_ref()).map(ReadPlan::len).sum();
-        let any_error = planned.iter().any(|p| p.error.is_some());
+        let any_error = planned.iter().any(|p| p.error.is_some() || p.remote.is_some());
         if total >= min_bytes || any_error || Instant::now() >= deadline || broker.is_shutting_down() {
             let plans: Vec<Option<ReadPlan>> = planned.iter().map(|p| p.plan.clone()).collect();
-            let data = broker
-                .blocking(move |b| {
-                    plans
-                        .into_iter()
-                        .map(|p| p.map(|p| b.read_buffers.read(&p)))
-                        .collect::<Vec<_>>()
-                })
-                .await;
-            break (planned, data);
+            let local = broker.blocking(move |b| {
+                plans
+                    .into_iter()
+                    .map(|p| p.map(|p| b.read_buffers.read(&p)))
+                    .collect::<Vec<_>>()
+            });
+            // Remote reads of all partitions run concurrently with each other and the local reads.
+            let remote = futures_util::future::join_all(planned.iter().map(|p| read_remote(broker, p.remote.clone())));
+            let (data, remote) = tokio::join!(local, remote);
+            break (planned, (data, remote));
         }
         let _ = tokio::time::timeout_at(deadline.into(), waiter.notified()).await;
     };
     let read_committed = request.isolation_level == 1;
-    for ((w, planned), data) in wanted.iter().zip(planned).zip(data) {
+    let (data, remote_data) = data;
+    for (((w, planned), data), remote) in wanted.iter().zip(planned).zip(data).zip(remote_data) {
         let mut error = planned.error;
+        let data = match remote {
+            Some(Ok(bytes)) => Some(Ok(bytes)),
+            Some(Err(e)) => {
+                tracing::error!(partition = w.index, offset = w.fetch_offset, error = %e, "remote fetch failed");
+                error = Some(ResponseError::KafkaStorageError);
+                None
+            }
+            None => data,
+        };
         let records = match data {
             Some(Ok(bytes)) => bytes,
             Some(Err(e)) => {
@@ -161,10 +183,11 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                     high_watermark: -1,
                     log_start_offset: -1,
                     plan: None,
+                    remote: None,
                 };
             };
             let log = partition.log.lock();
-            let (log_start, hw) = (log.log_start_offset(), log.high_watermark());
+            let (local_start, hw) = (log.log_start_offset(), log.high_watermark());
             let limit = w.partition_max_bytes.min(remaining);
             let result = if limit == 0 && !first_data {
                 Ok(None)
@@ -172,6 +195,30 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                 log.read(Offset(w.fetch_offset), hw, limit, first_data).map(Some)
             };
             drop(log);
+            let log_start = crate::tiering::log_start_offset(partition, local_start);
+            if w.fetch_offset < local_start.0
+                && (limit > 0 || first_data)
+                && let Some(remote) = partition.remote()
+                && remote.manifest().is_some_and(|m| {
+                    m.start_offset().is_some_and(|s| s <= w.fetch_offset) && m.segment_for(w.fetch_offset).is_some()
+                })
+            {
+                let read = RemoteRead {
+                    remote,
+                    offset: w.fetch_offset,
+                    max_bytes: limit,
+                    min_one_batch: first_data,
+                };
+                remaining = remaining.saturating_sub(limit);
+                first_data = false;
+                return Planned {
+                    error: None,
+                    high_watermark: hw.0,
+                    log_start_offset: log_start.0,
+                    plan: None,
+                    remote: Some(read),
+                };
+            }
             match result {
                 Ok(plan) => {
                     let plan = plan.filter(|p| !p.is_empty());
@@ -184,6 +231,7 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                         high_watermark: hw.0,
                         log_start_offset: log_start.0,
                         plan,
+                        remote: None,
                     }
                 }
                 Err(error) => Planned {
@@ -191,8 +239,21 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                     high_watermark: hw.0,
                     log_start_offset: log_start.0,
                     plan: None,
+                    remote: None,
                 },
             }
         })
         .collect()
+}
+
+/// Serves one partition's read from tiered storage (None if it has no remote read).
+async fn read_remote(broker: &Arc<Broker>, read: Option<RemoteRead>) -> Option<Result<Bytes, fjord_tiering::Error>> {
+    let read = read?;
+    let tiering = broker.tiering.as_ref()?;
+    let started = Instant::now();
+    let result = tiering
+        .read(&read.remote, read.offset, read.max_bytes, read.min_one_batch)
+        .await;
+    broker.metrics.tiering.observe_read(started.elapsed());
+    Some(result)
 }

@@ -1,5 +1,7 @@
-//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4, the
-//! same as earliest until tiering) and by timestamp (first record with timestamp >= target).
+//! ListOffsets (key 2): earliest (-2, the remote log start when older data is tiered), latest
+//! (-1), max timestamp (-3, local data), earliest local (-4, the local log start) and by timestamp
+//! (first record with timestamp >= target, looked up through remote time indexes below the local
+//! log start).
 
 use std::sync::Arc;
 
@@ -50,10 +52,35 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16
     };
     // leader_epoch exists from v4; older versions must leave it at its default (-1).
     let epoch = if version >= 4 { partition.leader_epoch().0 } else { -1 };
+    if timestamp >= 0
+        && let (Some(tiering), Some(remote)) = (broker.tiering.as_ref(), partition.remote())
+    {
+        let local_start = partition.log.lock().log_start_offset().0;
+        // Blocking thread (see `handle`): wait for the remote lookup here.
+        let remote_hit =
+            tokio::runtime::Handle::current().block_on(tiering.offset_for_timestamp(&remote, timestamp, local_start));
+        match remote_hit {
+            Ok(Some((offset, ts))) => {
+                return response
+                    .with_offset(offset.0)
+                    .with_timestamp(ts)
+                    .with_leader_epoch(epoch);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::error!(topic, partition = index, %error, "remote timestamp lookup failed");
+                return response.with_error_code(ResponseError::KafkaStorageError.code());
+            }
+        }
+    }
     let log = partition.log.lock();
     let found = match timestamp {
         LATEST => Ok(Some((log.high_watermark(), -1))),
-        EARLIEST | EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
+        EARLIEST => Ok(Some((
+            crate::tiering::log_start_offset(&partition, log.log_start_offset()),
+            -1,
+        ))),
+        EARLIEST_LOCAL => Ok(Some((log.log_start_offset(), -1))),
         MAX_TIMESTAMP => log.max_timestamp_record(),
         ts if ts >= 0 => log.offset_for_timestamp(ts),
         _ => {

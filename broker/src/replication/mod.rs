@@ -20,6 +20,7 @@ pub use partition::Partition;
 
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
+use crate::tiering::RemoteLog;
 use crate::topic_config;
 
 /// Written at clean shutdown, removed at start: its absence means the logs need recovery.
@@ -174,6 +175,7 @@ impl ReplicaManager {
                     }
                     *existing.flush_messages.lock() = flush_messages;
                     *existing.flush_ms.lock() = flush_ms;
+                    self.sync_remote(&existing, topic);
                     continue;
                 }
                 let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
@@ -198,12 +200,38 @@ impl ReplicaManager {
                 ));
                 *partition.flush_messages.lock() = flush_messages;
                 *partition.flush_ms.lock() = flush_ms;
+                self.sync_remote(&partition, topic);
                 self.partitions
                     .write()
                     .insert((topic.name.clone(), p.partition.0), partition);
             }
         }
         Ok(())
+    }
+
+    /// Tiered-storage state follows the topic's remote.storage.enable (and the broker switch).
+    fn sync_remote(&self, partition: &Partition, topic: &fjord_metadata::TopicImage) {
+        let tiered =
+            self.config.tiering.enabled && topic_config::remote_storage_enabled(&self.config.topics, &topic.configs);
+        if !tiered {
+            if partition.remote().is_some() {
+                tracing::warn!(topic = %topic.name, partition = partition.index,
+                    "tiering disabled for the topic; remote data is no longer served or uploaded");
+            }
+            partition.set_remote(None);
+            return;
+        }
+        let local = topic_config::local_retention(&self.config.topics, &topic.configs);
+        match partition.remote() {
+            Some(remote) => *remote.local_retention.lock() = local,
+            None => partition.set_remote(Some(Arc::new(RemoteLog::new(
+                fjord_tiering::TopicPartition {
+                    topic_id: topic.id.0,
+                    partition: partition.index,
+                },
+                local,
+            )))),
+        }
     }
 
     /// Makes sure `dir` belongs to `topic_id` (Kafka's partition.metadata): a directory left by an
@@ -245,7 +273,15 @@ impl ReplicaManager {
     pub fn apply_retention(&self, metrics: &Metrics) {
         let now = crate::clock::now_ms();
         for p in self.all() {
-            let outcome = p.log.lock().apply_retention(now);
+            // Tiered: local.retention.*, and never past what the remote manifest holds (invariant 3).
+            let outcome = match p.remote() {
+                Some(remote) => {
+                    let (ms, bytes) = *remote.local_retention.lock();
+                    let committed = remote.committed_end();
+                    p.log.lock().apply_local_retention(now, ms, bytes, committed)
+                }
+                None => p.log.lock().apply_retention(now),
+            };
             match outcome {
                 Ok(o) if o.segments_deleted > 0 => {
                     metrics.retention_deleted(o.segments_deleted as u64, o.bytes_deleted);

@@ -9,6 +9,8 @@ use fjord_storage::{LeaderEpoch, Log, Offset};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::tiering::RemoteLog;
+
 /// A partition led by this broker (single node: every partition).
 #[derive(Debug)]
 pub struct Partition {
@@ -23,6 +25,8 @@ pub struct Partition {
     /// Set while the partition sits in the flusher's dirty list.
     pub(crate) dirty: AtomicBool,
     waiters: Mutex<Vec<Weak<Notify>>>,
+    /// Tiered-storage state; Some while the topic has remote.storage.enable=true.
+    remote: parking_lot::RwLock<Option<Arc<RemoteLog>>>,
 }
 
 impl Partition {
@@ -37,7 +41,17 @@ impl Partition {
             flush_ms: Mutex::new(None),
             dirty: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
+            remote: parking_lot::RwLock::new(None),
         }
+    }
+
+    /// The partition's tiered-storage state, if the topic is tiered.
+    pub fn remote(&self) -> Option<Arc<RemoteLog>> {
+        self.remote.read().clone()
+    }
+
+    pub(crate) fn set_remote(&self, remote: Option<Arc<RemoteLog>>) {
+        *self.remote.write() = remote;
     }
 
     pub fn leader_epoch(&self) -> LeaderEpoch {

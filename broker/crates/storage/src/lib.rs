@@ -27,6 +27,9 @@ pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
 pub use log::cleaner::{CleanStats, CleanerConfig, CleanupPolicy, CompactionConfig, Throttler, clean_log};
-pub use log::{AppendInfo, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType};
+pub use log::{
+    AppendInfo, ClosedSegment, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType,
+    first_record_at_or_after,
+};
 pub use producer_state::{BatchMetadata, NUM_BATCHES_TO_RETAIN, ProducerId, ProducerStateEntry, last_sequence};
 pub use types::{LeaderEpoch, Offset};

@@ -1353,5 +1353,9 @@ fn pending_dir(dir: &Path) -> Arc<PendingSync> {
     })
 }
 
+mod remote;
+
+pub use remote::{ClosedSegment, first_record_at_or_after};
+
 #[cfg(test)]
 mod tests;
