@@ -1,7 +1,9 @@
 """Log compaction against the real broker with third-party clients: a cleanup.policy=compact topic
-keeps the latest value per key (read back with confluent-kafka and kafka-python), tombstones
-disappear after delete.retention.ms, a kill -9 during cleaning loses no latest value, and a
-keyless record on a compacted topic is refused with INVALID_RECORD (87)."""
+keeps the latest value per key (read back with confluent-kafka and kafka-python), every producer
+codec is kept, tombstones disappear after delete.retention.ms, a kill -9 during cleaning loses no
+latest value, a keyless record on a compacted topic is refused with INVALID_RECORD (87), the
+compacted __consumer_offsets still yields the latest commit, and an idempotent producer's last
+batch survives compaction so the producer carries on."""
 
 from __future__ import annotations
 
