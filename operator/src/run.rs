@@ -14,6 +14,7 @@ use fjord_crds::{Cluster, Topic};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -45,22 +46,86 @@ pub struct Settings {
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 const ERROR_REQUEUE: Duration = Duration::from_secs(30);
 
-async fn reconcile_cluster(obj: Arc<Cluster>, ctx: Arc<Context>) -> Result<Action> {
+/// The Cluster reconcile as the controller runs it: objects that cannot be read are reported.
+pub async fn reconcile_cluster(guard: Arc<DeserializeGuard<Cluster>>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "Cluster", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
-    let result = crate::cluster::reconcile::reconcile(obj, ctx.clone())
-        .instrument(span)
-        .await;
+    let result = match &guard.0 {
+        Ok(obj) => {
+            let span = tracing::info_span!("reconcile", kind = "Cluster", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
+            crate::cluster::reconcile::reconcile(Arc::new(obj.clone()), ctx.clone())
+                .instrument(span)
+                .await
+        }
+        Err(invalid) => report_invalid::<Cluster>(invalid, &ctx).await,
+    };
     ctx.metrics.reconciled("Cluster", start.elapsed());
     result
 }
 
-async fn reconcile_topic(obj: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
+/// The Topic reconcile as the controller runs it: objects that cannot be read are reported.
+pub async fn reconcile_topic(guard: Arc<DeserializeGuard<Topic>>, ctx: Arc<Context>) -> Result<Action> {
     let start = Instant::now();
-    let span = tracing::info_span!("reconcile", kind = "Topic", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
-    let result = crate::topic::reconcile(obj, ctx.clone()).instrument(span).await;
+    let result = match &guard.0 {
+        Ok(obj) => {
+            let span = tracing::info_span!("reconcile", kind = "Topic", name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default());
+            crate::topic::reconcile(Arc::new(obj.clone()), ctx.clone())
+                .instrument(span)
+                .await
+        }
+        Err(invalid) => report_invalid::<Topic>(invalid, &ctx).await,
+    };
     ctx.metrics.reconciled("Topic", start.elapsed());
     result
+}
+
+/// An object the operator cannot read (e.g. written against another CRD version): reported in
+/// its status and as a Warning event, and skipped, so one bad object never stops the others.
+async fn report_invalid<K>(invalid: &InvalidObject, ctx: &Context) -> Result<Action>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    tracing::warn!(kind = %K::kind(&()), %name, %namespace, error = %invalid.error, "cannot read object; skipping it");
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(K::api_version(&()).to_string()),
+        kind: Some(K::kind(&()).to_string()),
+        name: Some(name.clone()),
+        namespace: Some(namespace.clone()),
+        uid: invalid.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "InvalidObject".into(),
+        note: Some(format!("the operator cannot read this object: {}", invalid.error)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        tracing::warn!(%error, "publishing an event failed");
+    }
+    let condition = crate::conditions::condition(
+        &[],
+        fjord_crds::conditions::READY,
+        false,
+        "InvalidObject",
+        format!("the operator cannot read this object: {}", invalid.error),
+        invalid.metadata.generation,
+    );
+    // Through the guard again: the patched object still cannot be read as K.
+    let api: Api<DeserializeGuard<K>> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = serde_json::json!({"status": {"conditions": [condition]}});
+    api.patch_status(
+        &name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(Action::await_change())
 }
 
 fn error_policy<K>(kind: &'static str) -> impl Fn(Arc<K>, &Error, Arc<Context>) -> Action {
@@ -153,25 +218,29 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     };
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=fjord-operator");
     let clusters = Controller::new(
-        api::<Cluster>(&client, &settings.namespace),
+        api::<DeserializeGuard<Cluster>>(&client, &settings.namespace),
         watcher::Config::default().any_semantic(),
     )
     .owns(api::<StatefulSet>(&client, &settings.namespace), owned.clone())
     .owns(api::<ConfigMap>(&client, &settings.namespace), owned.clone())
     .owns(api::<Service>(&client, &settings.namespace), owned)
     .graceful_shutdown_on(stop(shutdown_rx.clone(), lost_rx.clone()))
-    .run(reconcile_cluster, error_policy::<Cluster>("Cluster"), ctx.clone())
+    .run(
+        reconcile_cluster,
+        error_policy::<DeserializeGuard<Cluster>>("Cluster"),
+        ctx.clone(),
+    )
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "cluster controller event");
         }
     });
     let topics = Controller::new(
-        api::<Topic>(&client, &settings.namespace),
+        api::<DeserializeGuard<Topic>>(&client, &settings.namespace),
         watcher::Config::default().any_semantic(),
     )
     .graceful_shutdown_on(stop(shutdown_rx.clone(), lost_rx.clone()))
-    .run(reconcile_topic, error_policy::<Topic>("Topic"), ctx)
+    .run(reconcile_topic, error_policy::<DeserializeGuard<Topic>>("Topic"), ctx)
     .for_each(|result| async move {
         if let Err(error) = result {
             tracing::debug!(%error, "topic controller event");

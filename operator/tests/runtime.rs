@@ -78,3 +78,38 @@ async fn metrics_and_health_are_served_until_shutdown() {
         .expect("server stops on shutdown")
         .expect("join");
 }
+
+#[tokio::test]
+async fn an_unreadable_object_is_reported_in_status_and_skipped() {
+    use fjord_crds::Cluster;
+    use kube::core::DeserializeGuard;
+    let kube = FakeKube::default();
+    let ctx = Arc::new(fjord_operator::context::Context::new(
+        kube.client(),
+        Arc::new(fjord_operator::admin::GrpcAdmin::default()),
+        Arc::new(Metrics::default()),
+        None,
+    ));
+    let key = "/apis/fjord.dev/v1alpha1/namespaces/ns/clusters/bad";
+    // As written against another CRD version: brokers is not a number.
+    kube.put(
+        key,
+        serde_json::json!({"apiVersion": "fjord.dev/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": "bad", "namespace": "ns"}, "spec": {"brokers": "three"}}),
+    );
+    let api: kube::Api<DeserializeGuard<Cluster>> = kube::Api::namespaced(kube.client(), "ns");
+    let guard = api.get("bad").await.expect("get");
+    assert!(guard.0.is_err(), "the object does not deserialize");
+    let action = fjord_operator::run::reconcile_cluster(Arc::new(guard), ctx)
+        .await
+        .expect("reported, not failed");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    let stored = kube.get(key).expect("object");
+    let condition = &stored["status"]["conditions"][0];
+    assert_eq!(condition["reason"], "InvalidObject", "{stored}");
+    assert!(
+        condition["message"].as_str().unwrap_or("").contains("three"),
+        "{stored}"
+    );
+    assert!(kube.event_reasons().contains(&"InvalidObject".to_string()));
+}
