@@ -467,8 +467,12 @@ impl Tiering {
                 log.closed_segments()
                     .into_iter()
                     .find(|s| s.base_offset.0 >= end && s.next_offset.0 <= limit && s.size > 0)
+                    .map(|s| {
+                        let snapshot = log.producer_snapshot_file(s.next_offset);
+                        (s, snapshot)
+                    })
             };
-            let Some(seg) = next else {
+            let Some((seg, snapshot_path)) = next else {
                 if self.flush_closed_segments(broker, p, end).await {
                     continue;
                 }
@@ -480,6 +484,7 @@ impl Tiering {
                 size: seg.size,
                 file: seg.file,
                 path: seg.path.display().to_string(),
+                producer_snapshot: read_producer_snapshot(snapshot_path).await,
             };
             let chunk = self.config.chunk_size.as_u64() as u32;
             let meta = self
@@ -767,4 +772,19 @@ pub fn partition_state(p: &Partition) -> Option<PartitionState> {
         upload_lag_segments: lag.len() as u64,
         upload_lag_bytes: lag.iter().sum(),
     })
+}
+
+/// The bytes of a producer-state snapshot file, or empty if there is none (a segment closed
+/// before any idempotent producer wrote, or a snapshot removed by retention meanwhile).
+async fn read_producer_snapshot(path: Option<std::path::PathBuf>) -> bytes::Bytes {
+    let Some(path) = path else {
+        return bytes::Bytes::new();
+    };
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => bytes::Bytes::from(bytes),
+        Err(error) => {
+            tracing::debug!(path = %path.display(), %error, "no producer snapshot to upload with the segment");
+            bytes::Bytes::new()
+        }
+    }
 }

@@ -10,8 +10,9 @@
 //! The footer names the data and meta lengths and carries CRC-32C checksums of the whole data
 //! (content checksum), of the meta section and of itself. Data is verified chunk by chunk on read
 //! (`chunk_bytes` per chunk, one CRC each), so a ranged read never trusts unverified bytes.
-//! The producer-state snapshot section is versioned and optional; this version writes it empty
-//! (length 0) until the idempotent producer's per-segment snapshots exist.
+//! The producer-state snapshot section is versioned and optional: version 1 holds the bytes of
+//! fjord-storage's producer-state snapshot file taken at the segment's end offset (its own
+//! versioned, CRC-checked format), or nothing if the log had no snapshot there.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjord_storage::batch::{BATCH_HEADER_LEN, BatchHeader};
@@ -24,8 +25,8 @@ pub const VERSION: u32 = 1;
 pub const FOOTER_LEN: usize = 72;
 /// An index entry at least every this many data bytes.
 pub const INDEX_INTERVAL: u64 = 64 * 1024;
-/// Version of the (empty) producer-state snapshot section.
-pub const PRODUCER_SNAPSHOT_VERSION: u16 = 0;
+/// Version of the producer-state snapshot section (1: a fjord-storage snapshot file, maybe empty).
+pub const PRODUCER_SNAPSHOT_VERSION: u16 = 1;
 
 /// One sparse index entry: the batch starting at `position` has base offset `offset`; the
 /// batches from here to the next entry have timestamps up to `max_timestamp`.
@@ -128,7 +129,7 @@ pub struct Meta {
     pub chunk_crcs: Vec<u32>,
     /// Leader-epoch entries (epoch, start offset) covering the segment, ascending.
     pub epochs: Vec<(i32, i64)>,
-    /// Producer-state snapshot (empty in this version).
+    /// Producer-state snapshot at the segment's end offset (empty if there was none).
     pub producer_snapshot: Bytes,
 }
 
@@ -298,8 +299,9 @@ impl ObjectBuilder {
         }
     }
 
-    /// Ends the data; returns the meta section and the footer to append.
-    pub fn finish(mut self) -> Result<(Meta, Bytes, Footer), String> {
+    /// Ends the data; returns the meta section (carrying `producer_snapshot`) and the footer to
+    /// append.
+    pub fn finish(mut self, producer_snapshot: Bytes) -> Result<(Meta, Bytes, Footer), String> {
         if self.next_batch != self.pos {
             return Err(format!(
                 "segment data ends at {} inside a batch that ends at {}",
@@ -316,7 +318,7 @@ impl ObjectBuilder {
             index: self.index,
             chunk_crcs: self.chunk_crcs,
             epochs: self.epochs,
-            producer_snapshot: Bytes::new(),
+            producer_snapshot,
         };
         let encoded = meta.encode();
         let footer = Footer {
@@ -389,7 +391,7 @@ pub(crate) mod tests {
         for piece in data.chunks(37) {
             b.push(piece).expect("push");
         }
-        let (meta, encoded, footer) = b.finish().expect("finish");
+        let (meta, encoded, footer) = b.finish(Bytes::from_static(b"snapshot")).expect("finish");
         assert_eq!(footer.base_offset, 100);
         assert_eq!(footer.last_offset, 100 + 150 - 1);
         assert_eq!(footer.max_timestamp, 1049);
@@ -411,7 +413,7 @@ pub(crate) mod tests {
         let data = batch(0, 1, 0, 0, 100);
         let mut b = ObjectBuilder::new(1024);
         b.push(&data[..data.len() - 1]).expect("push");
-        assert!(b.finish().is_err());
-        assert!(ObjectBuilder::new(1024).finish().is_err());
+        assert!(b.finish(Bytes::new()).is_err());
+        assert!(ObjectBuilder::new(1024).finish(Bytes::new()).is_err());
     }
 }

@@ -237,6 +237,12 @@ impl RemoteReader {
         Ok(info)
     }
 
+    /// The producer-state snapshot stored with a segment (the log's snapshot at the segment's end
+    /// offset; empty if it had none), checksum-verified.
+    pub async fn producer_snapshot(&self, tp: TopicPartition, seg: &SegmentMeta) -> Result<bytes::Bytes> {
+        Ok(self.object(tp, seg).await?.meta.producer_snapshot.clone())
+    }
+
     /// Forgets a deleted object's cached header (its chunks age out of the LRU).
     pub fn forget(&self, name: &str) {
         self.objects.lock().remove(name);

@@ -49,6 +49,7 @@ fn fixture(url: Option<&str>) -> Fixture {
         size: data.len() as u64,
         file,
         path: path.display().to_string(),
+        producer_snapshot: bytes::Bytes::from_static(b"producer-state"),
     };
     let reader = RemoteReader::new(store.clone(), dir.path().join("cache"), 64 * 1024).expect("reader");
     Fixture {
@@ -90,6 +91,9 @@ async fn round_trip(f: Fixture) {
     assert_eq!(loaded.manifest.segment_for(1119).map(|s| s.base_offset), Some(1000));
     assert!(loaded.manifest.segment_for(1120).is_none());
 
+    // The producer-state snapshot travels with the segment.
+    let snapshot = f.reader.producer_snapshot(f.tp, seg).await.expect("snapshot");
+    assert_eq!(&snapshot[..], b"producer-state");
     // From the start, everything: byte-identical to the local segment.
     let all = f.reader.read(f.tp, seg, 1000, usize::MAX, true).await.expect("read");
     assert_eq!(&all[..], &f.data[..]);

@@ -34,6 +34,9 @@ pub struct SegmentSource {
     pub file: Arc<File>,
     /// For messages.
     pub path: String,
+    /// The log's producer-state snapshot file at `next_offset` (empty if none), stored in the
+    /// object so producer state can be rebuilt from the bucket.
+    pub producer_snapshot: Bytes,
 }
 
 impl RemoteStore {
@@ -83,7 +86,11 @@ impl RemoteStore {
             Ok(())
         }
         .await;
-        let finished = result.and_then(|()| builder.finish().map_err(|reason| Error::corrupt(&src.path, reason)));
+        let finished = result.and_then(|()| {
+            builder
+                .finish(src.producer_snapshot.clone())
+                .map_err(|reason| Error::corrupt(&src.path, reason))
+        });
         let (meta, encoded_meta, footer) = match finished {
             Ok(done) => done,
             Err(e) => {
