@@ -410,11 +410,28 @@ impl Tiering {
         w.last_gc = Some(Instant::now());
         remote.publish(&loaded.manifest);
         if let Some(end) = loaded.manifest.end_offset() {
+            // A wiped local log also takes the producer state uploaded with the last segment.
+            let wiped = {
+                let log = p.log.lock();
+                log.log_end_offset().0 < end && log.size_bytes() == 0
+            };
+            let snapshot = match loaded.manifest.segments.last() {
+                Some(last) if wiped => self
+                    .reader
+                    .producer_snapshot(remote.tp, last)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(topic = %p.topic, partition = p.index, %error,
+                        "cannot read the remote producer snapshot; idempotent producers start afresh");
+                        bytes::Bytes::new()
+                    }),
+                _ => bytes::Bytes::new(),
+            };
             let p2 = Arc::clone(p);
             let reset = broker
                 .blocking(move |_| {
                     let mut log = p2.log.lock();
-                    let reset = log.reset_empty_at(Offset(end));
+                    let reset = log.reset_empty_at(Offset(end), &snapshot);
                     if matches!(reset, Ok(true)) {
                         let leo = log.log_end_offset();
                         log.set_high_watermark(leo);

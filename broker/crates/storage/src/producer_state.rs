@@ -460,6 +460,22 @@ impl ProducerStateManager {
         before - self.producers.len()
     }
 
+    /// Adopts a snapshot taken by another copy of this partition (the one uploaded with the last
+    /// tiered segment) as the state at `offset`, where the log was just restarted empty, and
+    /// writes it as this log's own snapshot there (fsynced). Returns the number of producers.
+    pub(crate) fn adopt_snapshot(&mut self, offset: i64, bytes: &[u8]) -> Result<usize> {
+        let path = snapshot_path(&self.dir, offset);
+        let entries = decode_snapshot(bytes).map_err(|reason| Error::CorruptCheckpoint {
+            path: path.clone(),
+            reason,
+        })?;
+        self.producers = entries;
+        self.map_end_offset = offset;
+        let (file, path) = self.write_snapshot(offset)?;
+        file.sync_all().map_err(Error::io("fsync producer snapshot", &path))?;
+        Ok(self.producers.len())
+    }
+
     /// The log was emptied and restarts at `offset`: no producers, no snapshots.
     pub(crate) fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
         self.producers.clear();

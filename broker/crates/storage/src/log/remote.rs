@@ -82,7 +82,9 @@ impl Log {
     /// Local-wipe recovery: if this log ends below `offset` and holds no data of its own, it is
     /// restarted empty at `offset` (the remote end), so new appends continue the remote log.
     /// Returns true if it did. A log that has data below `offset` is left alone (and logged).
-    pub fn reset_empty_at(&mut self, offset: Offset) -> Result<bool> {
+    /// `producer_snapshot` (the snapshot file bytes uploaded with the last remote segment, or
+    /// empty) becomes the idempotent-producer state at `offset`.
+    pub fn reset_empty_at(&mut self, offset: Offset, producer_snapshot: &[u8]) -> Result<bool> {
         if self.log_end_offset() >= offset {
             return Ok(false);
         }
@@ -93,6 +95,18 @@ impl Log {
         }
         self.truncation_generation += 1;
         self.truncate_fully_and_start_at(offset.0)?;
+        if !producer_snapshot.is_empty() {
+            // Idempotent producers keep their sequence state across the wipe. A snapshot that
+            // cannot be read only costs that: producers are then unknown and start afresh.
+            match self.producers.adopt_snapshot(offset.0, producer_snapshot) {
+                Ok(producers) => {
+                    info!(dir = %self.dir.display(), producers, "producer state restored from the remote snapshot")
+                }
+                Err(error) => {
+                    warn!(dir = %self.dir.display(), %error, "remote producer snapshot unreadable; producers start afresh")
+                }
+            }
+        }
         self.checkpoint()?;
         info!(dir = %self.dir.display(), offset = offset.0, "local log restarted at the remote end");
         Ok(true)
@@ -195,13 +209,13 @@ mod tests {
     fn an_empty_log_restarts_at_the_remote_end() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = Log::open(dir.path(), config(), true).expect("open");
-        assert!(log.reset_empty_at(Offset(500)).expect("reset"));
+        assert!(log.reset_empty_at(Offset(500), &[]).expect("reset"));
         assert_eq!(log.log_start_offset(), Offset(500));
         assert_eq!(log.log_end_offset(), Offset(500));
         fill(&mut log, 1);
         assert_eq!(log.segment_base_offsets()[0], Offset(500));
         // A log with data is never reset.
-        assert!(!log.reset_empty_at(Offset(10_000)).expect("reset"));
+        assert!(!log.reset_empty_at(Offset(10_000), &[]).expect("reset"));
         drop(log);
         let log = Log::open(dir.path(), config(), false).expect("reopen");
         assert_eq!(log.log_start_offset(), Offset(500));

@@ -454,3 +454,33 @@ fn truncate_removes_snapshots_above_and_rebuilds_state() {
     assert!(log.producer_state(ProducerId(PID)).is_none());
     assert!(snapshot_files(dir.path()).is_empty());
 }
+
+#[test]
+fn a_wiped_log_adopts_a_snapshot_from_elsewhere() {
+    // The "remote" copy: a producer wrote two batches, then the segment rolled (snapshot at 10).
+    let remote = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(remote.path(), config(), true).expect("open");
+    ok(&mut log, &idem(PID, 0, 0, 5, 0));
+    ok(&mut log, &idem(PID, 0, 5, 5, 1));
+    log.snapshot_producer_state().expect("snapshot");
+    let end = log.log_end_offset();
+    let bytes = fs::read(log.producer_snapshot_file(end).expect("snapshot file")).expect("read");
+    drop(log);
+    // A wiped local log restarts at the remote end with that state: a retry of the last batch is
+    // a duplicate, the next sequence is accepted, a gap is refused.
+    let local = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(local.path(), config(), true).expect("open");
+    assert!(log.reset_empty_at(end, &bytes).expect("reset"));
+    assert_eq!(ok(&mut log, &idem(PID, 0, 5, 5, 1)).duplicates, 1);
+    assert!(append(&mut log, &idem(PID, 0, 20, 1, 2)).is_err());
+    ok(&mut log, &idem(PID, 0, 10, 1, 2));
+    // It survives a reopen (the adopted snapshot is this log's own now).
+    drop(log);
+    let mut log = Log::open(local.path(), config(), false).expect("reopen");
+    assert!(append(&mut log, &idem(PID, 0, 20, 1, 3)).is_err());
+    // Unreadable bytes only cost the producer state.
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(other.path(), config(), true).expect("open");
+    assert!(log.reset_empty_at(end, b"garbage").expect("reset"));
+    ok(&mut log, &idem(PID, 0, 42, 1, 2));
+}
