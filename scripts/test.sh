@@ -56,6 +56,9 @@ step "crdgen --check (committed CRD YAML matches the code) and CR validation aga
 cargo run --locked -q -p fjord-crds --bin crdgen -- --check
 .venv/bin/python crds/validate_manifests.py
 
+step "Helm chart: lint, template, kubernetes-validate, deploy/operator drift (charts/check.sh)"
+bash charts/check.sh
+
 step "pytest broker/tests/python (integration tests against target/debug/fjord-broker)"
 export FJORD_BROKER_BIN="$ROOT/target/debug/fjord-broker"
 .venv/bin/pytest -q broker/tests/python "$@"
