@@ -46,8 +46,8 @@ else
     step "rustfmt is not installed: skipping the format check"
 fi
 
-step "cargo build --locked -p fjord-broker --bins"
-cargo build --locked -p fjord-broker --bins
+step "cargo build --locked -p fjord-broker -p e2e --bins"
+cargo build --locked -p fjord-broker -p e2e --bins
 
 step "cargo test --locked --workspace --exclude fjord-bench (the benchmark crate builds librdkafka; it is not a test)"
 cargo test --locked --workspace --exclude fjord-bench
@@ -62,3 +62,6 @@ bash charts/check.sh
 step "pytest broker/tests/python (integration tests against target/debug/fjord-broker)"
 export FJORD_BROKER_BIN="$ROOT/target/debug/fjord-broker"
 .venv/bin/pytest -q broker/tests/python "$@"
+
+step "pytest e2e/system (brokers started as the operator's StatefulSet starts them, moto S3, confluent-kafka)"
+.venv/bin/pytest -q e2e/system
