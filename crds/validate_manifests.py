@@ -1,6 +1,9 @@
 """Validates Fjord custom resources against the generated CRD schemas with check-jsonschema.
 
-Every document in deploy/examples/*.yaml must pass, and the operator's RBAC in
+Every document in deploy/examples/*.yaml must pass: Fjord CRs against the generated CRD schemas,
+built-in kinds (Secret, HorizontalPodAutoscaler) with kubernetes-validate --strict, an HPA must
+target a kind with a scale subresource, and an Argo CD Application's Helm values must pass the
+chart's values.schema.json and its path must exist. And the operator's RBAC in
 deploy/operator/ must not touch Nodes or use wildcards; every file in crds/tests/invalid/ must fail,
 with the text of its `# expect: ...` header line in check-jsonschema's output. OpenAPI's
 `nullable: true` becomes JSON Schema's `type: [T, "null"]`; CEL rules (x-kubernetes-validations)
@@ -45,7 +48,48 @@ def schemas(tmp: Path) -> dict:
     return out
 
 
+BUILTIN = {("v1", "Secret"), ("autoscaling/v2", "HorizontalPodAutoscaler")}
+
+
+def check_other(doc: dict, tmp: Path) -> tuple[bool, str] | None:
+    """Kinds that are not Fjord CRs; None if the kind is not one of them."""
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    if key in BUILTIN:
+        path = tmp / "builtin.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        r = subprocess.run([str(Path(sys.executable).parent / "kubernetes-validate"), "--strict", "--quiet",
+                            "--kubernetes-version", "1.33", str(path)], capture_output=True, text=True)
+        out = r.stdout + r.stderr
+        if r.returncode != 0:
+            return False, out
+        if doc["kind"] == "HorizontalPodAutoscaler":
+            ref = doc["spec"]["scaleTargetRef"]
+            crds = [yaml.safe_load(p.read_text()) for p in (ROOT / "crds" / "generated").glob("*.yaml")]
+            scalable = [crd for crd in crds if crd["spec"]["names"]["kind"] == ref["kind"]
+                        and any("scale" in v.get("subresources", {}) for v in crd["spec"]["versions"])]
+            if not scalable:
+                return False, f"HPA target {ref['kind']} has no scale subresource"
+        return True, out
+    if key == ("argoproj.io/v1alpha1", "Application"):
+        import jsonschema
+        source = doc["spec"]["source"]
+        if not (ROOT / source["path"]).is_dir():
+            return False, f"Application source path {source['path']} does not exist in the repository"
+        values = source.get("helm", {}).get("valuesObject")
+        if values is not None:
+            schema = json.loads((ROOT / source["path"] / "values.schema.json").read_text())
+            try:
+                jsonschema.validate(values, schema)
+            except jsonschema.ValidationError as e:
+                return False, f"Helm values refused by the chart schema: {e.message}"
+        return True, ""
+    return None
+
+
 def check(schema_map: dict, doc: dict, tmp: Path, label: str) -> tuple[bool, str]:
+    other = check_other(doc, tmp)
+    if other is not None:
+        return other
     key = (doc.get("apiVersion"), doc.get("kind"))
     if key not in schema_map:
         return False, f"{label}: no CRD for {key}"

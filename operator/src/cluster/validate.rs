@@ -21,11 +21,23 @@ pub const OPERATOR_OWNED_KEYS: &[&str] = &[
     "http.listen",
     "admin.listen",
     "storage.data_dir",
+    "tiering.enabled",
+    "tiering.url",
 ];
 
 /// Top-level sections of the broker config (`broker/config/broker.example.toml`); a key outside
 /// them would make every broker refuse to start.
-pub const BROKER_CONFIG_SECTIONS: &[&str] = &["network", "http", "admin", "storage", "topics"];
+pub const BROKER_CONFIG_SECTIONS: &[&str] = &[
+    "network",
+    "http",
+    "admin",
+    "storage",
+    "topics",
+    "groups",
+    "producers",
+    "cleaner",
+    "tiering",
+];
 
 /// Longest StatefulSet name: pod names add `-<ordinal>` and the controller-revision-hash label
 /// must stay within 63 characters.
