@@ -29,7 +29,9 @@ def test_raw_fetch_waits_max_wait_when_no_data(broker):
     assert part["error_code"] == 0
     assert part["high_watermark"] == 0
     assert not part["records"]
-    assert 1.8 <= elapsed <= 4.0, f"empty fetch with max_wait_ms=2000 returned after {elapsed:.2f}s"
+    # The lower bound is the point (it waited); the upper one only catches a fetch that never
+    # returns, with room for a loaded 2-core CI machine (4.98 s was seen at load average 7).
+    assert 1.8 <= elapsed <= 10.0, f"empty fetch with max_wait_ms=2000 returned after {elapsed:.2f}s"
 
 
 def test_raw_fetch_returns_when_data_arrives(broker):
