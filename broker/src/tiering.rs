@@ -408,7 +408,6 @@ impl Tiering {
         let orphans = self.store.collect_orphans(&loaded.manifest).await?;
         broker.metrics.tiering.orphans_deleted.inc_by(orphans as u64);
         w.last_gc = Some(Instant::now());
-        remote.publish(&loaded.manifest);
         if let Some(end) = loaded.manifest.end_offset() {
             // A wiped local log also takes the producer state uploaded with the last segment.
             let wiped = {
@@ -447,6 +446,9 @@ impl Tiering {
                     "cannot restart the local log at the remote end"),
             }
         }
+        // Published only now, so nobody sees the manifest before a wiped log was restarted at
+        // the remote end (and took its producer state).
+        remote.publish(&loaded.manifest);
         tracing::info!(topic = %p.topic, partition = p.index, segments = loaded.manifest.segments.len(),
             remote_end = ?loaded.manifest.end_offset(), orphans, "loaded remote manifest");
         w.current = Some(loaded);
