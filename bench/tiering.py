@@ -106,7 +106,12 @@ def start_broker(data: Path, tiering: bool, prefix: str, cap: str | None = None)
 def create_topic(name: str, partitions: int, config: dict) -> None:
     a = AdminClient({"bootstrap.servers": BOOT})
     a.create_topics([NewTopic(name, partitions, 1, config=config)])[name].result(timeout=30)
-    time.sleep(1)
+
+    def led():
+        t = a.list_topics(name, timeout=10).topics.get(name)
+        return t is not None and len(t.partitions) == partitions and all(p.leader >= 0 for p in t.partitions.values())
+
+    wait(led, 30, f"leaders for {name}")
 
 
 def tiering_state(topic: str) -> list[dict]:

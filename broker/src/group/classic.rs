@@ -254,14 +254,6 @@ impl ClassicGroup {
         self.members.is_empty() && self.pending_members.is_empty()
     }
 
-    pub fn member_count(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn leader(&self) -> Option<&str> {
-        self.leader.as_deref()
-    }
-
     /// Topics the members subscribe to, if the group uses the consumer protocol (for
     /// OffsetDelete's GROUP_SUBSCRIBED_TO_TOPIC); `None` if subscriptions cannot be known.
     pub fn subscribed_topics(&self) -> Option<Vec<String>> {
@@ -431,9 +423,11 @@ impl ClassicGroup {
                 self.try_complete_join(config, now, now_ms);
                 Reply::Wait(rx)
             }
-            ClassicState::CompletingRebalance if !changed => Reply::Now(self.current_join_response(&member_id, false)),
+            ClassicState::CompletingRebalance if !changed => {
+                Reply::Now(self.current_join_response(&member_id, false, false))
+            }
             ClassicState::Stable if !changed && self.leader.as_deref() != Some(member_id.as_str()) => {
-                Reply::Now(self.current_join_response(&member_id, false))
+                Reply::Now(self.current_join_response(&member_id, false, false))
             }
             ClassicState::CompletingRebalance | ClassicState::Stable => {
                 let rx = self.await_join(&member_id);
@@ -528,7 +522,8 @@ impl ClassicGroup {
                 self.dirty = true;
                 let is_leader = self.leader.as_deref() == Some(new_id.as_str());
                 // v9+ (KIP-814): the leader learns the members but must not reassign.
-                Reply::Now(self.current_join_response(&new_id, is_leader && p.version >= 9))
+                let skip = is_leader && p.version >= 9;
+                Reply::Now(self.current_join_response(&new_id, skip, skip))
             }
             ClassicState::PreparingRebalance => {
                 let rx = self.await_join(&new_id);
@@ -555,7 +550,9 @@ impl ClassicGroup {
         rx
     }
 
-    fn current_join_response(&self, member_id: &str, with_members: bool) -> JoinResponse {
+    /// The current generation as a JoinGroup answer; `with_members` lists every member's metadata
+    /// (for the leader), `skip_assignment` tells a v9+ leader not to reassign (KIP-814).
+    fn current_join_response(&self, member_id: &str, with_members: bool, skip_assignment: bool) -> JoinResponse {
         let protocol = self.protocol.clone().unwrap_or_default();
         JoinResponse {
             error: None,
@@ -576,7 +573,7 @@ impl ClassicGroup {
             } else {
                 Vec::new()
             },
-            skip_assignment: with_members,
+            skip_assignment,
         }
     }
 
@@ -669,11 +666,7 @@ impl ClassicGroup {
         let leader = self.leader.clone().unwrap_or_default();
         let ids: Vec<String> = self.members.keys().cloned().collect();
         for id in ids {
-            let response = self.current_join_response(&id, id == leader);
-            let response = JoinResponse {
-                skip_assignment: false,
-                ..response
-            };
+            let response = self.current_join_response(&id, id == leader, false);
             let member = self.members.get_mut(&id).expect("listed above");
             member.session_deadline = now + member.session_timeout;
             if let Some(tx) = member.awaiting_join.take() {

@@ -9,7 +9,7 @@ pub mod classic;
 pub mod consumer;
 pub mod records;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -535,14 +535,6 @@ pub fn topic_counts(broker: &Broker) -> consumer::TopicCounts {
         .topics()
         .filter(|t| !t.name.starts_with("__"))
         .map(|t| (t.name.clone(), t.partitions.len() as i32))
-        .collect()
-}
-
-/// The set of (topic, partition) pairs described by a request's topic list.
-pub fn partition_set<'a>(items: impl IntoIterator<Item = (&'a str, &'a [i32])>) -> BTreeSet<(String, i32)> {
-    items
-        .into_iter()
-        .flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p)))
         .collect()
 }
 

@@ -18,7 +18,11 @@ pub(super) async fn handle(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let created = broker.blocking(|b| b.ensure_offsets_topic()).await;
+    let created = if broker.image().topic(crate::group::OFFSETS_TOPIC).is_some() {
+        Ok(())
+    } else {
+        broker.blocking(|b| b.ensure_offsets_topic()).await
+    };
     let (host, port) = broker.config.advertised_listener();
     let keys: Vec<String> = if version >= 4 {
         request.coordinator_keys.iter().map(|k| k.to_string()).collect()

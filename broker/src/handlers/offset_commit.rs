@@ -23,8 +23,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, v
     let image = broker.image();
     let now_ms = crate::clock::now_ms();
     let max_metadata = broker.groups.config.offset_metadata_max_bytes;
-    // Per partition: its error, or the record to write.
-    let mut slots: Vec<(usize, i32, Result<OffsetsRecord, ResponseError>)> = Vec::new();
+    // Per partition: its error, or the offset to commit (keyed by topic and partition).
+    let mut slots: Vec<(usize, i32, Result<((String, i32), OffsetValue), ResponseError>)> = Vec::new();
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for (ti, t) in request.topics.iter().enumerate() {
         topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()));
@@ -46,34 +46,34 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, v
                     metadata,
                     commit_timestamp_ms: now_ms,
                 };
-                let key = RecordKey::Offset {
-                    group: group_id.clone(),
-                    topic: t.name.to_string(),
-                    partition: p.partition_index,
-                };
-                Ok((key, Some(value.encode())))
+                Ok(((t.name.to_string(), p.partition_index), value))
             };
             slots.push((ti, p.partition_index, result));
         }
     }
-    let records: Vec<OffsetsRecord> = slots.iter().filter_map(|(_, _, r)| r.as_ref().ok().cloned()).collect();
-    let written = if records.is_empty() {
+    let commits: Vec<((String, i32), OffsetValue)> =
+        slots.iter().filter_map(|(_, _, r)| r.as_ref().ok().cloned()).collect();
+    let written = if commits.is_empty() {
         Ok(())
     } else {
-        let apply = records.clone();
         let gid = group_id.clone();
         let appended: Result<(), ResponseError> = broker
             .blocking(move |b| {
-                b.append_group_records(&gid, &apply)?;
+                let records: Vec<OffsetsRecord> = commits
+                    .iter()
+                    .map(|((topic, partition), value)| {
+                        let key = RecordKey::Offset {
+                            group: gid.clone(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                        };
+                        (key, Some(value.encode()))
+                    })
+                    .collect();
+                b.append_group_records(&gid, &records)?;
                 b.groups.with_groups(|groups| {
                     let group = groups.entry(gid.clone()).or_insert_with(|| Group::new_classic(now_ms));
-                    for (key, value) in &apply {
-                        if let (RecordKey::Offset { topic, partition, .. }, Some(v)) = (key, value)
-                            && let Ok(v) = OffsetValue::decode(v)
-                        {
-                            group.offsets.insert((topic.clone(), *partition), v);
-                        }
-                    }
+                    group.offsets.extend(commits);
                 });
                 Ok(())
             })

@@ -1032,6 +1032,21 @@ impl Log {
     /// above retention.bytes, or they lie below the log start offset. Advances and persists the
     /// log start offset.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
+        let (retention_ms, retention_bytes) = (self.config.retention_ms, self.config.retention_bytes);
+        let below = self.high_watermark;
+        self.retain(now_ms, retention_ms, retention_bytes, below)
+    }
+
+    /// Retention with explicit limits: rolls by segment.ms, then deletes the oldest closed
+    /// segments wholly below `below` that are expired by `retention_ms`, over `retention_bytes`
+    /// or below the log start offset (time and size only with `cleanup.policy` delete).
+    fn retain(
+        &mut self,
+        now_ms: i64,
+        retention_ms: Option<i64>,
+        retention_bytes: Option<u64>,
+        below: i64,
+    ) -> Result<RetentionOutcome> {
         let expired = self
             .producers
             .remove_expired(now_ms, self.config.producer_id_expiration_ms);
@@ -1050,24 +1065,17 @@ impl Log {
                 rolled = true;
             }
         }
-        let mut excess = self
-            .config
-            .retention_bytes
-            .map(|limit| i128::from(self.size_bytes()) - i128::from(limit));
+        let mut excess = retention_bytes.map(|limit| i128::from(self.size_bytes()) - i128::from(limit));
         let mut k = 0;
         while k + 1 < self.segments.len() {
             let seg = &self.segments[k];
             let upper = self.segments[k + 1].base_offset;
-            if upper > self.high_watermark {
+            if upper > below {
                 break;
             }
             let by_start = upper <= self.log_start_offset;
             let delete = self.config.cleanup_policy.delete;
-            let by_time = delete
-                && self
-                    .config
-                    .retention_ms
-                    .is_some_and(|r| now_ms - seg.largest_timestamp_for_retention() > r);
+            let by_time = delete && retention_ms.is_some_and(|r| now_ms - seg.largest_timestamp_for_retention() > r);
             let by_size = delete && excess.is_some_and(|d| d - i128::from(seg.size) >= 0);
             if !(by_start || by_time || by_size) {
                 break;

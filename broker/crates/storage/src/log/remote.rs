@@ -66,17 +66,9 @@ impl Log {
         retention_bytes: Option<u64>,
         deletable_below: Offset,
     ) -> Result<RetentionOutcome> {
-        let saved = (self.config.retention_ms, self.config.retention_bytes);
-        self.config.retention_ms = retention_ms;
-        self.config.retention_bytes = retention_bytes;
-        let saved_hw = self.high_watermark;
-        // Retention never deletes at or above the high watermark; lowering it for the call
-        // bounds deletion by the remote commit point with the same code path.
-        self.high_watermark = self.high_watermark.min(deletable_below.0.max(self.log_start_offset));
-        let outcome = self.apply_retention(now_ms);
-        self.high_watermark = saved_hw.max(self.log_start_offset);
-        (self.config.retention_ms, self.config.retention_bytes) = saved;
-        outcome
+        // Never at or above the high watermark, nor past the remote commit point.
+        let below = self.high_watermark.min(deletable_below.0.max(self.log_start_offset));
+        self.retain(now_ms, retention_ms, retention_bytes, below)
     }
 
     /// Local-wipe recovery: if this log ends below `offset` and holds no data of its own, it is
