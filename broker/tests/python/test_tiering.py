@@ -160,6 +160,23 @@ def wait_tiered(broker, topic: str, what: str, pred, timeout: float = 90) -> dic
     return wait_until(lambda: (s := tiering_state(broker, topic)) and pred(s) and s, timeout, what, interval=0.2)
 
 
+def wait_steady(broker, topic: str, quiet: float = 2.0, timeout: float = 60) -> dict:
+    """Waits until the log start offsets have not moved for `quiet` seconds."""
+    def starts():
+        s = tiering_state(broker, topic)
+        return s["log_start_offset"], s["local_log_start_offset"], s["remote_log_start_offset"]
+    deadline = time.monotonic() + timeout
+    last, since = starts(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = starts()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return tiering_state(broker, topic)
+    raise AssertionError(f"log start offsets of {topic} still moving after {timeout}s: {last}")
+
+
 def assert_identical(msgs, recs, start: int = 0):
     assert [m.offset() for m in msgs] == list(range(start, start + len(msgs)))
     for m, r in zip(msgs, recs):
@@ -266,8 +283,13 @@ def test_remote_retention_deletes_objects(broker, s3):
     topic = tiered_topic(broker, "tier-ret", retention_bytes=120_000)
     recs = records(0, 600)
     produce_in_order(broker, topic, recs)
+    # The old record timestamps make segment.ms roll the active segment too, so the last segment
+    # is uploaded (and retention advances again) after produce returns: wait for everything to be
+    # remote and for the log start to stop moving before reading from it.
     state = wait_tiered(broker, topic, "remote start advanced by total retention",
-                        lambda s: (s["remote_log_start_offset"] or 0) > 300 and s["upload_lag_segments"] == 0)
+                        lambda s: (s["remote_log_start_offset"] or 0) > 300 and s["upload_lag_segments"] == 0
+                        and s["remote_end_offset"] == len(recs))
+    wait_steady(broker, topic)
     tid = state["topic_id"].replace("-", "")
     segs = [k for k in s3.keys("main/") if f"/{tid}/0/segments/" in k]
     wait_until(lambda: len([k for k in s3.keys("main/") if f"/{tid}/0/segments/" in k])
