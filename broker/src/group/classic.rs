@@ -246,6 +246,11 @@ impl ClassicGroup {
     }
 
     /// True once: the group changed in a way that must be written to `__consumer_offsets`.
+    /// The stored form changed since it was last taken.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use fjord_protocol::kafka_protocol::error::ResponseError;
 
-use super::GroupConfig;
+use super::records::{ConsumerAssignmentValue, ConsumerGroupValue, ConsumerMemberValue, RecordKey, TopicIdPartitions};
+use super::{GroupConfig, OffsetsRecord};
 
 /// A topic partition by name.
 pub type TopicPartition = (String, i32);
@@ -95,6 +96,42 @@ struct Member {
     last_sent: Option<BTreeSet<TopicPartition>>,
     /// Left with epoch -2 (static member, may come back under the same instance id).
     left_static: bool,
+    /// The server assignor this member asked for, if any.
+    server_assignor: Option<String>,
+}
+
+/// The epoch of a static member that left and may come back (Kafka's
+/// `LEAVE_GROUP_STATIC_MEMBER_EPOCH`).
+const LEFT_STATIC_EPOCH: i32 = -2;
+
+/// Kafka's `MemberState` values as stored in a member's assignment record.
+const STATE_STABLE: i8 = 0;
+const STATE_UNREVOKED_PARTITIONS: i8 = 1;
+const STATE_UNRELEASED_PARTITIONS: i8 = 2;
+
+/// A member's epochs and partitions as stored, by topic name (ids are resolved when encoding).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredAssignment {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub state: i8,
+    pub assigned: BTreeSet<TopicPartition>,
+    pub revoking: BTreeSet<TopicPartition>,
+}
+
+/// A member as restored from `__consumer_offsets`.
+#[derive(Debug, Clone)]
+pub struct StoredMember {
+    pub member_id: String,
+    pub metadata: ConsumerMemberValue,
+    pub assignment: StoredAssignment,
+}
+
+/// What `__consumer_offsets` holds for a group, so that only changes are written.
+#[derive(Debug, Default)]
+struct Persisted {
+    epoch: Option<i32>,
+    members: BTreeMap<String, (ConsumerMemberValue, StoredAssignment)>,
 }
 
 /// A KIP-848 consumer group.
@@ -107,6 +144,7 @@ pub struct ConsumerGroup {
     target: HashMap<String, BTreeSet<TopicPartition>>,
     /// Partition counts of subscribed topics when the target was computed.
     topics_seen: TopicCounts,
+    persisted: Persisted,
 }
 
 impl ConsumerGroup {
@@ -214,6 +252,11 @@ impl ConsumerGroup {
                 );
             }
             self.assignor = assignor.clone();
+        }
+        if let Some(m) = self.members.get_mut(&p.member_id)
+            && p.server_assignor.is_some()
+        {
+            m.server_assignor = p.server_assignor.clone();
         }
         let member_id = if p.member_epoch == 0 {
             match self.join(&p, version, config, now) {
@@ -359,6 +402,7 @@ impl ConsumerGroup {
                 session_deadline: now + config.consumer_session_timeout,
                 last_sent: None,
                 left_static: false,
+                server_assignor: p.server_assignor.clone(),
             },
         );
         tracing::info!(member = %member_id, "consumer group member joined");
@@ -373,7 +417,7 @@ impl ConsumerGroup {
             // Static leave: the instance may come back and take its partitions over; until
             // then nobody else gets them (Kafka keeps them for the session timeout).
             m.left_static = true;
-            m.epoch = -2;
+            m.epoch = LEFT_STATIC_EPOCH;
         } else {
             self.members.remove(member_id);
             self.target.remove(member_id);
@@ -397,8 +441,8 @@ impl ConsumerGroup {
         }
     }
 
-    /// Expires sessions and revocations whose time is up.
-    pub fn tick(&mut self, now: Instant) {
+    /// Expires sessions and revocations whose time is up; true if a member was removed.
+    pub fn tick(&mut self, now: Instant) -> bool {
         let expired: Vec<(String, &'static str)> = self
             .members
             .values()
@@ -415,9 +459,195 @@ impl ConsumerGroup {
                 }
             })
             .collect();
+        let removed = !expired.is_empty();
         for (id, why) in expired {
             self.fence(&id, why);
         }
+        removed
+    }
+
+    /// Rebuilds a group from its records in `__consumer_offsets`. Target assignments are not
+    /// stored: the assignor recomputes them from the restored assignments (which it keeps where
+    /// it can); if that moves any partition, the group epoch is bumped so members learn of it.
+    pub fn restore(
+        epoch: i32,
+        stored: Vec<StoredMember>,
+        topics: &TopicCounts,
+        config: &GroupConfig,
+        now: Instant,
+    ) -> ConsumerGroup {
+        let mut group = ConsumerGroup::new();
+        group.group_epoch = epoch;
+        group.persisted.epoch = Some(epoch);
+        for s in stored {
+            let meta = &s.metadata;
+            let a = &s.assignment;
+            if let Some(assignor) = meta
+                .server_assignor
+                .as_ref()
+                .filter(|a| ASSIGNORS.contains(&a.as_str()))
+            {
+                group.assignor = assignor.clone();
+            }
+            let rebalance_timeout = Duration::from_millis(meta.rebalance_timeout_ms.max(0) as u64);
+            group.members.insert(
+                s.member_id.clone(),
+                Member {
+                    member_id: s.member_id.clone(),
+                    instance_id: meta.instance_id.clone(),
+                    rack_id: meta.rack_id.clone(),
+                    client_id: meta.client_id.clone(),
+                    client_host: meta.client_host.clone(),
+                    epoch: a.member_epoch,
+                    previous_epoch: a.previous_member_epoch,
+                    subscribed: meta.subscribed_topic_names.clone(),
+                    regex: meta.subscribed_topic_regex.clone(),
+                    rebalance_timeout,
+                    assigned: a.assigned.clone(),
+                    revoking: a.revoking.clone(),
+                    revoke_deadline: (!a.revoking.is_empty()).then(|| now + rebalance_timeout),
+                    // Every member gets a full session to reconnect to the restarted broker.
+                    session_deadline: now + config.consumer_session_timeout,
+                    last_sent: None,
+                    left_static: a.member_epoch == LEFT_STATIC_EPOCH,
+                    server_assignor: meta.server_assignor.clone(),
+                },
+            );
+            group.persisted.members.insert(s.member_id, (s.metadata, s.assignment));
+        }
+        // The current assignments seed the sticky assignor.
+        group.target = group
+            .members
+            .values()
+            .map(|m| (m.member_id.clone(), m.assigned.clone()))
+            .collect();
+        let relevant = group.relevant_topics(topics);
+        group.compute_target(&relevant);
+        let moved = group
+            .members
+            .values()
+            .filter(|m| !m.left_static)
+            .any(|m| m.assigned.union(&m.revoking).cloned().collect::<BTreeSet<_>>() != group.target_of(m));
+        if moved {
+            group.group_epoch += 1;
+            group.assignment_epoch = group.group_epoch;
+        }
+        group
+    }
+
+    /// Records for what changed since the last call (or since the group was restored): the group
+    /// epoch, and per member its metadata and assignment, or tombstones for members gone.
+    pub fn take_records(&mut self, group: &str, topic_id: impl Fn(&str) -> Option<uuid::Uuid>) -> Vec<OffsetsRecord> {
+        let mut out = Vec::new();
+        let key_of = |member: &str| {
+            (
+                RecordKey::ConsumerMember {
+                    group: group.to_string(),
+                    member: member.to_string(),
+                },
+                RecordKey::ConsumerAssignment {
+                    group: group.to_string(),
+                    member: member.to_string(),
+                },
+            )
+        };
+        if self.persisted.epoch != Some(self.group_epoch) {
+            self.persisted.epoch = Some(self.group_epoch);
+            let value = ConsumerGroupValue {
+                epoch: self.group_epoch,
+            };
+            out.push((
+                RecordKey::ConsumerGroup {
+                    group: group.to_string(),
+                },
+                Some(value.encode()),
+            ));
+        }
+        let gone: Vec<String> = self
+            .persisted
+            .members
+            .keys()
+            .filter(|id| !self.members.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            self.persisted.members.remove(&id);
+            let (meta_key, assignment_key) = key_of(&id);
+            out.push((assignment_key, None));
+            out.push((meta_key, None));
+        }
+        for m in self.members.values() {
+            let meta = ConsumerMemberValue {
+                instance_id: m.instance_id.clone(),
+                rack_id: m.rack_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                subscribed_topic_names: m.subscribed.clone(),
+                subscribed_topic_regex: m.regex.clone(),
+                rebalance_timeout_ms: m.rebalance_timeout.as_millis().min(i32::MAX as u128) as i32,
+                server_assignor: m.server_assignor.clone(),
+            };
+            let state = if !m.revoking.is_empty() {
+                STATE_UNREVOKED_PARTITIONS
+            } else if !m.left_static && m.assigned != self.target_of(m) {
+                STATE_UNRELEASED_PARTITIONS
+            } else {
+                STATE_STABLE
+            };
+            let assignment = StoredAssignment {
+                member_epoch: m.epoch,
+                previous_member_epoch: m.previous_epoch,
+                state,
+                assigned: m.assigned.clone(),
+                revoking: m.revoking.clone(),
+            };
+            let previous = self.persisted.members.get(&m.member_id);
+            let (meta_key, assignment_key) = key_of(&m.member_id);
+            if previous.map(|p| &p.0) != Some(&meta) {
+                out.push((meta_key, Some(meta.encode())));
+            }
+            if previous.map(|p| &p.1) != Some(&assignment) {
+                let value = ConsumerAssignmentValue {
+                    member_epoch: assignment.member_epoch,
+                    previous_member_epoch: assignment.previous_member_epoch,
+                    state,
+                    assigned_partitions: by_topic_id(&assignment.assigned, &topic_id),
+                    partitions_pending_revocation: by_topic_id(&assignment.revoking, &topic_id),
+                };
+                out.push((assignment_key, Some(value.encode())));
+            }
+            self.persisted.members.insert(m.member_id.clone(), (meta, assignment));
+        }
+        out
+    }
+
+    /// Tombstones for every record stored for this group (when it is deleted or becomes a
+    /// classic group).
+    pub fn tombstones(&self, group: &str) -> Vec<OffsetsRecord> {
+        let mut out = Vec::new();
+        for member in self.persisted.members.keys() {
+            for key in [
+                RecordKey::ConsumerAssignment {
+                    group: group.to_string(),
+                    member: member.clone(),
+                },
+                RecordKey::ConsumerMember {
+                    group: group.to_string(),
+                    member: member.clone(),
+                },
+            ] {
+                out.push((key, None));
+            }
+        }
+        if self.persisted.epoch.is_some() {
+            out.push((
+                RecordKey::ConsumerGroup {
+                    group: group.to_string(),
+                },
+                None,
+            ));
+        }
+        out
     }
 
     /// The topics (with partition counts) that some member subscribes to, by name or regex.
@@ -491,6 +721,37 @@ impl ConsumerGroup {
             }
         }
     }
+}
+
+/// Partitions grouped by topic id; topics without an id (deleted) are left out.
+fn by_topic_id(
+    partitions: &BTreeSet<TopicPartition>,
+    topic_id: &impl Fn(&str) -> Option<uuid::Uuid>,
+) -> Vec<TopicIdPartitions> {
+    let mut out: Vec<(String, TopicIdPartitions)> = Vec::new();
+    for (topic, p) in partitions {
+        match out.last_mut() {
+            Some((name, (_, ps))) if name == topic => ps.push(*p),
+            _ => {
+                if let Some(id) = topic_id(topic) {
+                    out.push((topic.clone(), (id, vec![*p])));
+                }
+            }
+        }
+    }
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Topic partitions by name from stored topic ids; unknown ids (deleted topics) are dropped.
+pub fn by_topic_name(
+    partitions: &[TopicIdPartitions],
+    topic_name: &impl Fn(uuid::Uuid) -> Option<String>,
+) -> BTreeSet<TopicPartition> {
+    partitions
+        .iter()
+        .filter_map(|(id, ps)| topic_name(*id).map(|name| (name, ps)))
+        .flat_map(|(name, ps)| ps.iter().map(move |p| (name.clone(), *p)))
+        .collect()
 }
 
 /// A subscription regex (RE2/J syntax as clients send it) anchored to match whole topic names;

@@ -98,6 +98,10 @@ pub struct GroupCoordinator {
     pub config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
     loaded: AtomicBool,
+    /// Held from taking a group's changes until they are appended, so that records reach the
+    /// log in the order the changes were made (a later state is never overwritten by an
+    /// earlier one).
+    append_order: Mutex<()>,
 }
 
 /// Kafka's partition of `__consumer_offsets` for a group: `abs(groupId.hashCode()) % n`, with
@@ -129,6 +133,7 @@ impl GroupCoordinator {
             config,
             groups: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
+            append_order: Mutex::new(()),
         }
     }
 
@@ -161,6 +166,9 @@ impl GroupCoordinator {
         let started = Instant::now();
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut stored_groups: HashMap<String, Option<records::GroupValue>> = HashMap::new();
+        let mut stored_consumer: HashMap<String, StoredConsumerGroup> = HashMap::new();
+        // Which protocol wrote a group's state last (a group may have changed protocol).
+        let mut last_writer: HashMap<String, &'static str> = HashMap::new();
         let mut records = 0usize;
         for partition in broker.replicas.partitions_of(OFFSETS_TOPIC) {
             let result = read_partition(&partition, |key, value| {
@@ -193,7 +201,20 @@ impl GroupCoordinator {
                                 None
                             }
                         });
+                        if decoded.is_some() {
+                            last_writer.insert(group.clone(), "classic");
+                        }
                         stored_groups.insert(group, decoded);
+                    }
+                    (key, value) => {
+                        let group = key.group().to_string();
+                        if value.is_some() {
+                            last_writer.insert(group.clone(), "consumer");
+                        }
+                        let entry = stored_consumer.entry(group).or_default();
+                        if let Err(error) = entry.apply(key, value) {
+                            tracing::warn!(%error, "skipping unreadable consumer group record");
+                        }
                     }
                 }
             });
@@ -202,12 +223,29 @@ impl GroupCoordinator {
             }
         }
         let now = Instant::now();
+        let image = broker.image();
+        let topics = topic_counts(broker);
+        for (id, stored) in stored_consumer {
+            if last_writer.get(&id) != Some(&"consumer") {
+                continue;
+            }
+            let Some(epoch) = stored.epoch else { continue };
+            let members = stored.members(|topic_id| {
+                image
+                    .topic_by_id(fjord_metadata::TopicId(topic_id))
+                    .map(|t| t.name.clone())
+            });
+            let group = groups.entry(id.clone()).or_insert_with(|| Group::new_classic(0));
+            group.kind = GroupKind::Consumer(ConsumerGroup::restore(epoch, members, &topics, &self.config, now));
+            stored_groups.remove(&id);
+        }
         for (id, value) in stored_groups {
             match value {
-                Some(value) => {
+                Some(value) if last_writer.get(&id) == Some(&"classic") => {
                     let group = groups.entry(id).or_insert_with(|| Group::new_classic(0));
                     group.kind = GroupKind::Classic(ClassicGroup::restore(value, now));
                 }
+                Some(_) => {}
                 None => {
                     if groups.get(&id).is_some_and(|g| g.offsets.is_empty()) {
                         groups.remove(&id);
@@ -226,30 +264,43 @@ impl GroupCoordinator {
         self.loaded.store(true, Ordering::Release);
     }
 
-    /// Advances every group's timers; returns the groups whose stored state changed.
-    fn tick(&self, now: Instant, now_ms: i64) -> Vec<(String, records::GroupValue)> {
+    /// Advances every group's timers; returns the groups whose stored state may have changed.
+    fn tick(&self, now: Instant, now_ms: i64) -> Vec<String> {
         let mut groups = self.groups.lock();
         let mut changed = Vec::new();
         for (id, group) in groups.iter_mut() {
-            match &mut group.kind {
+            let maybe_changed = match &mut group.kind {
                 GroupKind::Classic(g) => {
                     g.tick(&self.config, now, now_ms);
-                    if g.take_dirty() {
-                        changed.push((id.clone(), g.to_value()));
-                    }
+                    g.is_dirty()
                 }
                 GroupKind::Consumer(g) => g.tick(now),
+            };
+            if maybe_changed {
+                changed.push(id.clone());
             }
         }
         changed
     }
 
-    /// Takes a classic group's stored form if it changed since it was last written.
-    pub fn take_dirty(&self, group_id: &str) -> Option<records::GroupValue> {
+    /// The records for what changed in a group since they were last taken: a classic group's
+    /// metadata if a request or timer changed it; a KIP-848 group's epoch, members and
+    /// assignments that changed.
+    fn take_changes(&self, broker: &Broker, group_id: &str) -> Vec<OffsetsRecord> {
+        let image = broker.image();
         let mut groups = self.groups.lock();
         match groups.get_mut(group_id).map(|g| &mut g.kind) {
-            Some(GroupKind::Classic(g)) => g.take_dirty().then(|| g.to_value()),
-            _ => None,
+            Some(GroupKind::Classic(g)) => match g.take_dirty() {
+                true => vec![(
+                    RecordKey::Group {
+                        group: group_id.to_string(),
+                    },
+                    Some(g.to_value().encode()),
+                )],
+                false => Vec::new(),
+            },
+            Some(GroupKind::Consumer(g)) => g.take_records(group_id, |t| topic_id(&image, t)),
+            _ => Vec::new(),
         }
     }
 
@@ -287,7 +338,10 @@ impl GroupCoordinator {
                 ));
             }
             if group.offsets.is_empty() {
-                tombstones.push((RecordKey::Group { group: id.clone() }, None));
+                match &group.kind {
+                    GroupKind::Classic(_) => tombstones.push((RecordKey::Group { group: id.clone() }, None)),
+                    GroupKind::Consumer(g) => tombstones.extend(g.tombstones(id)),
+                }
                 remove.push(id.clone());
             }
             if !tombstones.is_empty() {
@@ -298,6 +352,72 @@ impl GroupCoordinator {
             groups.remove(&id);
         }
         out
+    }
+}
+
+/// A topic's id in the current image.
+fn topic_id(image: &fjord_metadata::MetadataImage, topic: &str) -> Option<uuid::Uuid> {
+    image.topic(topic).map(|t| t.id.0)
+}
+
+/// A KIP-848 group's records as replayed (latest value per key; tombstones remove).
+#[derive(Debug, Default)]
+struct StoredConsumerGroup {
+    epoch: Option<i32>,
+    metadata: BTreeMap<String, records::ConsumerMemberValue>,
+    assignments: BTreeMap<String, records::ConsumerAssignmentValue>,
+}
+
+impl StoredConsumerGroup {
+    fn apply(&mut self, key: RecordKey, value: Option<Bytes>) -> Result<(), records::RecordError> {
+        match key {
+            RecordKey::ConsumerGroup { .. } => {
+                self.epoch = value
+                    .map(|v| records::ConsumerGroupValue::decode(&v))
+                    .transpose()?
+                    .map(|v| v.epoch);
+            }
+            RecordKey::ConsumerMember { member, .. } => match value {
+                Some(v) => {
+                    self.metadata.insert(member, records::ConsumerMemberValue::decode(&v)?);
+                }
+                None => {
+                    self.metadata.remove(&member);
+                }
+            },
+            RecordKey::ConsumerAssignment { member, .. } => match value {
+                Some(v) => {
+                    self.assignments
+                        .insert(member, records::ConsumerAssignmentValue::decode(&v)?);
+                }
+                None => {
+                    self.assignments.remove(&member);
+                }
+            },
+            RecordKey::Offset { .. } | RecordKey::Group { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Members with both their metadata and their assignment stored.
+    fn members(mut self, topic_name: impl Fn(uuid::Uuid) -> Option<String>) -> Vec<consumer::StoredMember> {
+        self.metadata
+            .into_iter()
+            .filter_map(|(member_id, metadata)| {
+                let a = self.assignments.remove(&member_id)?;
+                Some(consumer::StoredMember {
+                    member_id,
+                    metadata,
+                    assignment: consumer::StoredAssignment {
+                        member_epoch: a.member_epoch,
+                        previous_member_epoch: a.previous_member_epoch,
+                        state: a.state,
+                        assigned: consumer::by_topic_name(&a.assigned_partitions, &topic_name),
+                        revoking: consumer::by_topic_name(&a.partitions_pending_revocation, &topic_name),
+                    },
+                })
+            })
+            .collect()
     }
 }
 
@@ -471,18 +591,29 @@ pub async fn write_records(
     Ok(())
 }
 
-/// Writes a classic group's metadata if a request or timer changed it.
+/// Writes what a request or timer changed in a group's state, and waits until it is durable.
+pub async fn persist(broker: &Arc<Broker>, group: &str) -> Result<(), ResponseError> {
+    let group = group.to_string();
+    let appended = broker
+        .blocking(move |b| {
+            let _order = b.groups.append_order.lock();
+            let records = b.groups.take_changes(b, &group);
+            if records.is_empty() {
+                return Ok(false);
+            }
+            b.append_group_records(&group, &records).map(|()| true)
+        })
+        .await?;
+    if appended {
+        broker.replicas.flusher.wait_durable().await;
+    }
+    Ok(())
+}
+
+/// [`persist`], logging a failure (for callers whose answer does not depend on it).
 pub async fn persist_if_dirty(broker: &Arc<Broker>, group: &str) {
-    if let Some(value) = broker.groups.take_dirty(group) {
-        let record = (
-            RecordKey::Group {
-                group: group.to_string(),
-            },
-            Some(value.encode()),
-        );
-        if let Err(code) = write_records(broker, group, vec![record]).await {
-            tracing::error!(%group, ?code, "storing group metadata failed");
-        }
+    if let Err(code) = persist(broker, group).await {
+        tracing::error!(%group, ?code, "storing group metadata failed");
     }
 }
 
@@ -499,11 +630,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         let now_ms = crate::clock::now_ms();
-        for (group, value) in broker.groups.tick(Instant::now(), now_ms) {
-            let record = (RecordKey::Group { group: group.clone() }, Some(value.encode()));
-            if let Err(code) = write_records(&broker, &group, vec![record]).await {
-                tracing::error!(%group, ?code, "storing group metadata failed");
-            }
+        for group in broker.groups.tick(Instant::now(), now_ms) {
+            persist_if_dirty(&broker, &group).await;
         }
         if last_expiry.elapsed() >= broker.groups.config.offsets_retention_check_interval {
             last_expiry = Instant::now();
@@ -580,6 +708,96 @@ mod tests {
         assert_eq!(out[0].1.len(), 2);
         assert!(matches!(out[0].1[1], (RecordKey::Group { .. }, None)));
         assert!(coordinator.with_groups(|g| g.is_empty()));
+    }
+
+    /// Replays records the way `load` does (only the KIP-848 ones).
+    fn replay(records: &[OffsetsRecord]) -> StoredConsumerGroup {
+        let mut stored = StoredConsumerGroup::default();
+        for (key, value) in records {
+            let key = RecordKey::decode(&key.encode()).unwrap().unwrap();
+            stored.apply(key, value.clone()).unwrap();
+        }
+        stored
+    }
+
+    #[test]
+    fn consumer_group_survives_a_restart_through_its_records() {
+        use consumer::{ConsumerGroup, HeartbeatParams, TopicCounts};
+        let config = GroupConfig::default();
+        let topics: TopicCounts = [("t".to_string(), 4)].into_iter().collect();
+        let id = uuid::Uuid::new_v4();
+        let topic_id = |t: &str| (t == "t").then_some(id);
+        let topic_name = |u: uuid::Uuid| (u == id).then(|| "t".to_string());
+        let now = Instant::now();
+        let join = |member: &str| HeartbeatParams {
+            member_id: member.into(),
+            member_epoch: 0,
+            subscribed_topics: Some(vec!["t".into()]),
+            rebalance_timeout: Some(Duration::from_secs(30)),
+            server_assignor: Some("range".into()),
+            ..HeartbeatParams::default()
+        };
+        let beat = |member: &str, epoch: i32, owned: &std::collections::BTreeSet<(String, i32)>| HeartbeatParams {
+            member_id: member.into(),
+            member_epoch: epoch,
+            owned: Some(owned.clone()),
+            ..HeartbeatParams::default()
+        };
+        let mut g = ConsumerGroup::new();
+        let mut log: Vec<OffsetsRecord> = Vec::new();
+        let a = g.heartbeat(join("a"), &topics, &config, 1, now);
+        log.extend(g.take_records("g", topic_id));
+        let b = g.heartbeat(join("b"), &topics, &config, 1, now);
+        log.extend(g.take_records("g", topic_id));
+        let a_kept = g
+            .heartbeat(
+                beat("a", a.member_epoch, &a.assignment.unwrap()),
+                &topics,
+                &config,
+                1,
+                now,
+            )
+            .assignment
+            .unwrap();
+        let a_done = g.heartbeat(beat("a", 1, &a_kept), &topics, &config, 1, now);
+        let b_got = g
+            .heartbeat(beat("b", b.member_epoch, &Default::default()), &topics, &config, 1, now)
+            .assignment
+            .unwrap();
+        log.extend(g.take_records("g", topic_id));
+        assert_eq!(g.state_name(), "Stable");
+        // Nothing changed since: nothing more to write.
+        let _ = g.heartbeat(beat("b", b.member_epoch, &b_got), &topics, &config, 1, now);
+        assert!(g.take_records("g", topic_id).is_empty());
+
+        let stored = replay(&log);
+        let epoch = stored.epoch.expect("group epoch stored");
+        let restored = ConsumerGroup::restore(epoch, stored.members(topic_name), &topics, &config, Instant::now());
+        let mut r = restored;
+        assert_eq!(r.group_epoch, g.group_epoch);
+        assert_eq!(r.assignor, "range");
+        assert_eq!(r.state_name(), "Stable");
+        // Both members carry on at their epochs, with the partitions they had.
+        let a2 = r.heartbeat(beat("a", a_done.member_epoch, &a_kept), &topics, &config, 1, now);
+        assert_eq!((a2.error, a2.member_epoch), (None, a_done.member_epoch));
+        assert_eq!(a2.assignment, Some(a_kept.clone()));
+        let b2 = r.heartbeat(beat("b", b.member_epoch, &b_got), &topics, &config, 1, now);
+        assert_eq!(
+            (b2.error, b2.member_epoch, b2.assignment),
+            (None, b.member_epoch, Some(b_got))
+        );
+        // The restored group writes nothing it already has; a leave is written as tombstones.
+        assert!(r.take_records("g", topic_id).is_empty());
+        let _ = r.heartbeat(beat("b", -1, &Default::default()), &topics, &config, 1, now);
+        let records = r.take_records("g", topic_id);
+        assert_eq!(records.iter().filter(|(_, v)| v.is_none()).count(), 2);
+        log.extend(records);
+        let stored = replay(&log);
+        assert_eq!(stored.members(topic_name).len(), 1);
+        // Deleting the group tombstones every key it wrote.
+        log.extend(r.tombstones("g"));
+        let stored = replay(&log);
+        assert!(stored.epoch.is_none() && stored.members(topic_name).is_empty());
     }
 
     #[test]

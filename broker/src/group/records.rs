@@ -1,6 +1,8 @@
 //! The key and value formats of records in `__consumer_offsets`, byte-compatible with Kafka's own
-//! (`OffsetCommitKey` v1, `OffsetCommitValue` v3, `GroupMetadataKey` v2, `GroupMetadataValue` v3),
-//! so Kafka's tooling can read the topic and a tombstone (null value) deletes a key.
+//! (`OffsetCommitKey` v1, `OffsetCommitValue` v3, `GroupMetadataKey` v2, `GroupMetadataValue` v3,
+//! and for KIP-848 groups `ConsumerGroupMetadata` (3), `ConsumerGroupMemberMetadata` (5) and
+//! `ConsumerGroupCurrentMemberAssignment` (8), whose values are flexible-version encodings), so
+//! Kafka's tooling can read the topic and a tombstone (null value) deletes a key.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -13,8 +15,14 @@ pub enum RecordKey {
         topic: String,
         partition: i32,
     },
-    /// A group's membership and assignment.
+    /// A classic group's membership and assignment.
     Group { group: String },
+    /// A KIP-848 consumer group's epoch.
+    ConsumerGroup { group: String },
+    /// A KIP-848 member's metadata (subscription, client, timeouts).
+    ConsumerMember { group: String, member: String },
+    /// A KIP-848 member's epochs and current assignment.
+    ConsumerAssignment { group: String, member: String },
 }
 
 /// A committed offset as stored.
@@ -50,6 +58,39 @@ pub struct GroupValue {
     pub members: Vec<MemberValue>,
 }
 
+/// A KIP-848 group's epoch as stored (`ConsumerGroupMetadataValue` v0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupValue {
+    pub epoch: i32,
+}
+
+/// A KIP-848 member's metadata as stored (`ConsumerGroupMemberMetadataValue` v0).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerMemberValue {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+/// Partitions of one topic, by topic id.
+pub type TopicIdPartitions = (uuid::Uuid, Vec<i32>);
+
+/// A KIP-848 member's epochs and assignment as stored (`ConsumerGroupCurrentMemberAssignmentValue`
+/// v0). `state` uses Kafka's `MemberState` values (0 stable, 1 unrevoked, 2 unreleased partitions).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsumerAssignmentValue {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub state: i8,
+    pub assigned_partitions: Vec<TopicIdPartitions>,
+    pub partitions_pending_revocation: Vec<TopicIdPartitions>,
+}
+
 /// Why a stored record could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
@@ -61,17 +102,28 @@ pub enum RecordError {
     UnknownValueVersion(i16, &'static str),
     #[error("string is not utf-8")]
     NotUtf8,
+    #[error("varint is too long")]
+    BadVarint,
 }
 
 const OFFSET_KEY_VERSION: i16 = 1;
 const GROUP_KEY_VERSION: i16 = 2;
 const OFFSET_VALUE_VERSION: i16 = 3;
 const GROUP_VALUE_VERSION: i16 = 3;
+const CONSUMER_GROUP_KEY_VERSION: i16 = 3;
+const CONSUMER_MEMBER_KEY_VERSION: i16 = 5;
+const CONSUMER_ASSIGNMENT_KEY_VERSION: i16 = 8;
+/// The one (flexible) value version of every KIP-848 record.
+const CONSUMER_VALUE_VERSION: i16 = 0;
 
 impl RecordKey {
     pub fn group(&self) -> &str {
         match self {
-            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+            RecordKey::Offset { group, .. }
+            | RecordKey::Group { group }
+            | RecordKey::ConsumerGroup { group }
+            | RecordKey::ConsumerMember { group, .. }
+            | RecordKey::ConsumerAssignment { group, .. } => group,
         }
     }
 
@@ -92,12 +144,27 @@ impl RecordKey {
                 buf.put_i16(GROUP_KEY_VERSION);
                 put_str(&mut buf, group);
             }
+            RecordKey::ConsumerGroup { group } => {
+                buf.put_i16(CONSUMER_GROUP_KEY_VERSION);
+                put_str(&mut buf, group);
+            }
+            RecordKey::ConsumerMember { group, member } => {
+                buf.put_i16(CONSUMER_MEMBER_KEY_VERSION);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
+            RecordKey::ConsumerAssignment { group, member } => {
+                buf.put_i16(CONSUMER_ASSIGNMENT_KEY_VERSION);
+                put_str(&mut buf, group);
+                put_str(&mut buf, member);
+            }
         }
         buf.freeze()
     }
 
-    /// Decodes a key; `Ok(None)` for key versions Kafka uses for other coordinators' records
-    /// (KIP-848 consumer-group records, share groups), which this broker does not write.
+    /// Decodes a key; `Ok(None)` for key versions Kafka uses for records this broker does not
+    /// write (KIP-848 target assignments and partition metadata, which are recomputed on load;
+    /// share and streams groups).
     pub fn decode(mut buf: &[u8]) -> Result<Option<RecordKey>, RecordError> {
         let version = get_i16(&mut buf)?;
         match version {
@@ -109,7 +176,18 @@ impl RecordKey {
             2 => Ok(Some(RecordKey::Group {
                 group: get_str(&mut buf)?,
             })),
-            v if (3..=16).contains(&v) => Ok(None),
+            CONSUMER_GROUP_KEY_VERSION => Ok(Some(RecordKey::ConsumerGroup {
+                group: get_str(&mut buf)?,
+            })),
+            CONSUMER_MEMBER_KEY_VERSION => Ok(Some(RecordKey::ConsumerMember {
+                group: get_str(&mut buf)?,
+                member: get_str(&mut buf)?,
+            })),
+            CONSUMER_ASSIGNMENT_KEY_VERSION => Ok(Some(RecordKey::ConsumerAssignment {
+                group: get_str(&mut buf)?,
+                member: get_str(&mut buf)?,
+            })),
+            v if (4..=32).contains(&v) => Ok(None),
             v => Err(RecordError::UnknownKeyVersion(v)),
         }
     }
@@ -214,6 +292,200 @@ impl GroupValue {
     }
 }
 
+impl ConsumerGroupValue {
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(CONSUMER_VALUE_VERSION);
+        buf.put_i32(self.epoch);
+        put_uvarint(&mut buf, 0); // no tagged fields
+        buf.freeze()
+    }
+
+    pub fn decode(mut buf: &[u8]) -> Result<ConsumerGroupValue, RecordError> {
+        check_flexible_version(&mut buf, "consumer group metadata")?;
+        let epoch = get_i32(&mut buf)?;
+        skip_tagged_fields(&mut buf)?;
+        Ok(ConsumerGroupValue { epoch })
+    }
+}
+
+impl ConsumerMemberValue {
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(CONSUMER_VALUE_VERSION);
+        put_compact_str(&mut buf, self.instance_id.as_deref());
+        put_compact_str(&mut buf, self.rack_id.as_deref());
+        put_compact_str(&mut buf, Some(&self.client_id));
+        put_compact_str(&mut buf, Some(&self.client_host));
+        put_uvarint(&mut buf, self.subscribed_topic_names.len() as u64 + 1);
+        for topic in &self.subscribed_topic_names {
+            put_compact_str(&mut buf, Some(topic));
+        }
+        put_compact_str(&mut buf, self.subscribed_topic_regex.as_deref());
+        buf.put_i32(self.rebalance_timeout_ms);
+        put_compact_str(&mut buf, self.server_assignor.as_deref());
+        put_uvarint(&mut buf, 0);
+        buf.freeze()
+    }
+
+    pub fn decode(mut buf: &[u8]) -> Result<ConsumerMemberValue, RecordError> {
+        check_flexible_version(&mut buf, "consumer group member metadata")?;
+        let instance_id = get_compact_str(&mut buf)?;
+        let rack_id = get_compact_str(&mut buf)?;
+        let client_id = get_compact_str(&mut buf)?.unwrap_or_default();
+        let client_host = get_compact_str(&mut buf)?.unwrap_or_default();
+        let count = get_compact_len(&mut buf)?.unwrap_or(0);
+        let mut subscribed_topic_names = Vec::with_capacity(count.min(1024));
+        for _ in 0..count {
+            subscribed_topic_names.push(get_compact_str(&mut buf)?.unwrap_or_default());
+        }
+        let subscribed_topic_regex = get_compact_str(&mut buf)?;
+        let rebalance_timeout_ms = get_i32(&mut buf)?;
+        let server_assignor = get_compact_str(&mut buf)?;
+        // Tag 0 (ClassicMemberMetadata) is only written for classic members of a consumer group.
+        skip_tagged_fields(&mut buf)?;
+        Ok(ConsumerMemberValue {
+            instance_id,
+            rack_id,
+            client_id,
+            client_host,
+            subscribed_topic_names,
+            subscribed_topic_regex,
+            rebalance_timeout_ms,
+            server_assignor,
+        })
+    }
+}
+
+impl ConsumerAssignmentValue {
+    pub fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_i16(CONSUMER_VALUE_VERSION);
+        buf.put_i32(self.member_epoch);
+        buf.put_i32(self.previous_member_epoch);
+        buf.put_i8(self.state);
+        put_topic_partitions(&mut buf, &self.assigned_partitions);
+        put_topic_partitions(&mut buf, &self.partitions_pending_revocation);
+        put_uvarint(&mut buf, 0);
+        buf.freeze()
+    }
+
+    pub fn decode(mut buf: &[u8]) -> Result<ConsumerAssignmentValue, RecordError> {
+        check_flexible_version(&mut buf, "consumer group member assignment")?;
+        let member_epoch = get_i32(&mut buf)?;
+        let previous_member_epoch = get_i32(&mut buf)?;
+        need(buf, 1)?;
+        let state = buf.get_i8();
+        let assigned_partitions = get_topic_partitions(&mut buf)?;
+        let partitions_pending_revocation = get_topic_partitions(&mut buf)?;
+        skip_tagged_fields(&mut buf)?;
+        Ok(ConsumerAssignmentValue {
+            member_epoch,
+            previous_member_epoch,
+            state,
+            assigned_partitions,
+            partitions_pending_revocation,
+        })
+    }
+}
+
+fn check_flexible_version(buf: &mut &[u8], what: &'static str) -> Result<(), RecordError> {
+    match get_i16(buf)? {
+        CONSUMER_VALUE_VERSION => Ok(()),
+        v => Err(RecordError::UnknownValueVersion(v, what)),
+    }
+}
+
+fn put_topic_partitions(buf: &mut BytesMut, topics: &[TopicIdPartitions]) {
+    put_uvarint(buf, topics.len() as u64 + 1);
+    for (id, partitions) in topics {
+        buf.put_slice(id.as_bytes());
+        put_uvarint(buf, partitions.len() as u64 + 1);
+        for p in partitions {
+            buf.put_i32(*p);
+        }
+        put_uvarint(buf, 0);
+    }
+}
+
+fn get_topic_partitions(buf: &mut &[u8]) -> Result<Vec<TopicIdPartitions>, RecordError> {
+    let count = get_compact_len(buf)?.unwrap_or(0);
+    let mut out = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        need(buf, 16)?;
+        let id = uuid::Uuid::from_slice(&buf[..16]).map_err(|_| RecordError::Truncated)?;
+        buf.advance(16);
+        let n = get_compact_len(buf)?.unwrap_or(0);
+        let mut partitions = Vec::with_capacity(n.min(4096));
+        for _ in 0..n {
+            partitions.push(get_i32(buf)?);
+        }
+        skip_tagged_fields(buf)?;
+        out.push((id, partitions));
+    }
+    Ok(out)
+}
+
+fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+fn get_uvarint(buf: &mut &[u8]) -> Result<u64, RecordError> {
+    let mut v = 0u64;
+    for shift in (0..35).step_by(7) {
+        need(buf, 1)?;
+        let b = buf.get_u8();
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(RecordError::BadVarint)
+}
+
+/// A compact length (`n + 1`, 0 = null).
+fn get_compact_len(buf: &mut &[u8]) -> Result<Option<usize>, RecordError> {
+    let n = get_uvarint(buf)?;
+    Ok((n > 0).then(|| (n - 1) as usize))
+}
+
+fn put_compact_str(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            put_uvarint(buf, s.len() as u64 + 1);
+            buf.put_slice(s.as_bytes());
+        }
+        None => put_uvarint(buf, 0),
+    }
+}
+
+fn get_compact_str(buf: &mut &[u8]) -> Result<Option<String>, RecordError> {
+    let Some(len) = get_compact_len(buf)? else {
+        return Ok(None);
+    };
+    need(buf, len)?;
+    let s = std::str::from_utf8(&buf[..len])
+        .map_err(|_| RecordError::NotUtf8)?
+        .to_string();
+    buf.advance(len);
+    Ok(Some(s))
+}
+
+fn skip_tagged_fields(buf: &mut &[u8]) -> Result<(), RecordError> {
+    let count = get_uvarint(buf)?;
+    for _ in 0..count {
+        let _tag = get_uvarint(buf)?;
+        let size = get_uvarint(buf)? as usize;
+        need(buf, size)?;
+        buf.advance(size);
+    }
+    Ok(())
+}
+
 fn put_str(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len() as i16);
     buf.put_slice(s.as_bytes());
@@ -297,6 +569,15 @@ mod tests {
                 partition: 7,
             },
             RecordKey::Group { group: "grp".into() },
+            RecordKey::ConsumerGroup { group: "cg".into() },
+            RecordKey::ConsumerMember {
+                group: "cg".into(),
+                member: "m".into(),
+            },
+            RecordKey::ConsumerAssignment {
+                group: "cg".into(),
+                member: "m".into(),
+            },
         ] {
             assert_eq!(RecordKey::decode(&key.encode()), Ok(Some(key)));
         }
@@ -340,6 +621,50 @@ mod tests {
             }],
         };
         assert_eq!(GroupValue::decode(&group.encode()), Ok(group));
+    }
+
+    #[test]
+    fn consumer_group_values_round_trip_and_match_kafka_bytes() {
+        let epoch = ConsumerGroupValue { epoch: 7 };
+        // Version 0, epoch, empty tagged-field section.
+        assert_eq!(&epoch.encode()[..], &[0, 0, 0, 0, 0, 7, 0]);
+        assert_eq!(ConsumerGroupValue::decode(&epoch.encode()), Ok(epoch));
+        let member = ConsumerMemberValue {
+            instance_id: None,
+            rack_id: Some("r".into()),
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            subscribed_topic_names: vec!["t".into()],
+            subscribed_topic_regex: None,
+            rebalance_timeout_ms: 1,
+            server_assignor: Some("uniform".into()),
+        };
+        let bytes = member.encode();
+        // Compact strings are length + 1 (0 = null); the topic array is count + 1.
+        assert_eq!(&bytes[..13], &[0, 0, 0, 2, b'r', 2, b'c', 3, b'/', b'h', 2, 2, b't']);
+        assert_eq!(ConsumerMemberValue::decode(&bytes), Ok(member));
+        let id = uuid::Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10);
+        let assignment = ConsumerAssignmentValue {
+            member_epoch: 4,
+            previous_member_epoch: 3,
+            state: 1,
+            assigned_partitions: vec![(id, vec![0, 2])],
+            partitions_pending_revocation: vec![(id, vec![1])],
+        };
+        let bytes = assignment.encode();
+        assert_eq!(&bytes[..12], &[0, 0, 0, 0, 0, 4, 0, 0, 0, 3, 1, 2]);
+        assert_eq!(ConsumerAssignmentValue::decode(&bytes), Ok(assignment));
+        for n in 0..bytes.len() {
+            assert!(ConsumerAssignmentValue::decode(&bytes[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn unknown_tagged_fields_are_skipped() {
+        let mut bytes = BytesMut::from(&ConsumerGroupValue { epoch: 1 }.encode()[..6]);
+        // One tagged field: tag 0, three bytes.
+        bytes.put_slice(&[1, 0, 3, 9, 9, 9]);
+        assert_eq!(ConsumerGroupValue::decode(&bytes), Ok(ConsumerGroupValue { epoch: 1 }));
     }
 
     #[test]

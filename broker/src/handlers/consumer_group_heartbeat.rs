@@ -16,7 +16,7 @@ use crate::broker::Broker;
 use crate::group::consumer::{ConsumerGroup, HeartbeatParams, HeartbeatResponse};
 use crate::group::{self, Group, GroupKind};
 
-pub(super) fn handle(
+pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: ConsumerGroupHeartbeatRequest,
     version: i16,
@@ -56,7 +56,7 @@ pub(super) fn handle(
         Err(error) => error_response(error, format!("{error:?}"), &params.member_id),
         Ok(()) => {
             let topics = group::topic_counts(broker);
-            broker.groups.with_groups(|groups| {
+            let r = broker.groups.with_groups(|groups| {
                 let group = groups.entry(group_id.clone()).or_insert_with(|| Group {
                     kind: GroupKind::Consumer(ConsumerGroup::new()),
                     offsets: Default::default(),
@@ -76,7 +76,12 @@ pub(super) fn handle(
                     unreachable!("converted above")
                 };
                 g.heartbeat(params.clone(), &topics, config, version, Instant::now())
-            })
+            });
+            // Whatever the heartbeat changed is durable before the member hears of it.
+            match group::persist(broker, &group_id).await {
+                Ok(()) => r,
+                Err(error) => error_response(error, "storing the group state failed".into(), &params.member_id),
+            }
         }
     };
     let (error, message) = r

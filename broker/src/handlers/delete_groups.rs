@@ -47,12 +47,15 @@ async fn delete(broker: &Arc<Broker>, group_id: &str) -> Result<(), ResponseErro
                 (key, None)
             })
             .collect();
-        records.push((
-            RecordKey::Group {
-                group: group_id.to_string(),
-            },
-            None,
-        ));
+        match &group.kind {
+            GroupKind::Classic(_) => records.push((
+                RecordKey::Group {
+                    group: group_id.to_string(),
+                },
+                None,
+            )),
+            GroupKind::Consumer(g) => records.extend(g.tombstones(group_id)),
+        }
         Ok(records)
     })?;
     tracing::info!(group = %group_id, "deleting group");

@@ -96,6 +96,7 @@ async fn join(
         version,
     };
     let now_ms = crate::clock::now_ms();
+    let mut stale_records = Vec::new();
     let reply = broker.groups.with_groups(|groups| {
         if !groups.contains_key(group_id) {
             if !params.member_id.is_empty() {
@@ -108,7 +109,9 @@ async fn join(
             if !g.is_empty() {
                 return Err(ResponseError::InconsistentGroupProtocol);
             }
-            // An empty consumer group may become a classic group; its offsets stay.
+            // An empty consumer group may become a classic group; its offsets stay, its
+            // KIP-848 records go.
+            stale_records = g.tombstones(group_id);
             group.kind = GroupKind::Classic(ClassicGroup::new(now_ms));
         }
         let GroupKind::Classic(g) = &mut group.kind else {
@@ -116,6 +119,7 @@ async fn join(
         };
         Ok(g.join(params, config, Instant::now(), now_ms))
     })?;
+    group::write_records(broker, group_id, stale_records).await?;
     match reply {
         Reply::Now(r) => Ok(r),
         // A dropped sender means the group was deleted while the member waited.

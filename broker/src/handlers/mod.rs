@@ -165,7 +165,7 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await),
         RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(broker, r).await),
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, r, version, &client))
+            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, r, version, &client).await)
         }
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))

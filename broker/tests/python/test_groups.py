@@ -292,6 +292,51 @@ def test_committed_offsets_and_group_metadata_survive_kill9(broker_factory):
         c2.close()
 
 
+def test_kip848_group_membership_survives_broker_kill9(broker_factory, tmp_path):
+    """KIP-848 members, epochs and assignments are records in __consumer_offsets: after a broker
+    kill -9 both librdkafka members carry on (no revoke or lost callback, same partitions) and the
+    group is described with the same member ids and assignments."""
+    b = broker_factory(["--set", "groups.offsets_topic_partitions=3",
+                        "--set", "groups.consumer_heartbeat_interval=500ms"], name="groups-848-restart")
+    topic, group = unique("grp-848-dur"), unique("g-848-dur")
+    create_topic(b.bootstrap, topic, partitions=6)
+    produce_ok(b.bootstrap, topic, records(60, 6, "a"))
+    conf = {"group.protocol": "consumer"}
+    members = [Member(tmp_path, b.bootstrap, group, topic, f"k{i}", conf) for i in range(2)]
+    try:
+        def converged():
+            owned = [m.assignment() for m in members]
+            return all(owned) and owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(range(6))
+
+        wait_until(converged, 60, "KIP-848 assignment converged over both members")
+        wait_until(lambda: len(members[0].consumed() | members[1].consumed()) >= 60, 30, "first records consumed")
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+
+        def described() -> dict[str, set[int]]:
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            return {m.member_id: {tp.partition for tp in m.assignment.topic_partitions} for m in desc.members}
+
+        wait_until(lambda: len(described()) == 2 and all(described().values()), 30, "group described as stable")
+        before_desc = described()
+        before = [m.assignment() for m in members]
+        events_before = [len(m.read()) for m in members]
+        b.restart(kill9=True)
+        # Right after the restart (before a member need have heartbeated) the group is there.
+        assert described() == before_desc
+        produce_ok(b.bootstrap, topic, records(60, 6, "b"))
+        wait_until(lambda: len(members[0].consumed() | members[1].consumed()) >= 120, 60,
+                   "records produced after the restart consumed")
+        time.sleep(2)  # a few heartbeats after the restart
+        for m, owned, n in zip(members, before, events_before):
+            later = [ev for ev in m.read()[n:] if ev["ev"] in ("assign", "revoke", "lost")]
+            assert later == [], f"{m.name} rebalanced after the broker restart: {later}"
+            assert m.assignment() == owned
+        assert described() == before_desc
+    finally:
+        for m in members:
+            m.stop()
+
+
 def test_admin_list_describe_delete_groups(gbroker):
     topic, group = unique("grp-admin"), unique("g-admin")
     create_topic(gbroker.bootstrap, topic, partitions=1)
