@@ -115,6 +115,18 @@ impl RemoteLog {
     }
 }
 
+/// The largest batch timestamp of remote segments that are readable (at or above the remote log
+/// start) and below `local_start` (above it the local log answers).
+pub fn remote_max_timestamp(remote: &RemoteLog, local_start: i64) -> Option<i64> {
+    let manifest = remote.manifest()?;
+    manifest
+        .segments
+        .iter()
+        .filter(|s| s.next_offset > manifest.log_start_offset && s.base_offset < local_start)
+        .map(|s| s.max_timestamp)
+        .max()
+}
+
 /// The partition's log start offset: the remote start if remote data lies below the local start.
 pub fn log_start_offset(partition: &Partition, local_start: Offset) -> Offset {
     match partition

@@ -1,5 +1,6 @@
 //! ListOffsets (key 2): earliest (-2, the remote log start when older data is tiered), latest
-//! (-1), max timestamp (-3, local data), earliest local (-4, the local log start) and by timestamp
+//! (-1), max timestamp (-3, over local and tiered data), earliest local (-4, the local log
+//! start), latest tiered (-5, the highest offset in remote storage, KIP-1005) and by timestamp
 //! (first record with timestamp >= target, looked up through remote time indexes below the local
 //! log start).
 
@@ -18,6 +19,7 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // Timestamp lookups may read and decompress segment data: off the async workers.
@@ -52,13 +54,35 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16
     };
     // leader_epoch exists from v4; older versions must leave it at its default (-1).
     let epoch = if version >= 4 { partition.leader_epoch().0 } else { -1 };
-    if timestamp >= 0
+    if timestamp == LATEST_TIERED {
+        // -1 until a segment is committed remotely, and on topics that do not tier.
+        let highest = partition
+            .remote()
+            .and_then(|r| r.manifest())
+            .and_then(|m| m.end_offset())
+            .map_or(-1, |end| end - 1);
+        return response.with_offset(highest).with_leader_epoch(epoch);
+    }
+    if (timestamp >= 0 || timestamp == MAX_TIMESTAMP)
         && let (Some(tiering), Some(remote)) = (broker.tiering.as_ref(), partition.remote())
     {
-        let local_start = partition.log.lock().log_start_offset().0;
+        let (local_start, local_max) = {
+            let log = partition.log.lock();
+            (log.log_start_offset().0, log.max_timestamp().map(|(_, ts)| ts))
+        };
+        // The first record with the largest timestamp: remote data wins a tie (it is earlier).
+        let target = match timestamp {
+            MAX_TIMESTAMP => crate::tiering::remote_max_timestamp(&remote, local_start)
+                .filter(|remote_max| local_max.is_none_or(|local| *remote_max >= local)),
+            ts => Some(ts),
+        };
         // Blocking thread (see `handle`): wait for the remote lookup here.
-        let remote_hit =
-            tokio::runtime::Handle::current().block_on(tiering.offset_for_timestamp(&remote, timestamp, local_start));
+        let remote_hit = match target {
+            Some(ts) => {
+                tokio::runtime::Handle::current().block_on(tiering.offset_for_timestamp(&remote, ts, local_start))
+            }
+            None => Ok(None),
+        };
         match remote_hit {
             Ok(Some((offset, ts))) => {
                 return response

@@ -199,6 +199,65 @@ def list_offsets(broker, topic: str, timestamp: int) -> tuple[int, int, int]:
     return r.i16(), r.i64(), r.i64()
 
 
+def list_offsets_v9(broker, topic: str, timestamp: int) -> tuple[int, int, int]:
+    """Raw ListOffsets v9 (flexible; -5 exists from v9) for partition 0: (error, timestamp, offset)."""
+    def compact_str(v: str) -> bytes:
+        return wire.uvarint(len(v) + 1) + v.encode()
+    partition = wire.i32(0) + wire.i32(-1) + wire.i64(timestamp) + wire.uvarint(0)
+    body = (wire.i32(-1) + wire.i8(0)
+            + wire.uvarint(2) + compact_str(topic) + wire.uvarint(2) + partition + wire.uvarint(0)
+            + wire.uvarint(0))
+    corr, resp = wire.roundtrip(broker.bootstrap, wire.frame(wire.request_header_v2(2, 9, 9) + body))
+    assert corr == 9
+    r = wire.Reader(resp)
+
+    def uvarint() -> int:
+        shift = value = 0
+        while True:
+            b = r.data[r.pos]
+            r.pos += 1
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+            shift += 7
+
+    assert uvarint() == 0  # response header v1 tagged fields
+    r.i32()  # throttle
+    assert uvarint() == 2
+    name_len = uvarint() - 1
+    r.pos += name_len
+    assert uvarint() == 2
+    assert r.i32() == 0
+    return r.i16(), r.i64(), r.i64()
+
+
+def test_list_offsets_max_timestamp_and_latest_tiered(broker, s3):
+    """MAX_TIMESTAMP (-3) finds the largest timestamp in tiered data; LATEST_TIERED (-5) is the
+    highest offset in remote storage, -1 before any upload and on topics that do not tier."""
+    from confluent_kafka.admin import OffsetSpec
+    topic = tiered_topic(broker, "tier-lo")
+    assert list_offsets_v9(broker, topic, -5) == (0, -1, -1)
+    recs = records(0, 200, size=300)
+    recs[17]["timestamp"] = 1_800_000_000_000  # the largest, far below the local log start
+    produce_in_order(broker, topic, recs)
+    state = wait_tiered(broker, topic, "older segments remote and gone locally",
+                        lambda s: s["upload_lag_segments"] == 0 and s["local_log_start_offset"] > 100)
+    err, _, highest = list_offsets_v9(broker, topic, -5)
+    assert (err, highest) == (0, state["remote_end_offset"] - 1)
+    a = admin(broker.bootstrap)
+    got = a.list_offsets({TopicPartition(topic, 0): OffsetSpec.max_timestamp()}, request_timeout=15)
+    info = got[TopicPartition(topic, 0)].result(timeout=20)
+    assert (info.offset, info.timestamp) == (17, 1_800_000_000_000)
+    # On a topic that does not tier, -5 is -1 and -3 comes from the local log.
+    plain = unique("tier-lo-plain")
+    create_topic(broker.bootstrap, plain)
+    produce_ok(broker.bootstrap, plain, records(0, 5))
+    assert list_offsets_v9(broker, plain, -5) == (0, -1, -1)
+    info = a.list_offsets({TopicPartition(plain, 0): OffsetSpec.max_timestamp()},
+                          request_timeout=15)[TopicPartition(plain, 0)].result(timeout=20)
+    assert (info.offset, info.timestamp) == (4, 1_700_000_000_004)
+
+
 def test_round_trip_after_local_deletion(broker, s3):
     """100+ segments go to S3; the local log keeps only the tail; a librdkafka consumer from
     offset 0 reads everything back byte-identical; ListOffsets sees both starts."""

@@ -54,8 +54,8 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         ApiKey::ListOffsets,
         ListOffsetsRequest::VERSIONS.min,
         ListOffsetsRequest::VERSIONS.max,
-        8,
-    ), // v9 = tiered-only -5
+        9,
+    ), // v9 adds -5 (latest tiered offset); v10's remote-read timeout is not honoured
     api(
         ApiKey::Metadata,
         MetadataRequest::VERSIONS.min,
