@@ -276,7 +276,8 @@ pub struct GroupConfig {
     /// offsets.topic.segment.bytes
     pub offsets_topic_segment_bytes: u64,
     /// offsets.retention.minutes: committed offsets of an empty group are dropped this long after
-    /// the group became empty (or after the commit, if later).
+    /// the group became empty (or after the commit, if later); those of a non-empty consumer group
+    /// for topics it no longer subscribes to, this long after the commit (KIP-496).
     #[serde(with = "humantime_serde")]
     pub offsets_retention: Duration,
     /// offsets.retention.check.interval.ms

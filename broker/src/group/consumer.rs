@@ -167,6 +167,17 @@ impl ConsumerGroup {
             .collect()
     }
 
+    /// Whether some member subscribes to `topic`, by name or by regular expression.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.members.values().any(|m| {
+            m.subscribed.iter().any(|t| t == topic)
+                || m.regex
+                    .as_deref()
+                    .and_then(compile)
+                    .is_some_and(|re| re.is_match(topic))
+        })
+    }
+
     /// Regular expressions members subscribe with.
     pub fn subscribed_regexes(&self) -> Vec<String> {
         self.members.values().filter_map(|m| m.regex.clone()).collect()

@@ -304,27 +304,49 @@ impl GroupCoordinator {
         }
     }
 
-    /// Offsets of empty groups older than `offsets.retention` (counted from when the group
-    /// became empty, or from the commit), as tombstones; groups left with nothing are removed.
+    /// Offsets older than `offsets.retention`, as tombstones: every offset of an empty group
+    /// (counted from when the group became empty, or from the commit), and, as in Kafka
+    /// (KIP-496), offsets of a non-empty consumer group for topics it no longer subscribes to
+    /// (counted from the commit). Groups left with nothing are removed.
     fn expire_offsets(&self, now_ms: i64) -> Vec<(String, Vec<OffsetsRecord>)> {
         let retention_ms = self.config.offsets_retention.as_millis() as i64;
         let mut groups = self.groups.lock();
         let mut out = Vec::new();
         let mut remove = Vec::new();
         for (id, group) in groups.iter_mut() {
-            if !group.is_empty() {
-                continue;
-            }
-            let empty_since = match &group.kind {
-                GroupKind::Classic(g) => g.state_timestamp_ms,
-                GroupKind::Consumer(_) => 0,
+            let empty = group.is_empty();
+            let expired: Vec<(String, i32)> = if empty {
+                let empty_since = match &group.kind {
+                    GroupKind::Classic(g) => g.state_timestamp_ms,
+                    GroupKind::Consumer(_) => 0,
+                };
+                group
+                    .offsets
+                    .iter()
+                    .filter(|(_, v)| v.commit_timestamp_ms.max(empty_since) + retention_ms <= now_ms)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            } else {
+                let classic_topics = match &group.kind {
+                    // Not a consumer-protocol group, or unreadable metadata: keep everything.
+                    GroupKind::Classic(g) => match g.subscribed_topics() {
+                        Some(topics) => Some(topics.into_iter().collect::<std::collections::BTreeSet<_>>()),
+                        None => continue,
+                    },
+                    GroupKind::Consumer(_) => None,
+                };
+                let subscribed = |topic: &str| match (&group.kind, &classic_topics) {
+                    (GroupKind::Consumer(g), _) => g.is_subscribed(topic),
+                    (_, Some(topics)) => topics.contains(topic),
+                    (_, None) => true,
+                };
+                group
+                    .offsets
+                    .iter()
+                    .filter(|((topic, _), v)| !subscribed(topic) && v.commit_timestamp_ms + retention_ms <= now_ms)
+                    .map(|(k, _)| k.clone())
+                    .collect()
             };
-            let expired: Vec<(String, i32)> = group
-                .offsets
-                .iter()
-                .filter(|(_, v)| v.commit_timestamp_ms.max(empty_since) + retention_ms <= now_ms)
-                .map(|(k, _)| k.clone())
-                .collect();
             let mut tombstones = Vec::new();
             for (topic, partition) in expired {
                 group.offsets.remove(&(topic.clone(), partition));
@@ -337,7 +359,7 @@ impl GroupCoordinator {
                     None,
                 ));
             }
-            if group.offsets.is_empty() {
+            if empty && group.offsets.is_empty() {
                 match &group.kind {
                     GroupKind::Classic(_) => tombstones.push((RecordKey::Group { group: id.clone() }, None)),
                     GroupKind::Consumer(g) => tombstones.extend(g.tombstones(id)),
@@ -708,6 +730,71 @@ mod tests {
         assert_eq!(out[0].1.len(), 2);
         assert!(matches!(out[0].1[1], (RecordKey::Group { .. }, None)));
         assert!(coordinator.with_groups(|g| g.is_empty()));
+    }
+
+    #[test]
+    fn non_empty_groups_expire_only_offsets_of_topics_they_no_longer_subscribe_to() {
+        use consumer::{ConsumerGroup, HeartbeatParams, TopicCounts};
+        let config = GroupConfig {
+            offsets_retention: Duration::from_secs(60),
+            ..GroupConfig::default()
+        };
+        let topics: TopicCounts = [("t".to_string(), 1), ("rx".to_string(), 1)].into_iter().collect();
+        let mut g = ConsumerGroup::new();
+        for (member, names, regex) in [
+            ("a", Some(vec!["t".to_string()]), None),
+            ("b", None, Some("r.*".to_string())),
+        ] {
+            let r = g.heartbeat(
+                HeartbeatParams {
+                    member_id: member.into(),
+                    member_epoch: 0,
+                    subscribed_topics: names,
+                    subscribed_regex: regex,
+                    ..HeartbeatParams::default()
+                },
+                &topics,
+                &config,
+                1,
+                Instant::now(),
+            );
+            assert_eq!(r.error, None);
+        }
+        let coordinator = GroupCoordinator::new(config);
+        let value = |ts| OffsetValue {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: ts,
+        };
+        coordinator.with_groups(|groups| {
+            let mut group = Group {
+                kind: GroupKind::Consumer(g),
+                offsets: BTreeMap::new(),
+            };
+            for topic in ["t", "rx", "old"] {
+                group.offsets.insert((topic.into(), 0), value(1_000));
+            }
+            groups.insert("g".into(), group);
+        });
+        // Before the retention has passed nothing goes.
+        assert!(coordinator.expire_offsets(60_000).is_empty());
+        // After it, only the unsubscribed topic's offset; the group and the others stay.
+        let out = coordinator.expire_offsets(61_000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].1,
+            vec![(
+                RecordKey::Offset {
+                    group: "g".into(),
+                    topic: "old".into(),
+                    partition: 0
+                },
+                None
+            )]
+        );
+        let left: Vec<String> = coordinator.with_groups(|g| g["g"].offsets.keys().map(|(t, _)| t.clone()).collect());
+        assert_eq!(left, vec!["rx".to_string(), "t".to_string()]);
     }
 
     /// Replays records the way `load` does (only the KIP-848 ones).

@@ -24,7 +24,12 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest) -
         let group = groups.get_mut(&group_id).ok_or(ResponseError::GroupIdNotFound)?;
         let subscribed: BTreeSet<String> = match &group.kind {
             _ if group.is_empty() => BTreeSet::new(),
-            GroupKind::Consumer(g) => g.subscribed_topics(),
+            // Names and regular expressions: the existing topics some member subscribes to.
+            GroupKind::Consumer(g) => image
+                .topics()
+                .map(|t| t.name.clone())
+                .filter(|t| g.is_subscribed(t))
+                .collect(),
             GroupKind::Classic(g) => g
                 .subscribed_topics()
                 .ok_or(ResponseError::NonEmptyGroup)?
