@@ -981,6 +981,48 @@ mod tests {
     }
 
     #[test]
+    fn static_leave_keeps_partitions_for_the_session_timeout_only() {
+        let now = Instant::now();
+        let t = topics(2);
+        let mut g = ConsumerGroup::new();
+        let static_join = |g: &mut ConsumerGroup, id: &str, at: Instant| {
+            g.heartbeat(
+                HeartbeatParams {
+                    member_id: id.into(),
+                    member_epoch: 0,
+                    instance_id: Some("i1".into()),
+                    subscribed_topics: Some(vec!["t".into()]),
+                    ..HeartbeatParams::default()
+                },
+                &t,
+                &cfg(),
+                1,
+                at,
+            )
+        };
+        let s = static_join(&mut g, "s", now);
+        let s_owned = s.assignment.unwrap();
+        assert_eq!(s_owned.len(), 2);
+        join(&mut g, "b", &t, now);
+        let kept = beat(&mut g, "s", 1, &s_owned, &t, now).assignment.unwrap();
+        beat(&mut g, "s", 1, &kept, &t, now);
+        // The static member leaves with epoch -2: its partition is held for it, not given to b.
+        assert_eq!(beat(&mut g, "s", -2, &kept, &t, now).error, None);
+        let soon = now + Duration::from_secs(5);
+        g.tick(soon);
+        let b = beat(&mut g, "b", 2, &BTreeSet::new(), &t, soon);
+        assert_eq!(b.assignment.unwrap_or_default().len(), 1);
+        // Once the session timeout has passed without it, the partition goes to b.
+        let later = now + cfg().consumer_session_timeout + Duration::from_secs(1);
+        assert!(g.tick(later), "the departed static member is removed");
+        let b = beat(&mut g, "b", b.member_epoch, &BTreeSet::new(), &t, later);
+        assert_eq!(b.assignment.expect("changed").len(), 2);
+        // The instance coming back later joins as a new member with nothing carried over.
+        let back = static_join(&mut g, "s2", later);
+        assert_eq!(back.error, None);
+    }
+
+    #[test]
     fn range_and_uniform_assignors_cover_every_partition_once() {
         let subs: BTreeMap<String, BTreeSet<String>> = ["a", "b", "c"]
             .iter()
