@@ -240,17 +240,20 @@ def test_list_offsets_max_timestamp_and_latest_tiered(broker, s3):
     recs = records(0, 200, size=300)
     recs[17]["timestamp"] = 1_800_000_000_000  # the largest, far below the local log start
     produce_in_order(broker, topic, recs)
-    state = wait_tiered(broker, topic, "older segments remote and gone locally",
-                        lambda s: s["upload_lag_segments"] == 0 and s["local_log_start_offset"] > 100)
+    # segment.ms rolls the active segment too (old timestamps), so in the end everything is remote.
+    wait_tiered(broker, topic, "every record remote and older segments gone locally",
+                lambda s: s["upload_lag_segments"] == 0 and s["remote_end_offset"] == len(recs)
+                and s["local_log_start_offset"] > 100)
     err, _, highest = list_offsets_v9(broker, topic, -5)
-    assert (err, highest) == (0, state["remote_end_offset"] - 1)
+    assert (err, highest) == (0, len(recs) - 1)
     a = admin(broker.bootstrap)
     got = a.list_offsets({TopicPartition(topic, 0): OffsetSpec.max_timestamp()}, request_timeout=15)
     info = got[TopicPartition(topic, 0)].result(timeout=20)
     assert (info.offset, info.timestamp) == (17, 1_800_000_000_000)
     # On a topic that does not tier, -5 is -1 and -3 comes from the local log.
     plain = unique("tier-lo-plain")
-    create_topic(broker.bootstrap, plain)
+    # retention.ms=-1: the 2023 record timestamps would otherwise be deleted by time retention.
+    create_topic(broker.bootstrap, plain, config={"retention.ms": "-1"})
     produce_ok(broker.bootstrap, plain, records(0, 5))
     assert list_offsets_v9(broker, plain, -5) == (0, -1, -1)
     info = a.list_offsets({TopicPartition(plain, 0): OffsetSpec.max_timestamp()},
