@@ -550,18 +550,6 @@ impl ConsumerGroup {
     /// epoch, and per member its metadata and assignment, or tombstones for members gone.
     pub fn take_records(&mut self, group: &str, topic_id: impl Fn(&str) -> Option<uuid::Uuid>) -> Vec<OffsetsRecord> {
         let mut out = Vec::new();
-        let key_of = |member: &str| {
-            (
-                RecordKey::ConsumerMember {
-                    group: group.to_string(),
-                    member: member.to_string(),
-                },
-                RecordKey::ConsumerAssignment {
-                    group: group.to_string(),
-                    member: member.to_string(),
-                },
-            )
-        };
         if self.persisted.epoch != Some(self.group_epoch) {
             self.persisted.epoch = Some(self.group_epoch);
             let value = ConsumerGroupValue {
@@ -583,7 +571,7 @@ impl ConsumerGroup {
             .collect();
         for id in gone {
             self.persisted.members.remove(&id);
-            let (meta_key, assignment_key) = key_of(&id);
+            let (meta_key, assignment_key) = member_keys(group, &id);
             out.push((assignment_key, None));
             out.push((meta_key, None));
         }
@@ -613,7 +601,7 @@ impl ConsumerGroup {
                 revoking: m.revoking.clone(),
             };
             let previous = self.persisted.members.get(&m.member_id);
-            let (meta_key, assignment_key) = key_of(&m.member_id);
+            let (meta_key, assignment_key) = member_keys(group, &m.member_id);
             if previous.map(|p| &p.0) != Some(&meta) {
                 out.push((meta_key, Some(meta.encode())));
             }
@@ -637,18 +625,9 @@ impl ConsumerGroup {
     pub fn tombstones(&self, group: &str) -> Vec<OffsetsRecord> {
         let mut out = Vec::new();
         for member in self.persisted.members.keys() {
-            for key in [
-                RecordKey::ConsumerAssignment {
-                    group: group.to_string(),
-                    member: member.clone(),
-                },
-                RecordKey::ConsumerMember {
-                    group: group.to_string(),
-                    member: member.clone(),
-                },
-            ] {
-                out.push((key, None));
-            }
+            let (meta_key, assignment_key) = member_keys(group, member);
+            out.push((assignment_key, None));
+            out.push((meta_key, None));
         }
         if self.persisted.epoch.is_some() {
             out.push((
@@ -732,6 +711,18 @@ impl ConsumerGroup {
             }
         }
     }
+}
+
+/// The keys of a member's metadata and assignment records.
+fn member_keys(group: &str, member: &str) -> (RecordKey, RecordKey) {
+    let (group, member) = (group.to_string(), member.to_string());
+    (
+        RecordKey::ConsumerMember {
+            group: group.clone(),
+            member: member.clone(),
+        },
+        RecordKey::ConsumerAssignment { group, member },
+    )
 }
 
 /// Partitions grouped by topic id; topics without an id (deleted) are left out.

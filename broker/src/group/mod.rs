@@ -9,7 +9,7 @@ pub mod classic;
 pub mod consumer;
 pub mod records;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -72,6 +72,20 @@ impl Group {
             GroupKind::Classic(g) => g.state.name(),
             GroupKind::Consumer(g) => g.state_name(),
         }
+    }
+
+    /// Which of `candidates` some member subscribes to (by name, or by regex in a KIP-848
+    /// group); `None` when a classic group's subscriptions cannot be known (not the consumer
+    /// protocol, or unreadable metadata).
+    pub fn subscribed_among<'a>(&self, candidates: impl IntoIterator<Item = &'a str>) -> Option<BTreeSet<String>> {
+        let candidates = candidates.into_iter();
+        Some(match &self.kind {
+            GroupKind::Consumer(g) => candidates.filter(|t| g.is_subscribed(t)).map(String::from).collect(),
+            GroupKind::Classic(g) => {
+                let known: BTreeSet<String> = g.subscribed_topics()?.into_iter().collect();
+                candidates.filter(|t| known.contains(*t)).map(String::from).collect()
+            }
+        })
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -327,23 +341,17 @@ impl GroupCoordinator {
                     .map(|(k, _)| k.clone())
                     .collect()
             } else {
-                let classic_topics = match &group.kind {
-                    // Not a consumer-protocol group, or unreadable metadata: keep everything.
-                    GroupKind::Classic(g) => match g.subscribed_topics() {
-                        Some(topics) => Some(topics.into_iter().collect::<std::collections::BTreeSet<_>>()),
-                        None => continue,
-                    },
-                    GroupKind::Consumer(_) => None,
-                };
-                let subscribed = |topic: &str| match (&group.kind, &classic_topics) {
-                    (GroupKind::Consumer(g), _) => g.is_subscribed(topic),
-                    (_, Some(topics)) => topics.contains(topic),
-                    (_, None) => true,
+                let topics = group.offsets.keys().map(|(t, _)| t.as_str());
+                // Subscriptions unknown (not the consumer protocol): keep everything.
+                let Some(subscribed) = group.subscribed_among(topics) else {
+                    continue;
                 };
                 group
                     .offsets
                     .iter()
-                    .filter(|((topic, _), v)| !subscribed(topic) && v.commit_timestamp_ms + retention_ms <= now_ms)
+                    .filter(|((topic, _), v)| {
+                        !subscribed.contains(topic) && v.commit_timestamp_ms + retention_ms <= now_ms
+                    })
                     .map(|(k, _)| k.clone())
                     .collect()
             };

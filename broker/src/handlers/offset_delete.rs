@@ -12,7 +12,7 @@ use fjord_protocol::kafka_protocol::messages::{OffsetDeleteRequest, OffsetDelete
 
 use crate::broker::Broker;
 use crate::group::records::RecordKey;
-use crate::group::{self, GroupKind, OffsetsRecord};
+use crate::group::{self, OffsetsRecord};
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group_id = request.group_id.to_string();
@@ -22,19 +22,11 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: OffsetDeleteRequest) -
     let image = broker.image();
     let outcome: Result<_, ResponseError> = broker.groups.with_groups(|groups| {
         let group = groups.get_mut(&group_id).ok_or(ResponseError::GroupIdNotFound)?;
-        let subscribed: BTreeSet<String> = match &group.kind {
-            _ if group.is_empty() => BTreeSet::new(),
-            // Names and regular expressions: the existing topics some member subscribes to.
-            GroupKind::Consumer(g) => image
-                .topics()
-                .map(|t| t.name.clone())
-                .filter(|t| g.is_subscribed(t))
-                .collect(),
-            GroupKind::Classic(g) => g
-                .subscribed_topics()
-                .ok_or(ResponseError::NonEmptyGroup)?
-                .into_iter()
-                .collect(),
+        let subscribed: BTreeSet<String> = if group.is_empty() {
+            BTreeSet::new()
+        } else {
+            let names = request.topics.iter().map(|t| t.name.as_str());
+            group.subscribed_among(names).ok_or(ResponseError::NonEmptyGroup)?
         };
         let mut records: Vec<OffsetsRecord> = Vec::new();
         let mut topics = Vec::new();
