@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 import group_wire as gw
@@ -335,6 +335,37 @@ def test_kip848_group_membership_survives_broker_kill9(broker_factory, tmp_path)
     finally:
         for m in members:
             m.stop()
+
+
+def test_offset_delete_refuses_topics_a_regex_subscribes_to(gbroker):
+    """OffsetDelete (through kafka-python) on a live KIP-848 group: a topic its member subscribes
+    to by regex gets GROUP_SUBSCRIBED_TO_TOPIC; another topic's offsets are deleted."""
+    from kafka import KafkaAdminClient
+    from kafka import TopicPartition as KTopicPartition
+    from kafka.errors import GroupSubscribedToTopicError, NoError
+    prefix = unique("grp-re")
+    watched, other, group = f"{prefix}-a", unique("grp-other"), unique("g-re")
+    for t in (watched, other):
+        create_topic(gbroker.bootstrap, t)
+    produce_ok(gbroker.bootstrap, watched, records(5, 1, "r"))
+    c = consumer(gbroker.bootstrap, **{"group.id": group, "group.protocol": "consumer",
+                                        "auto.offset.reset": "earliest"})
+    c.subscribe([f"^{prefix}-.*"])
+    try:
+        wait_until(lambda: poll_all([c], 0.3) is not None and len(c.assignment()) == 1, 60,
+                   "regex subscription assigned")
+        c.commit(offsets=[TopicPartition(watched, 0, 3), TopicPartition(other, 0, 2)], asynchronous=False)
+        admin = KafkaAdminClient(bootstrap_servers=gbroker.bootstrap)
+        try:
+            got = admin.delete_group_offsets(group, [KTopicPartition(watched, 0), KTopicPartition(other, 0)])
+        finally:
+            admin.close()
+        assert got[KTopicPartition(watched, 0)] is GroupSubscribedToTopicError
+        assert got[KTopicPartition(other, 0)] is NoError
+        left = c.committed([TopicPartition(watched, 0), TopicPartition(other, 0)], timeout=10)
+        assert [tp.offset for tp in left] == [3, OFFSET_INVALID]
+    finally:
+        c.close()
 
 
 def test_admin_list_describe_delete_groups(gbroker):
