@@ -43,8 +43,8 @@ impl Broker {
         let data_dir = config.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
-        let metadata = MetadataStore::open(&data_dir.join("__cluster_metadata-0").join("metadata.log"))
-            .context("opening the metadata log")?;
+        let metadata_log = metadata_log_path(&data_dir)?;
+        let metadata = MetadataStore::open(&metadata_log).context("opening the metadata log")?;
         let metrics = Metrics::new(config.http.per_partition_metrics);
         let replicas = ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?;
         let tiering = crate::tiering::Tiering::open(&config).context("opening tiered storage")?;
@@ -92,6 +92,39 @@ impl Broker {
     }
 }
 
+/// Where the metadata log lives: `<data dir>/metadata/metadata.log`. The directory name has no
+/// `-<partition>` suffix, so no topic partition's directory (`<topic>-<n>`) can ever be it.
+/// Data dirs of earlier versions kept the log in `__cluster_metadata-0/`, a name a topic could
+/// map to; it is moved here once, durably, before anything reads it.
+fn metadata_log_path(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = data_dir.join(METADATA_DIR);
+    let path = dir.join("metadata.log");
+    let legacy = data_dir.join("__cluster_metadata-0").join("metadata.log");
+    if !path.exists() && legacy.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::rename(&legacy, &path)
+            .with_context(|| format!("moving {} to {}", legacy.display(), path.display()))?;
+        for synced in [&dir, &data_dir.to_path_buf()] {
+            std::fs::File::open(synced)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("syncing {}", synced.display()))?;
+        }
+        // The old directory goes only if nothing else is in it (a topic that took the reserved
+        // name before it was refused keeps its data).
+        if let Some(old_dir) = legacy.parent() {
+            let _ = std::fs::remove_dir(old_dir);
+        }
+        tracing::info!(from = %legacy.display(), to = %path.display(), "moved the metadata log out of the partition namespace");
+    } else if legacy.exists() {
+        tracing::warn!(legacy = %legacy.display(), current = %path.display(),
+            "ignoring a metadata log at the earlier location; the current one is used");
+    }
+    Ok(path)
+}
+
+/// The data dir's directory for broker-owned metadata (never a partition directory name).
+const METADATA_DIR: &str = "metadata";
+
 /// Reads `meta.properties` (Kafka's format) or writes a new one with a fresh cluster id.
 fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
     let path = data_dir.join("meta.properties");
@@ -127,6 +160,25 @@ fn base64_url(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_metadata_log_is_moved_out_of_the_partition_namespace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let legacy_dir = dir.path().join("__cluster_metadata-0");
+        std::fs::create_dir_all(&legacy_dir).expect("mkdir");
+        std::fs::write(legacy_dir.join("metadata.log"), b"entries").expect("write");
+        let path = metadata_log_path(dir.path()).expect("migrates");
+        assert_eq!(path, dir.path().join("metadata").join("metadata.log"));
+        assert_eq!(std::fs::read(&path).expect("moved"), b"entries");
+        assert!(!legacy_dir.exists(), "the emptied legacy dir is removed");
+        // Idempotent: a second open finds the log where it is.
+        assert_eq!(metadata_log_path(dir.path()).expect("again"), path);
+        // A legacy dir that also holds partition files keeps them.
+        std::fs::create_dir_all(&legacy_dir).expect("mkdir");
+        std::fs::write(legacy_dir.join("00000000000000000000.log"), b"data").expect("write");
+        metadata_log_path(dir.path()).expect("opens");
+        assert!(legacy_dir.join("00000000000000000000.log").exists());
+    }
 
     #[test]
     fn cluster_id_is_22_url_safe_chars_and_stable() {

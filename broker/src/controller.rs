@@ -58,6 +58,34 @@ pub enum ConfigChange {
     Subtract(String),
 }
 
+/// Kafka's internal topics (`Topic.INTERNAL_TOPICS`): created and written only by their
+/// coordinators; clients may read them but never produce to, trim, delete, grow or re-purpose them.
+pub const INTERNAL_TOPICS: [&str; 3] = ["__consumer_offsets", "__transaction_state", "__share_group_state"];
+/// The KRaft metadata topic's name: never a topic of any kind here (Kafka refuses it too).
+pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// Whether `name` is one of Kafka's internal topics.
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
+/// Refuses a client's change to an internal topic (`what` says which change, for the message).
+fn refuse_internal(name: &str, code: ResponseError, what: &str) -> Result<(), ApiError> {
+    if is_internal_topic(name) {
+        return Err(ApiError::new(
+            code,
+            format!("{what} internal topic {name} is not allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's collision rule: `.` and `_` map to the same metric name, so `a.b` and `a_b` cannot
+/// both exist.
+fn collision_key(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 /// Checks a topic name with Kafka's rules.
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     let invalid = |why: String| Err(ApiError::new(ResponseError::InvalidTopicException, why));
@@ -136,9 +164,51 @@ impl Broker {
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
     }
 
-    /// Creates one topic (or only validates it). Idempotence is the caller's business: an
-    /// existing name is TOPIC_ALREADY_EXISTS.
+    /// What an internal topic's coordinator relies on: compaction only (a delete policy or any
+    /// retention would drop committed offsets and group state) and local storage only (Kafka
+    /// refuses tiered storage on internal topics).
+    fn validate_internal_topic_configs(&self, name: &str, next: &BTreeMap<String, String>) -> Result<(), ApiError> {
+        let effective = |key: &str| topic_config::effective(&self.config.topics, next, key).unwrap_or_default();
+        let policy = effective("cleanup.policy");
+        if policy.trim() != "compact" {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!("cleanup.policy of internal topic {name} must stay compact, not {policy:?}"),
+            ));
+        }
+        if effective("remote.storage.enable") == "true" {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!("tiered storage cannot be enabled on internal topic {name}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates one topic for a client (or only validates it). Idempotence is the caller's
+    /// business: an existing name is TOPIC_ALREADY_EXISTS. Internal and reserved names are
+    /// refused with INVALID_REQUEST, as Kafka refuses `__cluster_metadata`.
     pub fn create_topic(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
+        if topic.name == CLUSTER_METADATA_TOPIC || is_internal_topic(&topic.name) {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("creation of internal topic {} is prohibited", topic.name),
+            ));
+        }
+        self.create_topic_unchecked(topic, validate_only)
+    }
+
+    /// Creates an internal topic on behalf of its coordinator (e.g. `__consumer_offsets`).
+    pub fn create_internal_topic(&self, topic: NewTopic) -> Result<CreatedTopic, ApiError> {
+        debug_assert!(
+            is_internal_topic(&topic.name),
+            "{} is not an internal topic",
+            topic.name
+        );
+        self.create_topic_unchecked(topic, false)
+    }
+
+    fn create_topic_unchecked(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
         validate_topic_name(&topic.name)?;
         let num_partitions = if topic.num_partitions == -1 {
             self.config.topics.num_partitions
@@ -182,6 +252,16 @@ impl Broker {
                         format!("topic {} already exists", topic.name),
                     ));
                 }
+                let key = collision_key(&topic.name);
+                if let Some(other) = image.topics().find(|t| collision_key(&t.name) == key) {
+                    return refused(ApiError::new(
+                        ResponseError::InvalidTopicException,
+                        format!(
+                            "topic {} collides with existing topic {} ('.' and '_' are the same in metric names)",
+                            topic.name, other.name
+                        ),
+                    ));
+                }
                 let topic_id = TopicId::random();
                 let created = CreatedTopic {
                     topic_id,
@@ -212,8 +292,9 @@ impl Broker {
         Ok(created)
     }
 
-    /// Deletes a topic by name, returning its id.
+    /// Deletes a topic by name, returning its id. Internal topics are refused.
     pub fn delete_topic(&self, name: &str) -> Result<TopicId, ApiError> {
+        refuse_internal(name, ResponseError::InvalidTopicException, "deleting")?;
         let (image, deleted) = self
             .metadata
             .commit_with(|image| match image.topic(name) {
@@ -229,6 +310,9 @@ impl Broker {
 
     /// Grows a topic to `count` partitions (partitions never shrink).
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+        // A coordinator maps keys to partitions by count: growing an internal topic would lose
+        // every group's (or transaction's) state.
+        refuse_internal(name, ResponseError::InvalidRequest, "adding partitions to")?;
         let node = self.node_id();
         let (image, result) = self
             .metadata
@@ -342,6 +426,11 @@ impl Broker {
                 if let Err(e) = self.validate_topic_configs(&next) {
                     return refused(e);
                 }
+                if is_internal_topic(name)
+                    && let Err(e) = self.validate_internal_topic_configs(name, &next)
+                {
+                    return refused(e);
+                }
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));
                 }
@@ -377,7 +466,11 @@ impl Broker {
     /// Names that are invalid or already exist are skipped.
     pub fn auto_create_topics(&self, names: &[String]) {
         for name in names {
-            if self.image().topic(name).is_some() || validate_topic_name(name).is_err() {
+            if self.image().topic(name).is_some()
+                || validate_topic_name(name).is_err()
+                || is_internal_topic(name)
+                || name == CLUSTER_METADATA_TOPIC
+            {
                 continue;
             }
             let topic = NewTopic {

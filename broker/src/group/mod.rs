@@ -556,7 +556,7 @@ impl Broker {
             .into_iter()
             .collect(),
         };
-        match self.create_topic(topic, false) {
+        match self.create_internal_topic(topic) {
             Ok(_) => {
                 tracing::info!(
                     partitions = config.offsets_topic_partitions,

@@ -12,6 +12,7 @@ use fjord_storage::Offset;
 
 use super::errors::storage_error_code;
 use crate::broker::Broker;
+use crate::controller::is_internal_topic;
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     broker
@@ -30,6 +31,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteRecordsRequest) 
                             let Some(partition) = broker.replicas.get(&t.name, p.partition_index) else {
                                 return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                             };
+                            // Kafka: "Cannot delete records of internal topic".
+                            if is_internal_topic(&t.name) {
+                                return result.with_error_code(ResponseError::InvalidTopicException.code());
+                            }
                             let mut log = partition.log.lock();
                             let target = if p.offset == -1 {
                                 log.high_watermark()

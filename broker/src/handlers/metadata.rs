@@ -101,7 +101,7 @@ fn describe_topic(topic: &TopicImage, operations: i32) -> MetadataResponseTopic 
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(topic.name.clone())))
         .with_topic_id(topic.id.0)
-        .with_is_internal(topic.name.starts_with("__"))
+        .with_is_internal(crate::controller::is_internal_topic(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(operations)
 }

@@ -11,6 +11,7 @@ use fjord_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use super::errors::storage_error_code;
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::controller::is_internal_topic;
 use crate::replication::Partition;
 
 /// One partition's slot in the response, with the append to do (if the partition exists).
@@ -64,6 +65,15 @@ pub(super) async fn handle(
         );
         for p in t.partition_data {
             let (response, append) = match (broker.replicas.get(&t.name, p.index), p.records) {
+                // Only the coordinators write internal topics (Kafka's ReplicaManager check).
+                (Some(_), _) if is_internal_topic(&t.name) => (
+                    error_response(
+                        p.index,
+                        ResponseError::InvalidTopicException,
+                        &format!("cannot append to internal topic {}", t.name.as_str()),
+                    ),
+                    None,
+                ),
                 (None, _) => (
                     error_response(
                         p.index,

@@ -57,6 +57,15 @@ fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
+/// A free `<dir>.<owner>-stray` name (suffixed `.N` if an earlier stray of the same owner exists).
+fn stray_dir_name(dir: &Path, owner: uuid::Uuid) -> PathBuf {
+    let base = format!("{}.{}-stray", dir.display(), owner.simple());
+    (0..)
+        .map(|n| PathBuf::from(if n == 0 { base.clone() } else { format!("{base}.{n}") }))
+        .find(|p| !p.exists())
+        .expect("some stray name is free")
+}
+
 impl ReplicaManager {
     /// Appends record batches to a partition this broker leads: validates and writes them,
     /// moves the high watermark to the log end (single node: the ISR is this broker), wakes
@@ -234,8 +243,10 @@ impl ReplicaManager {
         }
     }
 
-    /// Makes sure `dir` belongs to `topic_id` (Kafka's partition.metadata): a directory left by an
-    /// earlier topic of the same name is moved aside and deleted, never reused.
+    /// Makes sure `dir` belongs to `topic_id` (Kafka's partition.metadata). A directory that
+    /// belongs to another topic id is never reused and never deleted: it is renamed aside to
+    /// `<dir>.<its topic id>-stray` (Kafka's stray naming) and reported, so data a damaged or
+    /// replaced metadata log no longer names can still be recovered by hand.
     fn claim_dir(&self, dir: &Path, topic_id: TopicId) -> Result<(), Error> {
         let io = |source| Error::Io {
             path: dir.to_path_buf(),
@@ -245,9 +256,19 @@ impl ReplicaManager {
         let expected = format!("version: 0\ntopic_id: {topic_id}\n");
         match std::fs::read_to_string(&marker) {
             Ok(found) if found == expected => return Ok(()),
-            Ok(_) => {
-                tracing::warn!(dir = %dir.display(), %topic_id, "partition dir belongs to an older topic, deleting it");
-                std::fs::remove_dir_all(dir).map_err(io)?;
+            Ok(found) => {
+                let owner = found
+                    .lines()
+                    .find_map(|l| l.strip_prefix("topic_id: "))
+                    .and_then(|id| uuid::Uuid::parse_str(id.trim()).ok())
+                    .unwrap_or_else(uuid::Uuid::new_v4);
+                let stray = stray_dir_name(dir, owner);
+                tracing::warn!(dir = %dir.display(), stray = %stray.display(), %topic_id, owner = %owner,
+                    "partition dir belongs to another topic id; moved aside as a stray dir (not deleted)");
+                std::fs::rename(dir, &stray).map_err(io)?;
+                std::fs::File::open(&self.data_dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
             }
             Err(_) => {}
         }

@@ -27,6 +27,18 @@ pub enum Error {
     Encode(#[from] serde_json::Error),
     #[error("metadata record rejected: {0}")]
     Invalid(String),
+    /// A damaged entry with intact entries after it: not a torn tail, so truncating would drop
+    /// committed metadata. The broker refuses to start rather than guess.
+    #[error(
+        "metadata log {path} is corrupt at byte {corrupt_at} but holds valid entries after it (next at byte {next_valid}); \
+         refusing to truncate committed metadata: restore the file from a backup, or move it aside to start with empty \
+         metadata (partition data is then kept aside, never deleted)"
+    )]
+    Corrupt {
+        path: std::path::PathBuf,
+        corrupt_at: u64,
+        next_valid: u64,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,6 +1,8 @@
 //! The local metadata log: an append-only file of record batches, each framed as
-//! `u32 length | u32 crc32c | json`, fsynced on every append. Replay stops at the first torn or
-//! corrupt entry, which is truncated away (it was never acknowledged).
+//! `u32 length | u32 crc32c | json`, fsynced on every append. Replay stops at the first damaged
+//! entry. If nothing valid follows it, it is a torn tail (an append that was never acknowledged)
+//! and is truncated away; if a valid entry follows, committed metadata is damaged and opening
+//! fails with [`Error::Corrupt`] instead of silently dropping it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -18,6 +20,29 @@ const MAX_ENTRY_BYTES: usize = 64 * 1024 * 1024;
 pub struct MetadataLog {
     path: PathBuf,
     file: File,
+}
+
+/// Decodes the entry starting at `pos`: its batch and the position after it, or `None` if no
+/// intact entry starts there. Cheap rejections come first (a batch body is a JSON array of
+/// objects, so it starts with `[{`), which keeps the scan for a valid entry after a damaged one
+/// linear in practice.
+fn entry_at(bytes: &[u8], pos: usize) -> Option<(Vec<MetadataRecord>, usize)> {
+    let header = bytes.get(pos..pos.checked_add(ENTRY_HEADER_LEN)?)?;
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if len > MAX_ENTRY_BYTES {
+        return None;
+    }
+    let start = pos + ENTRY_HEADER_LEN;
+    let body = bytes.get(start..start + len)?;
+    if !body.starts_with(b"[{") && body != b"[]" {
+        return None;
+    }
+    if crc32c::crc32c(body) != crc {
+        return None;
+    }
+    let batch = serde_json::from_slice::<Vec<MetadataRecord>>(body).ok()?;
+    Some((batch, start + len))
 }
 
 impl MetadataLog {
@@ -40,23 +65,18 @@ impl MetadataLog {
         file.read_to_end(&mut bytes).map_err(io)?;
         let mut batches = Vec::new();
         let mut pos = 0usize;
-        while let Some(header) = bytes.get(pos..pos + ENTRY_HEADER_LEN) {
-            let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-            let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-            let start = pos + ENTRY_HEADER_LEN;
-            let Some(body) = bytes.get(start..start + len).filter(|_| len <= MAX_ENTRY_BYTES) else {
-                break;
-            };
-            if crc32c::crc32c(body) != crc {
-                break;
-            }
-            let Ok(batch) = serde_json::from_slice::<Vec<MetadataRecord>>(body) else {
-                break;
-            };
+        while let Some((batch, next)) = entry_at(&bytes, pos) {
             batches.push(batch);
-            pos = start + len;
+            pos = next;
         }
         if pos < bytes.len() {
+            if let Some(next_valid) = (pos + 1..bytes.len()).find(|&at| entry_at(&bytes, at).is_some()) {
+                return Err(Error::Corrupt {
+                    path: path.to_path_buf(),
+                    corrupt_at: pos as u64,
+                    next_valid: next_valid as u64,
+                });
+            }
             tracing::warn!(path = %path.display(), valid_bytes = pos, file_bytes = bytes.len(), "truncating torn metadata log tail");
             file.set_len(pos as u64).map_err(io)?;
             file.sync_all().map_err(io)?;
@@ -117,6 +137,48 @@ mod tests {
         let (_, batches) = MetadataLog::open(&path).expect("reopens");
         assert_eq!(batches.len(), 2);
         assert_eq!(batches[1], config("1"));
+    }
+
+    #[test]
+    fn metadata_log_corruption_before_valid_entries_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("metadata.log");
+        {
+            let (mut log, _) = MetadataLog::open(&path).expect("opens");
+            for v in ["1", "2", "3"] {
+                log.append(&config(v)).expect("append");
+            }
+        }
+        let original = std::fs::read(&path).expect("read");
+        // Flip a few bytes inside the first entry's body: entries 2 and 3 are still intact.
+        let mut bytes = original.clone();
+        for b in &mut bytes[ENTRY_HEADER_LEN + 5..ENTRY_HEADER_LEN + 8] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let err = MetadataLog::open(&path).expect_err("must not open a log with damaged committed entries");
+        let Error::Corrupt {
+            corrupt_at, next_valid, ..
+        } = err
+        else {
+            panic!("expected Error::Corrupt, got {err:?}");
+        };
+        assert_eq!(corrupt_at, 0);
+        assert!(next_valid > 0);
+        // Nothing was truncated or rewritten.
+        assert_eq!(std::fs::read(&path).expect("read"), bytes);
+        // A damaged length field in the middle is caught too.
+        let mut bytes = original.clone();
+        let second = {
+            let len = u32::from_be_bytes(original[0..4].try_into().expect("4 bytes")) as usize;
+            ENTRY_HEADER_LEN + len
+        };
+        bytes[second] ^= 0x7f;
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(matches!(
+            MetadataLog::open(&path),
+            Err(Error::Corrupt { corrupt_at, .. }) if corrupt_at == second as u64
+        ));
     }
 
     #[test]
