@@ -13,6 +13,8 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
+mod describe_producers;
 mod errors;
 mod fetch;
 mod find_coordinator;
@@ -26,6 +28,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -171,6 +174,11 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))
         }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r).await)
+        }
+        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r).await),
+        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(broker, r)),
         other => {
             // Unreachable in practice: decode_request refuses APIs outside SUPPORTED_APIS.
             tracing::warn!(?api_key, request = ?std::mem::discriminant(&other), "no handler for api, closing connection");

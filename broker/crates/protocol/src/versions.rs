@@ -6,10 +6,10 @@ use kafka_protocol::messages::InitProducerIdRequest;
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest,
-    SyncGroupRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -115,6 +115,24 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         DescribeClusterRequest::VERSIONS.min,
         DescribeClusterRequest::VERSIONS.max,
         1,
+    ),
+    api(
+        ApiKey::OffsetForLeaderEpoch,
+        OffsetForLeaderEpochRequest::VERSIONS.min,
+        OffsetForLeaderEpochRequest::VERSIONS.max,
+        4,
+    ), // from the leader-epoch cache; replica_id is ignored until cluster mode
+    api(
+        ApiKey::DescribeLogDirs,
+        DescribeLogDirsRequest::VERSIONS.min,
+        DescribeLogDirsRequest::VERSIONS.max,
+        4,
+    ),
+    api(
+        ApiKey::DescribeProducers,
+        DescribeProducersRequest::VERSIONS.min,
+        DescribeProducersRequest::VERSIONS.max,
+        0,
     ),
     // Group coordinator (classic protocol, committed offsets, KIP-848 consumer groups).
     api(

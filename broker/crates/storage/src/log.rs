@@ -1327,6 +1327,14 @@ impl Log {
         self.producers.producers().get(&producer_id.0)
     }
 
+    /// Every idempotent producer tracked, by producer id (DescribeProducers).
+    pub fn producers(&self) -> impl Iterator<Item = (ProducerId, &ProducerStateEntry)> {
+        self.producers
+            .producers()
+            .iter()
+            .map(|(id, entry)| (ProducerId(*id), entry))
+    }
+
     /// Number of idempotent producers tracked.
     pub fn producer_count(&self) -> usize {
         self.producers.producers().len()
