@@ -37,7 +37,9 @@ pub struct NewTopic {
     pub name: String,
     pub num_partitions: i32,
     pub replication_factor: i16,
-    pub explicit_assignments: Option<usize>,
+    /// Manual replica assignments (CreateTopics `assignments`): partition index and broker ids.
+    /// When given, the partition count and replication factor come from them.
+    pub explicit_assignments: Option<Vec<(i32, Vec<i32>)>>,
     pub configs: BTreeMap<String, String>,
 }
 
@@ -164,6 +166,26 @@ impl Broker {
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
     }
 
+    /// Checks one partition's manually assigned replicas (Kafka's INVALID_REPLICA_ASSIGNMENT
+    /// rules): not empty, no broker twice, every broker known.
+    fn validate_replicas(&self, replicas: &[i32]) -> Result<(), ApiError> {
+        let invalid = |m: String| Err(ApiError::new(ResponseError::InvalidReplicaAssignment, m));
+        if replicas.is_empty() {
+            return invalid("the manual partition assignment includes an empty replica list".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = replicas.iter().find(|b| !seen.insert(**b)) {
+            return invalid(format!("the manual partition assignment names broker {dup} twice"));
+        }
+        let node = self.node_id();
+        if let Some(unknown) = replicas.iter().find(|b| **b != node) {
+            return invalid(format!(
+                "the manual partition assignment names broker {unknown}, which is not registered"
+            ));
+        }
+        Ok(())
+    }
+
     /// What an internal topic's coordinator relies on: compaction only (a delete policy or any
     /// retention would drop committed offsets and group state) and local storage only (Kafka
     /// refuses tiered storage on internal topics).
@@ -210,10 +232,31 @@ impl Broker {
 
     fn create_topic_unchecked(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
         validate_topic_name(&topic.name)?;
-        let num_partitions = if topic.num_partitions == -1 {
-            self.config.topics.num_partitions
-        } else {
-            topic.num_partitions
+        if let Some(assignments) = &topic.explicit_assignments {
+            // Kafka: assignments replace both counts; giving either as well is a client error.
+            if topic.num_partitions != -1 || topic.replication_factor != -1 {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "both num_partitions or replication_factor and replica assignments were set; \
+                     both cannot be used at the same time",
+                ));
+            }
+            let mut sorted: Vec<i32> = assignments.iter().map(|(p, _)| *p).collect();
+            sorted.sort_unstable();
+            if sorted.iter().enumerate().any(|(i, p)| i as i32 != *p) {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    "partitions of a manual assignment must be 0-based and consecutive",
+                ));
+            }
+            for (_, replicas) in assignments {
+                self.validate_replicas(replicas)?;
+            }
+        }
+        let num_partitions = match &topic.explicit_assignments {
+            Some(assignments) => i32::try_from(assignments.len()).unwrap_or(i32::MAX),
+            None if topic.num_partitions == -1 => self.config.topics.num_partitions,
+            None => topic.num_partitions,
         };
         if !(1..=MAX_PARTITIONS).contains(&num_partitions) {
             return Err(ApiError::new(
@@ -221,24 +264,17 @@ impl Broker {
                 format!("number of partitions must be between 1 and {MAX_PARTITIONS}, got {num_partitions}"),
             ));
         }
-        let replication_factor = if topic.replication_factor == -1 {
-            self.config.topics.replication_factor
-        } else {
-            topic.replication_factor
+        let replication_factor = match &topic.explicit_assignments {
+            Some(assignments) => assignments
+                .first()
+                .map_or(1, |(_, r)| i16::try_from(r.len()).unwrap_or(i16::MAX)),
+            None if topic.replication_factor == -1 => self.config.topics.replication_factor,
+            None => topic.replication_factor,
         };
         if replication_factor != 1 {
             return Err(ApiError::new(
                 ResponseError::InvalidReplicationFactor,
                 format!("replication factor {replication_factor} is larger than the 1 available broker"),
-            ));
-        }
-        if let Some(n) = topic.explicit_assignments
-            && n as i32 != num_partitions
-            && topic.num_partitions != -1
-        {
-            return Err(ApiError::new(
-                ResponseError::InvalidRequest,
-                "replica assignments and num_partitions disagree",
             ));
         }
         self.validate_topic_configs(&topic.configs)?;
@@ -309,7 +345,13 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions (partitions never shrink).
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), ApiError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<&[Vec<i32>]>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
         // A coordinator maps keys to partitions by count: growing an internal topic would lose
         // every group's (or transaction's) state.
         refuse_internal(name, ResponseError::InvalidRequest, "adding partitions to")?;
@@ -336,6 +378,21 @@ impl Broker {
                         ResponseError::InvalidPartitions,
                         format!("at most {MAX_PARTITIONS} partitions"),
                     ));
+                }
+                if let Some(assignments) = assignments {
+                    if assignments.len() as i32 != count - current {
+                        return refused(ApiError::new(
+                            ResponseError::InvalidReplicaAssignment,
+                            format!(
+                                "increasing the number of partitions by {} but {} assignments provided",
+                                count - current,
+                                assignments.len()
+                            ),
+                        ));
+                    }
+                    if let Some(e) = assignments.iter().find_map(|r| self.validate_replicas(r).err()) {
+                        return refused(e);
+                    }
                 }
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));

@@ -200,7 +200,7 @@ impl Admin for AdminService {
                 // Validate both parts before changing either, so a bad config does not leave
                 // the partitions grown.
                 if let Some(n) = grow_to {
-                    b.create_partitions(&r.name, n, true)?;
+                    b.create_partitions(&r.name, n, None, true)?;
                 }
                 if !changes.is_empty() {
                     b.alter_topic_configs(&r.name, changes.clone(), false, true)?;
@@ -209,7 +209,7 @@ impl Admin for AdminService {
                     return Ok(current);
                 }
                 if let Some(n) = grow_to {
-                    b.create_partitions(&r.name, n, false)?;
+                    b.create_partitions(&r.name, n, None, false)?;
                 }
                 if !changes.is_empty() {
                     b.alter_topic_configs(&r.name, changes, false, false)?;

@@ -10,7 +10,7 @@ use fjord_protocol::kafka_protocol::messages::consumer_group_describe_response::
 };
 use fjord_protocol::kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse};
 
-use super::{str_bytes, topic_name};
+use super::{operations, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::group::consumer::TopicPartition;
 use crate::group::{self, GroupKind};
@@ -37,11 +37,14 @@ pub(super) fn handle(
         }
         Assignment::default().with_topic_partitions(by_topic)
     };
+    let ops = operations::answer(request.include_authorized_operations, operations::GROUP);
     let groups = request
         .group_ids
         .into_iter()
         .map(|id| {
-            let described = DescribedGroup::default().with_group_id(id.clone());
+            let described = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(ops);
             let fail = |error: ResponseError, message: String| {
                 described
                     .clone()

@@ -1,4 +1,5 @@
-//! CreatePartitions (key 37): grow a topic's partition count; shrinking is INVALID_PARTITIONS.
+//! CreatePartitions (key 37): grow a topic's partition count, optionally with manual replica
+//! assignments for the new partitions; shrinking is INVALID_PARTITIONS.
 
 use std::sync::Arc;
 
@@ -16,7 +17,11 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: CreatePartitionsReques
                 .into_iter()
                 .map(|t| {
                     let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-                    match broker.create_partitions(&t.name, t.count, request.validate_only) {
+                    let assignments: Option<Vec<Vec<i32>>> = t
+                        .assignments
+                        .as_ref()
+                        .map(|a| a.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
+                    match broker.create_partitions(&t.name, t.count, assignments.as_deref(), request.validate_only) {
                         Ok(()) => result,
                         Err(e) => result
                             .with_error_code(e.code.code())

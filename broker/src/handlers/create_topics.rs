@@ -40,7 +40,12 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                         name: t.name.to_string(),
                         num_partitions: t.num_partitions,
                         replication_factor: t.replication_factor,
-                        explicit_assignments: (!t.assignments.is_empty()).then_some(t.assignments.len()),
+                        explicit_assignments: (!t.assignments.is_empty()).then(|| {
+                            t.assignments
+                                .iter()
+                                .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                                .collect()
+                        }),
                         configs: configs.clone(),
                     };
                     match broker.create_topic(new_topic, request.validate_only) {

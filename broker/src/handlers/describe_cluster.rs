@@ -3,12 +3,8 @@
 use fjord_protocol::kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use fjord_protocol::kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
 
-use super::{OPERATIONS_NOT_REQUESTED, broker_id, str_bytes};
+use super::{broker_id, operations, str_bytes};
 use crate::broker::Broker;
-
-/// Cluster operations allowed without ACLs: ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS,
-/// ALTER_CONFIGS, IDEMPOTENT_WRITE, CREATE (Kafka AclOperation codes).
-const ALL_CLUSTER_OPERATIONS: i32 = (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 5);
 
 pub(super) fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let (host, port) = broker.config.advertised_listener();
@@ -22,9 +18,8 @@ pub(super) fn handle(broker: &Broker, request: DescribeClusterRequest) -> Descri
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
         .with_controller_id(broker_id(broker.node_id()))
         .with_brokers(vec![node])
-        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            ALL_CLUSTER_OPERATIONS
-        } else {
-            OPERATIONS_NOT_REQUESTED
-        })
+        .with_cluster_authorized_operations(operations::answer(
+            request.include_cluster_authorized_operations,
+            operations::CLUSTER,
+        ))
 }

@@ -7,16 +7,19 @@ use fjord_protocol::kafka_protocol::error::ResponseError;
 use fjord_protocol::kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use fjord_protocol::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use super::str_bytes;
+use super::{operations, str_bytes};
 use crate::broker::Broker;
 use crate::group::{self, GroupKind};
 
 pub(super) fn handle(broker: &Arc<Broker>, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let ops = operations::answer(request.include_authorized_operations, operations::GROUP);
     let groups = request
         .groups
         .into_iter()
         .map(|id| {
-            let described = DescribedGroup::default().with_group_id(id.clone());
+            let described = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(ops);
             let fail = |error: ResponseError, message: String| {
                 let d = described
                     .clone()

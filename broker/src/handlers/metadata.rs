@@ -10,21 +10,14 @@ use fjord_protocol::kafka_protocol::messages::metadata_response::{
 };
 use fjord_protocol::kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 
-use super::{OPERATIONS_NOT_REQUESTED, broker_id, str_bytes, topic_name};
+use super::{broker_id, operations, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::controller::validate_topic_name;
 
-/// Topic operations allowed without ACLs: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS (Kafka AclOperation codes).
-const ALL_TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-
 pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let operations = if request.include_topic_authorized_operations {
-        ALL_TOPIC_OPERATIONS
-    } else {
-        OPERATIONS_NOT_REQUESTED
-    };
+    let operations = operations::answer(request.include_topic_authorized_operations, operations::TOPIC);
+    // v8-10 only; later versions answer it through DescribeCluster.
+    let cluster_operations = operations::answer(request.include_cluster_authorized_operations, operations::CLUSTER);
     let mut image = broker.image();
     // v0 has no null array: an empty list means every topic.
     let all_topics = request.topics.is_none() || (version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
@@ -82,7 +75,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
         .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
         .with_controller_id(broker_id(broker.node_id()))
         .with_topics(topics)
-        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED)
+        .with_cluster_authorized_operations(cluster_operations)
 }
 
 fn describe_topic(topic: &TopicImage, operations: i32) -> MetadataResponseTopic {

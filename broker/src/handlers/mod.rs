@@ -29,6 +29,7 @@ mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
+mod operations;
 mod produce;
 mod sync_group;
 
@@ -105,9 +106,6 @@ pub(crate) struct ClientInfo {
     pub client_id: String,
     pub client_host: String,
 }
-
-/// Kafka's "authorized operations were not requested" marker.
-const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 
 pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Turn, peer: SocketAddr) -> Reply {
     turn.begin().await;

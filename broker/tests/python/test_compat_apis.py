@@ -139,3 +139,90 @@ def _iter_producers(obj):
             yield from _iter_producers(v)
     elif hasattr(obj, "__dict__"):
         yield from _iter_producers(vars(obj))
+
+
+# -- item 2: CreateTopics / CreatePartitions with manual replica assignments ------------------
+
+INVALID_REQUEST, INVALID_REPLICA_ASSIGNMENT = 42, 39
+
+
+def _codes(futures: dict) -> dict:
+    from helpers import kafka_error_code
+    out = {}
+    for key, f in futures.items():
+        try:
+            f.result(timeout=20)
+            out[key] = 0
+        except Exception as e:  # noqa: BLE001 - the code is what is asserted
+            out[key] = kafka_error_code(e)
+    return out
+
+
+def test_create_topics_and_partitions_honour_replica_assignments(broker):
+    from confluent_kafka.admin import NewPartitions, NewTopic
+
+    from helpers import admin, wait_until
+    a = admin(broker.bootstrap)
+    node = next(iter(a.list_topics(timeout=10).brokers))
+    topic = unique("assigned")
+    # librdkafka wants the count alongside the assignment and sends -1/-1 on the wire, as Kafka requires.
+    fs = a.create_topics([NewTopic(topic, 22, replica_assignment=[[node]] * 22)], request_timeout=15)
+    assert _codes(fs) == {topic: 0}
+    wait_until(lambda: len(a.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 22, 10,
+               "22 partitions")
+    bad = {
+        unique("unknown-broker"): [[node + 7]],
+        unique("dup-broker"): [[node, node]],
+    }
+    fs = a.create_topics([NewTopic(n, len(r), replica_assignment=r) for n, r in bad.items()], request_timeout=15)
+    assert _codes(fs) == {n: INVALID_REPLICA_ASSIGNMENT for n in bad}
+    # CreatePartitions: the assignments must cover exactly the new partitions.
+    fs = a.create_partitions([NewPartitions(topic, 25, replica_assignment=[[node]] * 2)], request_timeout=15)
+    assert set(_codes(fs).values()) == {INVALID_REPLICA_ASSIGNMENT}
+    fs = a.create_partitions([NewPartitions(topic, 25, replica_assignment=[[node + 3]] * 3)], request_timeout=15)
+    assert set(_codes(fs).values()) == {INVALID_REPLICA_ASSIGNMENT}
+    fs = a.create_partitions([NewPartitions(topic, 25, replica_assignment=[[node]] * 3)], request_timeout=15)
+    assert set(_codes(fs).values()) == {0}
+    wait_until(lambda: len(a.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 25, 10,
+               "25 partitions")
+
+
+# -- item 3: authorized operations (no authorizer: everything a resource type supports) -------
+
+
+def test_authorized_operations_are_answered_when_requested(broker, kadmin):
+    from confluent_kafka import TopicCollection
+    from confluent_kafka import TopicPartition as CTopicPartition
+    from confluent_kafka.admin import AclOperation
+
+    from helpers import admin, consumer
+    topic = unique("ops")
+    create_topic(broker.bootstrap, topic)
+    group = unique("ops-group")
+    c = consumer(broker.bootstrap, group_id=group)
+    try:
+        c.commit(offsets=[CTopicPartition(topic, 0, 0)],
+                 asynchronous=False)
+    finally:
+        c.close()
+    a = admin(broker.bootstrap)
+    [desc] = a.describe_topics(TopicCollection([topic]), include_authorized_operations=True).values()
+    topic_ops = set(desc.result(timeout=10).authorized_operations)
+    assert {AclOperation.READ, AclOperation.WRITE, AclOperation.DELETE, AclOperation.DESCRIBE,
+            AclOperation.ALTER_CONFIGS} <= topic_ops, topic_ops
+    cluster = a.describe_cluster(include_authorized_operations=True).result(timeout=10)
+    assert {AclOperation.DESCRIBE, AclOperation.ALTER, AclOperation.CLUSTER_ACTION,
+            AclOperation.IDEMPOTENT_WRITE} <= set(cluster.authorized_operations), cluster.authorized_operations
+    [g] = a.describe_consumer_groups([group], include_authorized_operations=True).values()
+    group_ops = set(g.result(timeout=10).authorized_operations or [])
+    assert {AclOperation.READ, AclOperation.DESCRIBE, AclOperation.DELETE} <= group_ops, group_ops
+    # Not requested: no operations.
+    [desc] = a.describe_topics(TopicCollection([topic])).values()
+    assert not desc.result(timeout=10).authorized_operations
+    # Metadata v8+ cluster operations, through kafka-python's describe_cluster (Metadata-based).
+    from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+    md = kafka_python_roundtrip(broker.bootstrap, MetadataRequest(
+        topics=[], allow_auto_topic_creation=False, include_cluster_authorized_operations=True,
+        include_topic_authorized_operations=False), MetadataResponse, 9)
+    ops = md.authorized_operations  # kafka-python decodes the bitfield to a set of operation codes
+    assert (set(ops) if not isinstance(ops, int) else ops) in ({5, 7, 8, 9, 10, 11, 12}, 0b1_1111_1010_0000), ops
