@@ -326,6 +326,9 @@ pub fn validate_value(name: &str, value: &str) -> Result<(), String> {
                 return bad(&format!("expected one of {}", allowed.join(", ")));
             }
         }
+        // An empty list is a valid list (Kafka 4.x: `cleanup.policy=""` is neither delete nor
+        // compact, so the log is kept whole); an empty item inside a list is not.
+        Kind::ListOf(_) if value.trim().is_empty() => {}
         Kind::ListOf(allowed) => {
             if value.split(',').map(str::trim).any(|v| !allowed.contains(&v)) {
                 return bad(&format!("expected a list of {}", allowed.join(", ")));

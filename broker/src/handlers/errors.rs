@@ -46,3 +46,41 @@ pub(super) fn count_errors(metrics: &Metrics, api: ApiKey, body: &ResponseKind) 
         _ => {}
     }
 }
+
+/// Kafka sends a null `error_message` with a success (`ApiError.NONE` has no message); the codec's
+/// defaults are empty strings, which clients print as an empty error. Applied to every response
+/// before it is encoded.
+pub(super) fn null_success_messages(body: &mut ResponseKind) {
+    fn clear(code: i16, message: &mut Option<fjord_protocol::kafka_protocol::protocol::StrBytes>) {
+        if code == 0 && message.as_deref().is_some_and(str::is_empty) {
+            *message = None;
+        }
+    }
+    match body {
+        ResponseKind::CreateTopics(r) => r
+            .topics
+            .iter_mut()
+            .for_each(|t| clear(t.error_code, &mut t.error_message)),
+        ResponseKind::AlterConfigs(r) => r
+            .responses
+            .iter_mut()
+            .for_each(|t| clear(t.error_code, &mut t.error_message)),
+        ResponseKind::IncrementalAlterConfigs(r) => r
+            .responses
+            .iter_mut()
+            .for_each(|t| clear(t.error_code, &mut t.error_message)),
+        ResponseKind::DescribeConfigs(r) => r
+            .results
+            .iter_mut()
+            .for_each(|t| clear(t.error_code, &mut t.error_message)),
+        ResponseKind::CreatePartitions(r) => r
+            .results
+            .iter_mut()
+            .for_each(|t| clear(t.error_code, &mut t.error_message)),
+        ResponseKind::DeleteTopics(r) => r
+            .responses
+            .iter_mut()
+            .for_each(|t| clear(t.error_code, &mut t.error_message)),
+        _ => {}
+    }
+}

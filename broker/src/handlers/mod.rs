@@ -183,6 +183,8 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             return Reply::Close;
         }
     };
+    let mut body = body;
+    errors::null_success_messages(&mut body);
     errors::count_errors(&broker.metrics, api_key, &body);
     Reply::Response {
         api_key,

@@ -226,3 +226,46 @@ def test_authorized_operations_are_answered_when_requested(broker, kadmin):
         include_topic_authorized_operations=False), MetadataResponse, 9)
     ops = md.authorized_operations  # kafka-python decodes the bitfield to a set of operation codes
     assert (set(ops) if not isinstance(ops, int) else ops) in ({5, 7, 8, 9, 10, 11, 12}, 0b1_1111_1010_0000), ops
+
+
+# -- items 8 and 9: empty list values; null (not empty) error messages on success -------------
+
+
+def test_success_carries_a_null_error_message(broker):
+    from kafka.protocol.admin import (CreateTopicsRequest, CreateTopicsResponse, DescribeConfigsRequest,
+                                      DescribeConfigsResponse)
+    topic = unique("nullmsg")
+    T = CreateTopicsRequest.CreatableTopic
+    response = kafka_python_roundtrip(broker.bootstrap, CreateTopicsRequest(
+        topics=[T(name=topic, num_partitions=1, replication_factor=1, assignments=[], configs=[])],
+        timeout_ms=10000, validate_only=False), CreateTopicsResponse, 7)
+    [t] = response.topics
+    assert (t.error_code, t.error_message) == (0, None)
+    R = DescribeConfigsRequest.DescribeConfigsResource
+    response = kafka_python_roundtrip(broker.bootstrap, DescribeConfigsRequest(
+        resources=[R(resource_type=2, resource_name=topic, configuration_keys=["retention.ms"])],
+        include_synonyms=False, include_documentation=False), DescribeConfigsResponse, 4)
+    [r] = response.results
+    assert (r.error_code, r.error_message) == (0, None)
+    # An error still has its message.
+    response = kafka_python_roundtrip(broker.bootstrap, CreateTopicsRequest(
+        topics=[T(name=topic, num_partitions=1, replication_factor=1, assignments=[], configs=[])],
+        timeout_ms=10000, validate_only=False), CreateTopicsResponse, 7)
+    [t] = response.topics
+    assert t.error_code == 36 and t.error_message
+
+
+def test_empty_cleanup_policy_is_a_valid_empty_list(broker):
+    from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+
+    from helpers import admin
+    a = admin(broker.bootstrap)
+    topic = unique("nopolicy")
+    fs = a.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": ""})], request_timeout=15)
+    assert _codes(fs) == {topic: 0}
+    [f] = a.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
+    assert f.result(timeout=10)["cleanup.policy"].value == ""
+    # An empty item inside a list is still refused (INVALID_CONFIG).
+    bad = unique("badpolicy")
+    fs = a.create_topics([NewTopic(bad, 1, 1, config={"cleanup.policy": "delete,,compact"})], request_timeout=15)
+    assert _codes(fs) == {bad: 40}
