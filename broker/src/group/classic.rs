@@ -153,6 +153,8 @@ pub struct ClassicGroup {
     initial_delay_until: Option<Instant>,
     /// When the leader must have sent its SyncGroup.
     sync_deadline: Option<Instant>,
+    /// Set while the leader's assignment for this generation is being written.
+    storing_generation: Option<i32>,
     pub state_timestamp_ms: i64,
     /// Set when the stored group metadata no longer matches; the coordinator writes it.
     dirty: bool,
@@ -172,6 +174,7 @@ impl ClassicGroup {
             join_deadline: None,
             initial_delay_until: None,
             sync_deadline: None,
+            storing_generation: None,
             state_timestamp_ms: now_ms,
             dirty: false,
         }
@@ -346,6 +349,10 @@ impl ClassicGroup {
     }
 
     fn set_state(&mut self, state: ClassicState, now_ms: i64) {
+        if state != ClassicState::CompletingRebalance {
+            // A rebalance (or the end of the group) abandons an assignment still being stored.
+            self.storing_generation = None;
+        }
         self.state = state;
         self.state_timestamp_ms = now_ms;
     }
@@ -728,7 +735,6 @@ impl ClassicGroup {
         protocol_name: Option<&str>,
         assignments: Vec<(String, Bytes)>,
         now: Instant,
-        now_ms: i64,
     ) -> Reply<SyncResponse> {
         let fail = |e| Reply::Now(SyncResponse::error(e));
         match self.state {
@@ -762,30 +768,65 @@ impl ClassicGroup {
             let assignment = member.assignment.clone();
             return Reply::Now(ok(assignment, self));
         }
-        // CompletingRebalance.
+        // CompletingRebalance: every member waits until the leader's assignment is stored.
         let (tx, rx) = oneshot::channel();
         member.awaiting_sync = Some(tx);
-        if self.leader.as_deref() == Some(member_id) {
+        if self.leader.as_deref() == Some(member_id) && self.storing_generation.is_none() {
             let mut assignments: HashMap<String, Bytes> = assignments.into_iter().collect();
             for m in self.members.values_mut() {
                 m.assignment = assignments.remove(&m.member_id).unwrap_or_default();
             }
-            self.set_state(ClassicState::Stable, now_ms);
+            // As Kafka's GroupCoordinator: the group record is written first and nobody (leader
+            // included) learns an assignment before it is durable; see `complete_sync`.
+            self.storing_generation = Some(self.generation);
             self.sync_deadline = None;
             self.dirty = true;
-            let (protocol_type, protocol_name) = (self.protocol_type.clone(), self.protocol.clone());
-            for m in self.members.values_mut() {
-                if let Some(tx) = m.awaiting_sync.take() {
-                    let _ = tx.send(SyncResponse {
-                        error: None,
-                        protocol_type: protocol_type.clone(),
-                        protocol_name: protocol_name.clone(),
-                        assignment: m.assignment.clone(),
-                    });
-                }
-            }
         }
         Reply::Wait(rx)
+    }
+
+    /// The generation whose assignment the leader handed in and that waits to be stored.
+    pub fn storing_generation(&self) -> Option<i32> {
+        self.storing_generation
+    }
+
+    /// Ends the store of `generation`'s assignment: on success the group becomes Stable and
+    /// every waiting member gets its assignment; on failure they all get `error`, the
+    /// assignments are dropped and the group rebalances (Kafka's resetAndPropagateAssignmentError).
+    pub fn complete_sync(
+        &mut self,
+        generation: i32,
+        error: Option<ResponseError>,
+        config: &GroupConfig,
+        now: Instant,
+        now_ms: i64,
+    ) {
+        if self.state != ClassicState::CompletingRebalance || self.storing_generation != Some(generation) {
+            return;
+        }
+        self.storing_generation = None;
+        if let Some(error) = error {
+            for m in self.members.values_mut() {
+                m.assignment = Bytes::new();
+                if let Some(tx) = m.awaiting_sync.take() {
+                    let _ = tx.send(SyncResponse::error(error));
+                }
+            }
+            self.prepare_rebalance(config, now, now_ms);
+            return;
+        }
+        self.set_state(ClassicState::Stable, now_ms);
+        let (protocol_type, protocol_name) = (self.protocol_type.clone(), self.protocol.clone());
+        for m in self.members.values_mut() {
+            if let Some(tx) = m.awaiting_sync.take() {
+                let _ = tx.send(SyncResponse {
+                    error: None,
+                    protocol_type: protocol_type.clone(),
+                    protocol_name: protocol_name.clone(),
+                    assignment: m.assignment.clone(),
+                });
+            }
+        }
     }
 
     /// Heartbeat.
@@ -944,6 +985,92 @@ mod tests {
         }
     }
 
+    /// SyncGroup as the handler runs it: a leader's assignment is stored at once (successfully).
+    #[allow(clippy::too_many_arguments)]
+    fn synced(
+        g: &mut ClassicGroup,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+        now_ms: i64,
+    ) -> Reply<SyncResponse> {
+        let before = g.storing_generation();
+        let reply = g.sync(
+            member_id,
+            instance_id,
+            generation,
+            protocol_type,
+            protocol_name,
+            assignments,
+            now,
+        );
+        if let Some(generation) = g.storing_generation().filter(|_| before.is_none()) {
+            g.complete_sync(generation, None, &config(), now, now_ms);
+        }
+        reply
+    }
+
+    #[test]
+    fn nobody_gets_an_assignment_before_it_is_stored() {
+        let mut g = ClassicGroup::new(0);
+        let now = Instant::now();
+        let (a, mut rx) = join_new(&mut g, now);
+        waited(&mut rx);
+        synced(
+            &mut g,
+            &a,
+            None,
+            1,
+            None,
+            None,
+            vec![(a.clone(), Bytes::from("all"))],
+            now,
+            0,
+        );
+        let (b, mut rxb) = join_new(&mut g, now);
+        let Reply::Wait(mut rxa) = g.join(params(&a, None, &[("range", b"m")]), &config(), now, 0) else {
+            panic!()
+        };
+        let (_, _) = (waited(&mut rxa), waited(&mut rxb));
+        let Reply::Wait(mut sb) = g.sync(&b, None, 2, None, None, vec![], now) else {
+            panic!()
+        };
+        let assignments = vec![(a.clone(), Bytes::from("x")), (b.clone(), Bytes::from("y"))];
+        let Reply::Wait(mut sa) = g.sync(&a, None, 2, None, None, assignments, now) else {
+            panic!()
+        };
+        assert_eq!(g.storing_generation(), Some(2));
+        assert!(
+            sa.try_recv().is_err() && sb.try_recv().is_err(),
+            "answered before the store"
+        );
+        assert_eq!(g.state, ClassicState::CompletingRebalance);
+        assert!(g.take_dirty(), "the assignment is marked for writing");
+        g.complete_sync(2, None, &config(), now, 0);
+        assert_eq!(g.state, ClassicState::Stable);
+        assert_eq!(waited(&mut sa).assignment, Bytes::from("x"));
+        assert_eq!(waited(&mut sb).assignment, Bytes::from("y"));
+    }
+
+    #[test]
+    fn a_failed_store_fails_every_member_and_rebalances() {
+        let mut g = ClassicGroup::new(0);
+        let now = Instant::now();
+        let (a, mut rx) = join_new(&mut g, now);
+        waited(&mut rx);
+        let Reply::Wait(mut sa) = g.sync(&a, None, 1, None, None, vec![(a.clone(), Bytes::from("x"))], now) else {
+            panic!()
+        };
+        g.complete_sync(1, Some(ResponseError::NotCoordinator), &config(), now, 0);
+        assert_eq!(waited(&mut sa).error, Some(ResponseError::NotCoordinator));
+        assert_eq!(g.state, ClassicState::PreparingRebalance);
+        assert_eq!(g.storing_generation(), None);
+    }
+
     fn now_response<T: std::fmt::Debug>(reply: Reply<T>) -> T {
         match reply {
             Reply::Now(r) => r,
@@ -977,8 +1104,17 @@ mod tests {
         assert_eq!(joined.leader, id);
         assert_eq!(joined.members.len(), 1);
         assert_eq!(g.state, ClassicState::CompletingRebalance);
-        let Reply::Wait(mut srx) = g.sync(&id, None, 1, None, None, vec![(id.clone(), Bytes::from("a"))], now, 0)
-        else {
+        let Reply::Wait(mut srx) = synced(
+            &mut g,
+            &id,
+            None,
+            1,
+            None,
+            None,
+            vec![(id.clone(), Bytes::from("a"))],
+            now,
+            0,
+        ) else {
             panic!("leader sync waits for its own completion")
         };
         assert_eq!(waited(&mut srx).assignment, Bytes::from("a"));
@@ -992,7 +1128,17 @@ mod tests {
         let now = Instant::now();
         let (a, mut rx) = join_new(&mut g, now);
         waited(&mut rx);
-        g.sync(&a, None, 1, None, None, vec![(a.clone(), Bytes::from("all"))], now, 0);
+        synced(
+            &mut g,
+            &a,
+            None,
+            1,
+            None,
+            None,
+            vec![(a.clone(), Bytes::from("all"))],
+            now,
+            0,
+        );
         let (b, mut rxb) = join_new(&mut g, now);
         assert_eq!(g.state, ClassicState::PreparingRebalance);
         assert_eq!(g.heartbeat(&a, None, 1, now), Some(ResponseError::RebalanceInProgress));
@@ -1003,11 +1149,12 @@ mod tests {
         assert_eq!((ja.generation, jb.generation), (2, 2));
         assert_eq!(ja.members.len(), 2, "leader sees both members");
         assert!(jb.members.is_empty());
-        let Reply::Wait(mut sb) = g.sync(&b, None, 2, None, None, vec![], now, 0) else {
+        let Reply::Wait(mut sb) = synced(&mut g, &b, None, 2, None, None, vec![], now, 0) else {
             panic!()
         };
         assert!(sb.try_recv().is_err(), "follower waits for the leader");
-        g.sync(
+        synced(
+            &mut g,
             &a,
             None,
             2,
@@ -1031,7 +1178,7 @@ mod tests {
             Some(ResponseError::UnknownMemberId)
         );
         assert_eq!(g.heartbeat(&a, None, 7, now), Some(ResponseError::IllegalGeneration));
-        let r = now_response(g.sync(&a, None, 1, Some("connect"), None, vec![], now, 0));
+        let r = now_response(synced(&mut g, &a, None, 1, Some("connect"), None, vec![], now, 0));
         assert_eq!(r.error, Some(ResponseError::InconsistentGroupProtocol));
         let mut other = params("", None, &[("roundrobin", b"")]);
         other.version = 3;
@@ -1051,14 +1198,14 @@ mod tests {
         let now = Instant::now();
         let (a, mut rx) = join_new(&mut g, now);
         waited(&mut rx);
-        g.sync(&a, None, 1, None, None, vec![], now, 0);
+        synced(&mut g, &a, None, 1, None, None, vec![], now, 0);
         let (b, mut rxb) = join_new(&mut g, now);
         let Reply::Wait(mut rxa) = g.join(params(&a, None, &[("range", b"m")]), &config(), now, 0) else {
             panic!()
         };
         assert_eq!((waited(&mut rxa).generation, waited(&mut rxb).generation), (2, 2));
-        g.sync(&a, None, 2, None, None, vec![], now, 0);
-        g.sync(&b, None, 2, None, None, vec![], now, 0);
+        synced(&mut g, &a, None, 2, None, None, vec![], now, 0);
+        synced(&mut g, &b, None, 2, None, None, vec![], now, 0);
         assert_eq!(g.state, ClassicState::Stable);
         // Only `a` heartbeats; `b` expires after its 10 s session timeout.
         assert_eq!(g.heartbeat(&a, None, 2, now + Duration::from_secs(9)), None);
@@ -1087,7 +1234,8 @@ mod tests {
         };
         let j = waited(&mut rx);
         let old = j.member_id.clone();
-        g.sync(
+        synced(
+            &mut g,
             &old,
             Some("i1"),
             1,
@@ -1104,7 +1252,7 @@ mod tests {
         assert_eq!(r.generation, 1, "no rebalance");
         assert_ne!(r.member_id, old);
         assert_eq!(g.state, ClassicState::Stable);
-        let s = now_response(g.sync(&r.member_id, Some("i1"), 1, None, None, vec![], now, 0));
+        let s = now_response(synced(&mut g, &r.member_id, Some("i1"), 1, None, None, vec![], now, 0));
         assert_eq!(s.assignment, Bytes::from("p0"));
         // The old member id is fenced.
         assert_eq!(
@@ -1119,7 +1267,7 @@ mod tests {
         let now = Instant::now();
         let (a, mut rx) = join_new(&mut g, now);
         waited(&mut rx);
-        g.sync(&a, None, 1, None, None, vec![], now, 0);
+        synced(&mut g, &a, None, 1, None, None, vec![], now, 0);
         assert_eq!(
             g.leave("ghost", None, &config(), now, 0),
             Some(ResponseError::UnknownMemberId)
@@ -1141,7 +1289,7 @@ mod tests {
             g.validate_offset_commit(&a, None, 1),
             Err(ResponseError::RebalanceInProgress)
         );
-        g.sync(&a, None, 1, None, None, vec![], now, 0);
+        synced(&mut g, &a, None, 1, None, None, vec![], now, 0);
         assert_eq!(g.validate_offset_commit(&a, None, 1), Ok(()));
         assert_eq!(
             g.validate_offset_commit(&a, None, 0),
@@ -1163,13 +1311,23 @@ mod tests {
         let now = Instant::now();
         let (a, mut rx) = join_new(&mut g, now);
         waited(&mut rx);
-        g.sync(&a, None, 1, None, None, vec![(a.clone(), Bytes::from("asg"))], now, 0);
+        synced(
+            &mut g,
+            &a,
+            None,
+            1,
+            None,
+            None,
+            vec![(a.clone(), Bytes::from("asg"))],
+            now,
+            0,
+        );
         let value = g.to_value();
         let mut r = ClassicGroup::restore(value.clone(), now);
         assert_eq!(r.state, ClassicState::Stable);
         assert_eq!(r.to_value(), value);
         assert_eq!(r.heartbeat(&a, None, 1, now), None);
-        let s = now_response(r.sync(&a, None, 1, None, None, vec![], now, 0));
+        let s = now_response(synced(&mut r, &a, None, 1, None, None, vec![], now, 0));
         assert_eq!(s.assignment, Bytes::from("asg"));
     }
 }

@@ -1,5 +1,6 @@
 //! SyncGroup (key 14): the leader hands in the assignment it computed; every member waits for
-//! its own (opaque bytes, passed through).
+//! its own (opaque bytes, passed through), answered only once the group record holding the
+//! assignment is fsynced in `__consumer_offsets` (as Kafka's GroupCoordinator).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,24 +44,58 @@ async fn sync(broker: &Arc<Broker>, group_id: &str, request: SyncGroupRequest) -
         .into_iter()
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
-    let reply = broker
+    let (reply, store) = broker
         .groups
         .with_groups(|groups| match groups.get_mut(group_id).map(|g| &mut g.kind) {
             None => Err(ResponseError::UnknownMemberId),
             Some(GroupKind::Consumer(_)) => Err(ResponseError::InconsistentGroupProtocol),
-            Some(GroupKind::Classic(g)) => Ok(g.sync(
-                &member_id,
-                instance_id.as_deref(),
-                request.generation_id,
-                protocol_type.as_deref(),
-                protocol_name.as_deref(),
-                assignments,
-                Instant::now(),
-                crate::clock::now_ms(),
-            )),
+            Some(GroupKind::Classic(g)) => {
+                let before = g.storing_generation();
+                let reply = g.sync(
+                    &member_id,
+                    instance_id.as_deref(),
+                    request.generation_id,
+                    protocol_type.as_deref(),
+                    protocol_name.as_deref(),
+                    assignments,
+                    Instant::now(),
+                );
+                // This request handed in the assignment: it stores it, then releases everyone.
+                let store = g.storing_generation().filter(|_| before.is_none());
+                Ok((reply, store))
+            }
         })?;
+    if let Some(generation) = store {
+        let stored = group::persist(broker, group_id).await;
+        if let Err(code) = stored {
+            tracing::error!(group = %group_id, generation, ?code, "storing the group assignment failed");
+        }
+        broker.groups.with_groups(|groups| {
+            if let Some(GroupKind::Classic(g)) = groups.get_mut(group_id).map(|g| &mut g.kind) {
+                g.complete_sync(
+                    generation,
+                    stored.err().map(coordinator_error),
+                    &broker.groups.config,
+                    Instant::now(),
+                    crate::clock::now_ms(),
+                );
+            }
+        });
+    }
     match reply {
         Reply::Now(r) => Ok(r),
         Reply::Wait(rx) => rx.await.map_err(|_| ResponseError::UnknownMemberId),
+    }
+}
+
+/// Kafka's mapping of a failed group-metadata append to what SyncGroup members are told.
+fn coordinator_error(code: ResponseError) -> ResponseError {
+    match code {
+        ResponseError::UnknownTopicOrPartition
+        | ResponseError::NotEnoughReplicas
+        | ResponseError::NotEnoughReplicasAfterAppend
+        | ResponseError::RequestTimedOut => ResponseError::CoordinatorNotAvailable,
+        ResponseError::NotLeaderOrFollower | ResponseError::KafkaStorageError => ResponseError::NotCoordinator,
+        _ => ResponseError::UnknownServerError,
     }
 }
