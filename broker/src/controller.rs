@@ -519,6 +519,70 @@ impl Broker {
         Ok(())
     }
 
+    /// Changes a consumer group's dynamic configs (IncrementalAlterConfigs on a GROUP resource:
+    /// set and delete only; the group need not exist yet, as in Kafka).
+    pub fn alter_group_configs(
+        &self,
+        group: &str,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        if group.is_empty() {
+            return Err(ApiError::new(ResponseError::InvalidRequest, "group id is empty"));
+        }
+        let defaults = &self.config.groups;
+        self.metadata
+            .commit_with(|image| {
+                let current = image.group_configs(group).cloned().unwrap_or_default();
+                let mut next = current.clone();
+                for (key, change) in &changes {
+                    match change {
+                        ConfigChange::Set(v) => {
+                            next.insert(key.clone(), v.clone());
+                        }
+                        ConfigChange::Delete => {
+                            next.remove(key);
+                        }
+                        ConfigChange::Append(_) | ConfigChange::Subtract(_) => {
+                            return refused(ApiError::new(
+                                ResponseError::InvalidConfig,
+                                format!("{key} is not a list config"),
+                            ));
+                        }
+                    }
+                }
+                if let Err(m) = crate::group::configs::validate(defaults, &next) {
+                    return refused(ApiError::new(ResponseError::InvalidConfig, m));
+                }
+                if validate_only {
+                    return Ok((Vec::new(), Ok(())));
+                }
+                let resource = ConfigResource::Group(group.to_string());
+                let mut records: Vec<MetadataRecord> = next
+                    .iter()
+                    .filter(|(k, v)| current.get(*k) != Some(*v))
+                    .map(|(k, v)| MetadataRecord::Config {
+                        resource: resource.clone(),
+                        name: k.clone(),
+                        value: Some(v.clone()),
+                    })
+                    .collect();
+                records.extend(
+                    current
+                        .keys()
+                        .filter(|k| !next.contains_key(*k))
+                        .map(|k| MetadataRecord::Config {
+                            resource: resource.clone(),
+                            name: k.clone(),
+                            value: None,
+                        }),
+                );
+                Ok((records, Ok(())))
+            })
+            .map_err(metadata_failure)?
+            .1
+    }
+
     /// Creates the given topics with broker defaults if auto-creation is on (Metadata, Produce).
     /// Names that are invalid or already exist are skipped.
     pub fn auto_create_topics(&self, names: &[String]) {

@@ -6,6 +6,7 @@
 //! before the coordinator answers (COORDINATOR_LOAD_IN_PROGRESS until then).
 
 pub mod classic;
+pub mod configs;
 pub mod consumer;
 pub mod records;
 

@@ -1,6 +1,7 @@
 //! AlterConfigs (key 33: the given set replaces the topic's configs) and IncrementalAlterConfigs
-//! (key 44: set, delete, append, subtract per key). Broker configs are static (config file),
-//! so altering them is refused with a message saying so.
+//! (key 44: set, delete, append, subtract per key) for topics, and IncrementalAlterConfigs for
+//! consumer-group configs (KIP-848). Broker configs are static (config file), so altering them is
+//! refused with a message saying so.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use fjord_protocol::kafka_protocol::messages::{
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::{ApiError, ConfigChange};
@@ -27,6 +28,11 @@ fn alter(
 ) -> Result<(), ApiError> {
     match resource_type {
         RESOURCE_TOPIC => broker.alter_topic_configs(name.as_str(), changes, replace_all, validate_only),
+        RESOURCE_GROUP if replace_all => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "group configs are altered with IncrementalAlterConfigs",
+        )),
+        RESOURCE_GROUP => broker.alter_group_configs(name.as_str(), changes, validate_only),
         RESOURCE_BROKER => Err(ApiError::new(
             ResponseError::InvalidRequest,
             "broker configs are static in fjord: set them in the config file, environment or flags",

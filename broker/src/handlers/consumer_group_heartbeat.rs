@@ -51,7 +51,11 @@ pub(super) async fn handle(
         client_id: client.client_id.clone(),
         client_host: client.client_host.clone(),
     };
-    let config = &broker.groups.config;
+    // The group's dynamic configs (session timeout, heartbeat interval) over the broker's.
+    let config = &match image.group_configs(&group_id) {
+        Some(overrides) => group::configs::effective(&broker.groups.config, overrides),
+        None => broker.groups.config.clone(),
+    };
     let r = match group::precheck(broker, &group_id) {
         Err(error) => error_response(error, format!("{error:?}"), &params.member_id),
         Ok(()) => {

@@ -1,5 +1,6 @@
 //! DescribeConfigs (key 32): every topic config with its effective value and source (topic
-//! override, static broker default, or built-in default), and the broker's own settings.
+//! override, static broker default, or built-in default), the broker's own settings, and a
+//! consumer group's dynamic configs (GROUP resource, KIP-848).
 
 use fjord_protocol::kafka_protocol::error::ResponseError;
 use fjord_protocol::kafka_protocol::messages::describe_configs_response::{
@@ -14,6 +15,10 @@ use crate::topic_config::{self, Source};
 
 pub(super) const RESOURCE_TOPIC: i8 = 2;
 pub(super) const RESOURCE_BROKER: i8 = 4;
+pub(super) const RESOURCE_GROUP: i8 = 32;
+
+/// Kafka's GROUP_CONFIG config source.
+const SOURCE_GROUP: i8 = 8;
 
 /// Kafka ConfigType codes.
 const TYPE_BOOLEAN: i8 = 1;
@@ -106,6 +111,47 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                                 .with_read_only(true)
                                 .with_config_source(source as i8)
                                 .with_config_type(config_type)
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
+                RESOURCE_GROUP => {
+                    let group = resource.resource_name.as_str();
+                    let overrides = image.group_configs(group);
+                    let defaults = &broker.config.groups;
+                    let built_in = crate::config::GroupConfig::default();
+                    let configs = crate::group::configs::KEYS
+                        .into_iter()
+                        .filter(|k| wanted(k))
+                        .map(|key| {
+                            let default = crate::group::configs::broker_default(defaults, key).unwrap_or_default();
+                            let (value, source) = match overrides.and_then(|o| o.get(key)) {
+                                Some(v) => (v.clone(), SOURCE_GROUP),
+                                None if Some(&default)
+                                    == crate::group::configs::broker_default(&built_in, key).as_ref() =>
+                                {
+                                    (default.clone(), Source::Default as i8)
+                                }
+                                None => (default.clone(), Source::StaticBroker as i8),
+                            };
+                            let synonyms = if request.include_synonyms {
+                                let mut s = Vec::new();
+                                if source == SOURCE_GROUP {
+                                    s.push(synonym(key, &value, SOURCE_GROUP));
+                                }
+                                s.push(synonym(key, &default, Source::Default as i8));
+                                s
+                            } else {
+                                Vec::new()
+                            };
+                            DescribeConfigsResourceResult::default()
+                                .with_name(str_bytes(key))
+                                .with_value(Some(str_bytes(value)))
+                                .with_read_only(false)
+                                .with_config_source(source)
+                                .with_config_type(TYPE_INT)
+                                .with_synonyms(synonyms)
+                                .with_documentation(None)
                         })
                         .collect();
                     result.with_configs(configs)

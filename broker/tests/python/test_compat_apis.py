@@ -269,3 +269,56 @@ def test_empty_cleanup_policy_is_a_valid_empty_list(broker):
     bad = unique("badpolicy")
     fs = a.create_topics([NewTopic(bad, 1, 1, config={"cleanup.policy": "delete,,compact"})], request_timeout=15)
     assert _codes(fs) == {bad: 40}
+
+
+# -- item 5: consumer-group config resources (KIP-848) ----------------------------------------
+
+
+def test_group_config_resources_set_describe_and_apply(broker, kadmin, tmp_path):
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from helpers import admin, wait_until
+    group = unique("cfg-group")
+    session, interval = "3000", "500"
+    out = kadmin.alter_configs([ConfigResource(ConfigResourceType.GROUP, group, configs={
+        "group.consumer.session.timeout.ms": session,
+        "group.consumer.heartbeat.interval.ms": interval})], incremental=True)
+    assert "Error" not in repr(out), out
+    described = kadmin.describe_configs([ConfigResource(ConfigResourceType.GROUP, group)],
+                                        config_filter="all")["group"][group]
+    assert {k: (v["value"], v["config_source"]) for k, v in described.items()} == {
+        "group.consumer.session.timeout.ms": (session, "DYNAMIC_GROUP_CONFIG"),
+        "group.consumer.heartbeat.interval.ms": (interval, "DYNAMIC_GROUP_CONFIG"),
+    }
+    # A heartbeat interval not below the session timeout is refused (INVALID_CONFIG, 40).
+    out = kadmin.alter_configs([ConfigResource(ConfigResourceType.GROUP, group, configs={
+        "group.consumer.heartbeat.interval.ms": "9000"})], incremental=True, raise_on_unknown=False)
+    assert "[Error 40]" in out["group"][group], out
+    # The override is what the group runs with: a KIP-848 member killed -9 leaves the group
+    # after ~3 s, not the broker default of 45 s.
+    topic = unique("cfg-topic")
+    create_topic(broker.bootstrap, topic)
+    events = tmp_path / "events.jsonl"
+    member = Path(__file__).with_name("group_member.py")
+    proc = subprocess.Popen([sys.executable, str(member), broker.bootstrap, group, topic, str(events),
+                             json.dumps({"group.protocol": "consumer"})])
+    try:
+        wait_until(lambda: events.exists() and '"assign"' in events.read_text(), 30, "member assigned")
+    finally:
+        proc.kill()
+        proc.wait()
+    killed = time.monotonic()
+    a = admin(broker.bootstrap)
+
+    def members():
+        [f] = a.describe_consumer_groups([group]).values()
+        return len(f.result(timeout=10).members)
+
+    wait_until(lambda: members() == 0, 20, "the killed member's session to expire")
+    assert time.monotonic() - killed < 20

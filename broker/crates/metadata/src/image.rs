@@ -34,6 +34,8 @@ pub struct MetadataImage {
     topics: BTreeMap<String, Arc<TopicImage>>,
     names_by_id: HashMap<TopicId, String>,
     broker_configs: BTreeMap<String, String>,
+    /// Dynamic configs of consumer groups, by group id (only groups with an override).
+    group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// First producer id of the next block to hand out (all ids below were allocated).
     next_producer_id: i64,
 }
@@ -62,6 +64,11 @@ impl MetadataImage {
     /// Broker-level configs set dynamically (not the static config file).
     pub fn broker_configs(&self) -> &BTreeMap<String, String> {
         &self.broker_configs
+    }
+
+    /// A consumer group's dynamic config overrides (empty if it has none).
+    pub fn group_configs(&self, group: &str) -> Option<&BTreeMap<String, String>> {
+        self.group_configs.get(group)
     }
 
     /// First producer id not yet allocated to any broker.
@@ -127,6 +134,7 @@ impl MetadataImage {
             MetadataRecord::Config { resource, name, value } => {
                 let configs = match resource {
                     ConfigResource::Broker(_) => &mut self.broker_configs,
+                    ConfigResource::Group(group) => self.group_configs.entry(group.clone()).or_default(),
                     ConfigResource::Topic(topic) => {
                         let id = self
                             .topics
@@ -140,6 +148,11 @@ impl MetadataImage {
                     Some(v) => configs.insert(name.clone(), v.clone()),
                     None => configs.remove(name),
                 };
+                if let ConfigResource::Group(group) = resource
+                    && self.group_configs.get(group).is_some_and(BTreeMap::is_empty)
+                {
+                    self.group_configs.remove(group);
+                }
             }
             MetadataRecord::ProducerIds { next_producer_id, .. } => {
                 if *next_producer_id <= self.next_producer_id {

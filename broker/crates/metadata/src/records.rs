@@ -33,6 +33,8 @@ pub struct PartitionId(pub i32);
 pub enum ConfigResource {
     Topic(String),
     Broker(BrokerId),
+    /// A consumer group's dynamic configs (KIP-848 `group.consumer.*`), by group id.
+    Group(String),
 }
 
 /// One metadata fact, as stored in the metadata log.
