@@ -75,6 +75,16 @@ impl Broker {
         self.config.node_id
     }
 
+    /// Topic defaults in force: the static `[topics]` settings plus the dynamic broker configs of
+    /// the current metadata image.
+    pub fn topic_defaults(&self) -> crate::config::TopicDefaults {
+        crate::topic_config::with_dynamic(
+            &self.config.topics,
+            &self.image(),
+            fjord_metadata::BrokerId(self.config.node_id),
+        )
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }

@@ -2,6 +2,7 @@
 //! environment variables, then command-line flags, each layer overriding the one before. The
 //! embedded default (no file, no flags) is a single node on 127.0.0.1:9092 with data in `./data`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -265,6 +266,20 @@ pub struct TopicDefaults {
     pub index_interval_bytes: i32,
     /// log.index.size.max.bytes
     pub segment_index_bytes: i32,
+    /// Dynamic broker configs in force (set through AlterConfigs on a BROKER resource and kept
+    /// in the metadata log), by topic config name. Never read from the file: filled from the
+    /// metadata image by `topic_config::with_dynamic`.
+    #[serde(skip)]
+    pub dynamic: BTreeMap<String, DynamicValue>,
+}
+
+/// One dynamic broker config value and the level it was set at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicValue {
+    pub value: String,
+    /// Set for this broker (DYNAMIC_BROKER_CONFIG) rather than as the cluster default
+    /// (DYNAMIC_DEFAULT_BROKER_CONFIG).
+    pub per_broker: bool,
 }
 
 /// The group coordinator (Kafka's `group.*` and `offsets.*` broker settings).
@@ -374,6 +389,7 @@ impl Default for TopicDefaults {
             flush_ms: i64::MAX,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
+            dynamic: BTreeMap::new(),
         }
     }
 }

@@ -162,7 +162,7 @@ impl Broker {
     /// Per-key checks plus the cross-key rules (tiered storage) of a topic's config overrides.
     fn validate_topic_configs(&self, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
         validate_configs(configs)?;
-        topic_config::validate_tiering(&self.config.topics, configs, self.config.tiering.enabled)
+        topic_config::validate_tiering(&self.topic_defaults(), configs, self.config.tiering.enabled)
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
     }
 
@@ -190,7 +190,8 @@ impl Broker {
     /// retention would drop committed offsets and group state) and local storage only (Kafka
     /// refuses tiered storage on internal topics).
     fn validate_internal_topic_configs(&self, name: &str, next: &BTreeMap<String, String>) -> Result<(), ApiError> {
-        let effective = |key: &str| topic_config::effective(&self.config.topics, next, key).unwrap_or_default();
+        let defaults = self.topic_defaults();
+        let effective = |key: &str| topic_config::effective(&defaults, next, key).unwrap_or_default();
         let policy = effective("cleanup.policy");
         if policy.trim() != "compact" {
             return Err(ApiError::new(
@@ -422,6 +423,7 @@ impl Broker {
                 let Some(t) = image.topic(name) else {
                     return refused(unknown_topic(name));
                 };
+                let defaults = topic_config::with_dynamic(&self.config.topics, image, BrokerId(self.node_id()));
                 let mut next = if replace_all {
                     BTreeMap::new()
                 } else {
@@ -437,9 +439,7 @@ impl Broker {
                     let current_list = |next: &BTreeMap<String, String>| -> Vec<String> {
                         next.get(key)
                             .cloned()
-                            .unwrap_or_else(|| {
-                                topic_config::effective(&self.config.topics, &t.configs, key).unwrap_or_default()
-                            })
+                            .unwrap_or_else(|| topic_config::effective(&defaults, &t.configs, key).unwrap_or_default())
                             .split(',')
                             .map(str::trim)
                             .filter(|s| !s.is_empty())
@@ -509,6 +509,117 @@ impl Broker {
                         value: None,
                     });
                 }
+                Ok((records, Ok(())))
+            })
+            .map_err(metadata_failure)?;
+        result?;
+        if !validate_only {
+            self.sync_partitions(&image)?;
+        }
+        Ok(())
+    }
+
+    /// Changes dynamic broker configs (AlterConfigs / IncrementalAlterConfigs on a BROKER
+    /// resource): `broker` is one broker's id, or `None` for the cluster-wide default (Kafka's
+    /// resource name ""). Only the topic configs' broker synonyms (`log.retention.ms`,
+    /// `log.segment.bytes`, `log.cleanup.policy`, `message.max.bytes`, ...) are dynamic, as in
+    /// Kafka; every topic without its own override follows the new value at once.
+    pub fn alter_broker_configs(
+        &self,
+        broker: Option<BrokerId>,
+        changes: Vec<(String, ConfigChange)>,
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let (image, result) = self
+            .metadata
+            .commit_with(|image| {
+                let current = match broker {
+                    Some(id) => image.broker_configs(id).cloned().unwrap_or_default(),
+                    None => image.broker_default_configs().clone(),
+                };
+                let mut next = if replace_all { BTreeMap::new() } else { current.clone() };
+                for (key, change) in &changes {
+                    let Some(def) = topic_config::for_broker_key(key) else {
+                        return refused(ApiError::new(
+                            ResponseError::InvalidConfig,
+                            format!("cannot update {key} dynamically: set it in the broker's config file"),
+                        ));
+                    };
+                    let list = |next: &BTreeMap<String, String>| -> Vec<String> {
+                        next.get(key)
+                            .map(|v| {
+                                v.split(',')
+                                    .map(str::trim)
+                                    .filter(|s| !s.is_empty())
+                                    .map(String::from)
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    };
+                    match change {
+                        ConfigChange::Set(v) => {
+                            next.insert(key.clone(), v.clone());
+                        }
+                        ConfigChange::Delete => {
+                            next.remove(key);
+                        }
+                        ConfigChange::Append(_) | ConfigChange::Subtract(_)
+                            if !matches!(def.kind, topic_config::Kind::ListOf(_)) =>
+                        {
+                            return refused(ApiError::new(
+                                ResponseError::InvalidConfig,
+                                format!("{key} is not a list config"),
+                            ));
+                        }
+                        ConfigChange::Append(v) => {
+                            let mut items = list(&next);
+                            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                                if !items.iter().any(|x| x == item) {
+                                    items.push(item.to_string());
+                                }
+                            }
+                            next.insert(key.clone(), items.join(","));
+                        }
+                        ConfigChange::Subtract(v) => {
+                            let remove: Vec<&str> = v.split(',').map(str::trim).collect();
+                            let items: Vec<String> = list(&next)
+                                .into_iter()
+                                .filter(|x| !remove.contains(&x.as_str()))
+                                .collect();
+                            next.insert(key.clone(), items.join(","));
+                        }
+                    }
+                }
+                for (key, value) in &next {
+                    let def = topic_config::for_broker_key(key).expect("checked above");
+                    if let Err(m) = topic_config::validate_value(def.name, value) {
+                        return refused(ApiError::new(ResponseError::InvalidConfig, m));
+                    }
+                }
+                if validate_only {
+                    return Ok((Vec::new(), Ok(())));
+                }
+                let resource = broker.map_or(ConfigResource::BrokerDefault, ConfigResource::Broker);
+                let mut records: Vec<MetadataRecord> = next
+                    .iter()
+                    .filter(|(k, v)| current.get(*k) != Some(*v))
+                    .map(|(k, v)| MetadataRecord::Config {
+                        resource: resource.clone(),
+                        name: k.clone(),
+                        value: Some(v.clone()),
+                    })
+                    .collect();
+                records.extend(
+                    current
+                        .keys()
+                        .filter(|k| !next.contains_key(*k))
+                        .map(|k| MetadataRecord::Config {
+                            resource: resource.clone(),
+                            name: k.clone(),
+                            value: None,
+                        }),
+                );
                 Ok((records, Ok(())))
             })
             .map_err(metadata_failure)?;

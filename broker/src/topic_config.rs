@@ -360,8 +360,46 @@ pub fn broker_defaults_as_topic_configs(d: &TopicDefaults) -> Vec<(&'static str,
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     DynamicTopic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+}
+
+/// The topic config a broker-level key provides the default for (`log.retention.ms` ->
+/// `retention.ms`): exactly the broker settings that can be changed dynamically, as Kafka's
+/// DynamicLogConfig allows for the topic configs' broker synonyms.
+pub fn for_broker_key(broker_key: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == Some(broker_key))
+}
+
+/// The topic defaults in force: the static ones plus the dynamic broker configs of `image`
+/// (this broker's over the cluster default's).
+pub fn with_dynamic(
+    defaults: &TopicDefaults,
+    image: &fjord_metadata::MetadataImage,
+    node: fjord_metadata::BrokerId,
+) -> TopicDefaults {
+    let mut out = defaults.clone();
+    out.dynamic.clear();
+    let levels = [
+        (Some(image.broker_default_configs()), false),
+        (image.broker_configs(node), true),
+    ];
+    for (configs, per_broker) in levels {
+        for (key, value) in configs.into_iter().flatten() {
+            if let Some(def) = for_broker_key(key) {
+                out.dynamic.insert(
+                    def.name.to_string(),
+                    crate::config::DynamicValue {
+                        value: value.clone(),
+                        per_broker,
+                    },
+                );
+            }
+        }
+    }
+    out
 }
 
 /// One described config entry.
@@ -383,6 +421,17 @@ pub fn describe(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>) 
                     def,
                     value: v.clone(),
                     source: Source::DynamicTopic,
+                };
+            }
+            if let Some(d) = defaults.dynamic.get(def.name) {
+                return Described {
+                    def,
+                    value: d.value.clone(),
+                    source: if d.per_broker {
+                        Source::DynamicBroker
+                    } else {
+                        Source::DynamicDefaultBroker
+                    },
                 };
             }
             match broker.iter().find(|(n, _)| *n == def.name) {

@@ -93,7 +93,7 @@ fn topic_message(broker: &Broker, t: &TopicImage) -> pb::Topic {
         partitions: t.partitions.len() as i32,
         replication_factor,
         configs: t.configs.clone().into_iter().collect(),
-        effective_configs: topic_config::describe(&broker.config.topics, &t.configs)
+        effective_configs: topic_config::describe(&broker.topic_defaults(), &t.configs)
             .into_iter()
             .map(|d| (d.def.name.to_string(), d.value))
             .collect(),
@@ -142,7 +142,7 @@ impl Admin for AdminService {
                         topic_id: String::new(),
                         partitions: created.num_partitions,
                         replication_factor: i32::from(created.replication_factor),
-                        effective_configs: topic_config::describe(&b.config.topics, &configs)
+                        effective_configs: topic_config::describe(&b.topic_defaults(), &configs)
                             .into_iter()
                             .map(|d| (d.def.name.to_string(), d.value))
                             .collect(),

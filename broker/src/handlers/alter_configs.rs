@@ -1,7 +1,7 @@
 //! AlterConfigs (key 33: the given set replaces the topic's configs) and IncrementalAlterConfigs
-//! (key 44: set, delete, append, subtract per key) for topics, and IncrementalAlterConfigs for
-//! consumer-group configs (KIP-848). Broker configs are static (config file), so altering them is
-//! refused with a message saying so.
+//! (key 44: set, delete, append, subtract per key) for topics and for dynamic broker configs (one
+//! broker, or the cluster default named ""), and IncrementalAlterConfigs for consumer-group
+//! configs (KIP-848).
 
 use std::sync::Arc;
 
@@ -33,10 +33,21 @@ fn alter(
             "group configs are altered with IncrementalAlterConfigs",
         )),
         RESOURCE_GROUP => broker.alter_group_configs(name.as_str(), changes, validate_only),
-        RESOURCE_BROKER => Err(ApiError::new(
-            ResponseError::InvalidRequest,
-            "broker configs are static in fjord: set them in the config file, environment or flags",
-        )),
+        RESOURCE_BROKER => {
+            let broker_id = match name.as_str() {
+                "" => None,
+                id => match id.parse::<i32>() {
+                    Ok(id) if id >= 0 => Some(fjord_metadata::BrokerId(id)),
+                    _ => {
+                        return Err(ApiError::new(
+                            ResponseError::InvalidRequest,
+                            format!("{id:?} is not a broker id (use \"\" for the cluster default)"),
+                        ));
+                    }
+                },
+            };
+            broker.alter_broker_configs(broker_id, changes, replace_all, validate_only)
+        }
         other => Err(ApiError::new(
             ResponseError::InvalidRequest,
             format!("resource type {other} is not supported"),

@@ -51,7 +51,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                     match broker.create_topic(new_topic, request.validate_only) {
                         Ok(created) => {
                             let described = (version >= 5).then(|| {
-                                topic_config::describe(&broker.config.topics, &configs)
+                                topic_config::describe(&broker.topic_defaults(), &configs)
                                     .into_iter()
                                     .map(|d| {
                                         CreatableTopicConfigs::default()

@@ -51,8 +51,9 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                                 resource.resource_name.as_str()
                             ))));
                     };
-                    let broker_defaults = topic_config::broker_defaults_as_topic_configs(&broker.config.topics);
-                    let configs = topic_config::describe(&broker.config.topics, &topic.configs)
+                    let defaults = broker.topic_defaults();
+                    let broker_defaults = topic_config::broker_defaults_as_topic_configs(&defaults);
+                    let configs = topic_config::describe(&defaults, &topic.configs)
                         .into_iter()
                         .filter(|d| wanted(d.def.name))
                         .map(|d| {
@@ -60,6 +61,16 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                             if request.include_synonyms {
                                 if d.source == Source::DynamicTopic {
                                     synonyms.push(synonym(d.def.name, &d.value, Source::DynamicTopic as i8));
+                                }
+                                if let (Some(syn), Some(dynamic)) =
+                                    (d.def.broker_synonym, defaults.dynamic.get(d.def.name))
+                                {
+                                    let source = if dynamic.per_broker {
+                                        Source::DynamicBroker
+                                    } else {
+                                        Source::DynamicDefaultBroker
+                                    };
+                                    synonyms.push(synonym(syn, &dynamic.value, source as i8));
                                 }
                                 if let (Some(syn), Some((_, v))) = (
                                     d.def.broker_synonym,
@@ -88,7 +99,28 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                 }
                 RESOURCE_BROKER => {
                     let name = resource.resource_name.as_str();
-                    if !name.is_empty() && name != broker.node_id().to_string() {
+                    if name.is_empty() {
+                        // The cluster-wide default resource: only what was set dynamically there.
+                        let configs = image
+                            .broker_default_configs()
+                            .iter()
+                            .filter(|(n, _)| wanted(n))
+                            .filter_map(|(n, v)| {
+                                let def = topic_config::for_broker_key(n)?;
+                                Some(
+                                    DescribeConfigsResourceResult::default()
+                                        .with_name(str_bytes(n.clone()))
+                                        .with_value(Some(str_bytes(v.clone())))
+                                        .with_read_only(false)
+                                        .with_config_source(Source::DynamicDefaultBroker as i8)
+                                        .with_config_type(def.type_code)
+                                        .with_documentation(None),
+                                )
+                            })
+                            .collect();
+                        return result.with_configs(configs);
+                    }
+                    if name != broker.node_id().to_string() {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
                             .with_error_message(Some(str_bytes(format!(
@@ -96,21 +128,37 @@ pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> Descri
                                 broker.node_id()
                             ))));
                     }
+                    let dynamic = broker.topic_defaults().dynamic;
                     let configs = broker_configs(&broker.config)
                         .into_iter()
                         .filter(|(n, ..)| wanted(n))
                         .map(|(n, value, default, config_type)| {
-                            let source = if value == default {
+                            let static_source = if value == default {
                                 Source::Default
                             } else {
                                 Source::StaticBroker
                             };
+                            let def = topic_config::for_broker_key(n);
+                            let (value, source) = match def.and_then(|d| dynamic.get(d.name)) {
+                                Some(d) if d.per_broker => (d.value.clone(), Source::DynamicBroker),
+                                Some(d) => (d.value.clone(), Source::DynamicDefaultBroker),
+                                None => (value, static_source),
+                            };
+                            let mut synonyms = Vec::new();
+                            if request.include_synonyms {
+                                synonyms.push(synonym(n, &value, source as i8));
+                                if source != static_source {
+                                    synonyms.push(synonym(n, &default, Source::Default as i8));
+                                }
+                            }
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(n))
                                 .with_value(Some(str_bytes(value)))
-                                .with_read_only(true)
+                                .with_read_only(def.is_none())
                                 .with_config_source(source as i8)
                                 .with_config_type(config_type)
+                                .with_synonyms(synonyms)
+                                .with_documentation(None)
                         })
                         .collect();
                     result.with_configs(configs)

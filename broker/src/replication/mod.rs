@@ -172,10 +172,15 @@ impl ReplicaManager {
         for p in gone {
             self.delete_partition_dir(&p);
         }
+        let defaults = topic_config::with_dynamic(
+            &self.config.topics,
+            image,
+            fjord_metadata::BrokerId(self.config.node_id),
+        );
         for topic in image.topics() {
-            let mut log_config = topic_config::log_config(&self.config.topics, &topic.configs);
+            let mut log_config = topic_config::log_config(&defaults, &topic.configs);
             log_config.producer_id_expiration_ms = self.config.producers.id_expiration_ms;
-            let (flush_messages, flush_ms) = topic_config::flush_policy(&self.config.topics, &topic.configs);
+            let (flush_messages, flush_ms) = topic_config::flush_policy(&defaults, &topic.configs);
             for p in &topic.partitions {
                 if let Some(existing) = self.get(&topic.name, p.partition.0) {
                     let mut log = existing.log.lock();
@@ -184,7 +189,7 @@ impl ReplicaManager {
                     }
                     *existing.flush_messages.lock() = flush_messages;
                     *existing.flush_ms.lock() = flush_ms;
-                    self.sync_remote(&existing, topic);
+                    self.sync_remote(&existing, topic, &defaults);
                     continue;
                 }
                 let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
@@ -209,7 +214,7 @@ impl ReplicaManager {
                 ));
                 *partition.flush_messages.lock() = flush_messages;
                 *partition.flush_ms.lock() = flush_ms;
-                self.sync_remote(&partition, topic);
+                self.sync_remote(&partition, topic, &defaults);
                 self.partitions
                     .write()
                     .insert((topic.name.clone(), p.partition.0), partition);
@@ -219,9 +224,13 @@ impl ReplicaManager {
     }
 
     /// Tiered-storage state follows the topic's remote.storage.enable (and the broker switch).
-    fn sync_remote(&self, partition: &Partition, topic: &fjord_metadata::TopicImage) {
-        let tiered =
-            self.config.tiering.enabled && topic_config::remote_storage_enabled(&self.config.topics, &topic.configs);
+    fn sync_remote(
+        &self,
+        partition: &Partition,
+        topic: &fjord_metadata::TopicImage,
+        defaults: &crate::config::TopicDefaults,
+    ) {
+        let tiered = self.config.tiering.enabled && topic_config::remote_storage_enabled(defaults, &topic.configs);
         if !tiered {
             if partition.remote().is_some() {
                 tracing::warn!(topic = %topic.name, partition = partition.index,
@@ -230,7 +239,7 @@ impl ReplicaManager {
             partition.set_remote(None);
             return;
         }
-        let local = topic_config::local_retention(&self.config.topics, &topic.configs);
+        let local = topic_config::local_retention(defaults, &topic.configs);
         match partition.remote() {
             Some(remote) => *remote.local_retention.lock() = local,
             None => partition.set_remote(Some(Arc::new(RemoteLog::new(

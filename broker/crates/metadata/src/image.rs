@@ -33,7 +33,8 @@ pub struct MetadataImage {
     pub offset: u64,
     topics: BTreeMap<String, Arc<TopicImage>>,
     names_by_id: HashMap<TopicId, String>,
-    broker_configs: BTreeMap<String, String>,
+    broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
+    broker_default_configs: BTreeMap<String, String>,
     /// Dynamic configs of consumer groups, by group id (only groups with an override).
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// First producer id of the next block to hand out (all ids below were allocated).
@@ -61,9 +62,14 @@ impl MetadataImage {
         self.topics.values().map(|t| t.partitions.len()).sum()
     }
 
-    /// Broker-level configs set dynamically (not the static config file).
-    pub fn broker_configs(&self) -> &BTreeMap<String, String> {
-        &self.broker_configs
+    /// One broker's dynamic configs (set through the Kafka API, not the static config file).
+    pub fn broker_configs(&self, broker: BrokerId) -> Option<&BTreeMap<String, String>> {
+        self.broker_configs.get(&broker)
+    }
+
+    /// The cluster-wide default dynamic broker configs.
+    pub fn broker_default_configs(&self) -> &BTreeMap<String, String> {
+        &self.broker_default_configs
     }
 
     /// A consumer group's dynamic config overrides (empty if it has none).
@@ -133,7 +139,8 @@ impl MetadataImage {
             }
             MetadataRecord::Config { resource, name, value } => {
                 let configs = match resource {
-                    ConfigResource::Broker(_) => &mut self.broker_configs,
+                    ConfigResource::Broker(id) => self.broker_configs.entry(*id).or_default(),
+                    ConfigResource::BrokerDefault => &mut self.broker_default_configs,
                     ConfigResource::Group(group) => self.group_configs.entry(group.clone()).or_default(),
                     ConfigResource::Topic(topic) => {
                         let id = self

@@ -32,7 +32,10 @@ pub struct PartitionId(pub i32);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ConfigResource {
     Topic(String),
+    /// One broker's dynamic configs (Kafka: BROKER resource named by the broker id).
     Broker(BrokerId),
+    /// The cluster-wide default of dynamic broker configs (Kafka: BROKER resource named "").
+    BrokerDefault,
     /// A consumer group's dynamic configs (KIP-848 `group.consumer.*`), by group id.
     Group(String),
 }
