@@ -22,6 +22,9 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // v10+ (KIP-1075): how long a lookup may wait for remote storage; REQUEST_TIMED_OUT after.
+    let remote_timeout = (version >= 10 && request.timeout_ms >= 0)
+        .then(|| std::time::Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)));
     // Timestamp lookups may read and decompress segment data: off the async workers.
     broker
         .blocking(move |broker| {
@@ -32,7 +35,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, ve
                     let partitions = t
                         .partitions
                         .iter()
-                        .map(|p| lookup(broker, &t.name, p.partition_index, p.timestamp, version))
+                        .map(|p| lookup(broker, &t.name, p.partition_index, p.timestamp, version, remote_timeout))
                         .collect();
                     ListOffsetsTopicResponse::default()
                         .with_name(t.name)
@@ -44,7 +47,14 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, ve
         .await
 }
 
-fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16) -> ListOffsetsPartitionResponse {
+fn lookup(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    timestamp: i64,
+    version: i16,
+    remote_timeout: Option<std::time::Duration>,
+) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(index)
         .with_timestamp(-1)
@@ -79,7 +89,18 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16
         // Blocking thread (see `handle`): wait for the remote lookup here.
         let remote_hit = match target {
             Some(ts) => {
-                tokio::runtime::Handle::current().block_on(tiering.offset_for_timestamp(&remote, ts, local_start))
+                let lookup = tiering.offset_for_timestamp(&remote, ts, local_start);
+                let runtime = tokio::runtime::Handle::current();
+                match remote_timeout {
+                    Some(limit) => match runtime.block_on(tokio::time::timeout(limit, lookup)) {
+                        Ok(hit) => hit,
+                        Err(_) => {
+                            tracing::debug!(topic, partition = index, ?limit, "remote timestamp lookup timed out");
+                            return response.with_error_code(ResponseError::RequestTimedOut.code());
+                        }
+                    },
+                    None => runtime.block_on(lookup),
+                }
             }
             None => Ok(None),
         };

@@ -389,3 +389,18 @@ def test_dynamic_broker_configs_apply_to_topics_and_survive_restart(broker_facto
     # Deleting the per-broker value falls back to the cluster default.
     assert set(alter(node, [ConfigEntry("log.retention.ms", None, incremental_operation=DELETE)]).values()) == {0}
     wait_until(lambda: topic_cfg(topic)["retention.ms"].value == "86400000", 10, "fallback to the default")
+
+
+def test_api_versions_let_clients_infer_kafka_4(broker):
+    """kafka-python infers the broker version from ApiVersions (Fetch v17 -> 3.9, ListOffsets v10
+    -> 4.0): a broker inferred as older gets older request versions and fewer features."""
+    from kafka import KafkaAdminClient
+    k = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        node = next(iter(k.describe_cluster()["brokers"]))
+        node = node.get("node_id", node.get("broker_id")) if isinstance(node, dict) else node
+        data = k.get_broker_version_data(node)
+        version = getattr(data, "broker_version", data)
+    finally:
+        k.close()
+    assert tuple(version)[:2] >= (4, 0), version

@@ -173,7 +173,7 @@ mod tests {
             Bytes::from(vec![9u8; 70_000]),
         ];
         let body = fetch_body(&records);
-        for version in 4..=16 {
+        for version in 4..=17 {
             let mut copied = BytesMut::new();
             let kind = kafka_protocol::messages::ResponseKind::Fetch(body.clone());
             crate::encode_response(&mut copied, ApiKey::Fetch, version, 99, &kind).expect("encodes");

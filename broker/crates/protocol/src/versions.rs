@@ -48,14 +48,14 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         ApiKey::Fetch,
         FetchRequest::VERSIONS.min,
         FetchRequest::VERSIONS.max,
-        16,
-    ), // v17 adds KIP-853 replica state
+        17,
+    ), // v17 adds the follower's directory id (KIP-853); v18 (high watermark in ReplicaState) not yet
     api(
         ApiKey::ListOffsets,
         ListOffsetsRequest::VERSIONS.min,
         ListOffsetsRequest::VERSIONS.max,
-        9,
-    ), // v9 adds -5 (latest tiered offset); v10's remote-read timeout is not honoured
+        10,
+    ), // v9 adds -5 (latest tiered offset), v10 the remote-read timeout (KIP-1075)
     api(
         ApiKey::Metadata,
         MetadataRequest::VERSIONS.min,
