@@ -500,10 +500,12 @@ impl Tiering {
                     .find(|s| s.base_offset.0 >= end && s.next_offset.0 <= limit && s.size > 0)
                     .map(|s| {
                         let snapshot = log.producer_snapshot_file(s.next_offset);
-                        (s, snapshot)
+                        // Opened under the lock: readable even if retention deletes it next.
+                        let file = s.open_file();
+                        (s, snapshot, file)
                     })
             };
-            let Some((seg, snapshot_path)) = next else {
+            let Some((seg, snapshot_path, file)) = next else {
                 if self.flush_closed_segments(broker, p, end).await {
                     continue;
                 }
@@ -513,7 +515,11 @@ impl Tiering {
                 base_offset: seg.base_offset.0,
                 next_offset: seg.next_offset.0,
                 size: seg.size,
-                file: seg.file,
+                file: file.map_err(|source| fjord_tiering::Error::Io {
+                    op: "open segment",
+                    path: seg.path.display().to_string(),
+                    source,
+                })?,
                 path: seg.path.display().to_string(),
                 producer_snapshot: read_producer_snapshot(snapshot_path).await,
             };

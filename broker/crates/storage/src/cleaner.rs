@@ -49,6 +49,7 @@ use crate::batch::{
 };
 use crate::checkpoint;
 use crate::error::{Error, Result};
+use crate::files::{FileCache, FileHandle};
 use crate::segment::{self, INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
 use crate::types::Offset;
 
@@ -277,7 +278,8 @@ struct Source {
     /// Exclusive upper offset bound (the next segment's base offset).
     upper: i64,
     size: u64,
-    file: Arc<File>,
+    /// The segment file, opened on use through the file cache.
+    file: FileHandle,
     path: Arc<Path>,
     mtime_ms: i64,
     index_entries: usize,
@@ -286,6 +288,7 @@ struct Source {
 #[derive(Debug)]
 struct Plan {
     dir: PathBuf,
+    files: Arc<FileCache>,
     limits: segment::IndexLimits,
     max_segment_bytes: u64,
     compaction: CompactionConfig,
@@ -295,8 +298,9 @@ struct Plan {
     dirty_ratio: f64,
 }
 
-fn mtime_ms(file: &File, path: &Path) -> Result<i64> {
-    let meta = file.metadata().map_err(Error::io("stat segment", path))?;
+fn mtime_ms(path: &Path) -> Result<i64> {
+    // By path: no descriptor needed for a segment that may not be open.
+    let meta = fs::metadata(path).map_err(Error::io("stat segment", path))?;
     Ok(meta
         .modified()
         .ok()
@@ -364,14 +368,15 @@ impl Log {
                 base: seg.base_offset,
                 upper: self.upper_bound(i),
                 size: seg.size,
-                file: Arc::clone(&seg.log),
+                file: seg.log.clone(),
                 path: Arc::clone(&seg.log_path),
-                mtime_ms: mtime_ms(&seg.log, &seg.log_path)?,
+                mtime_ms: mtime_ms(&seg.log_path)?,
                 index_entries: seg.offset_index.len(),
             });
         }
         Ok(Some(Plan {
             dir: self.dir.clone(),
+            files: Arc::clone(&self.files),
             limits: self.config.limits(),
             max_segment_bytes: self.config.max_segment_bytes(),
             compaction,
@@ -406,7 +411,7 @@ impl Log {
             return Err(aborted("log truncated during cleaning"));
         }
         for (seg, src) in self.segments[i..i + group.len()].iter().zip(group) {
-            if seg.base_offset != src.base || seg.size != src.size || !Arc::ptr_eq(&seg.log, &src.file) {
+            if seg.base_offset != src.base || seg.size != src.size || !seg.log.same(&src.file) {
                 return Err(aborted("segment changed during cleaning"));
             }
         }
@@ -431,7 +436,7 @@ impl Log {
             crash_point(SwapStep::RenamedToFinal)?;
         }
         checkpoint::sync_dir(&dir)?;
-        let (mut cleaned, _) = Segment::open(&dir, base, false)?;
+        let (mut cleaned, _) = Segment::open(&self.files, &dir, base, false)?;
         cleaned.next_offset = upper;
         self.segments.splice(i..i + group.len(), std::iter::once(cleaned));
         Ok(())
@@ -605,14 +610,15 @@ fn write_cleaned(
     stats: &mut CleanStats,
 ) -> Result<Written> {
     let base = group[0].base;
-    let mut out = Segment::create_with_suffix(&plan.dir, base, now_ms, CLEANED_SUFFIX)?;
+    let mut out = Segment::create_with_suffix(&plan.files, &plan.dir, base, now_ms, CLEANED_SUFFIX)?;
+    let out_log = out.open_log()?;
     let mtime = group.iter().map(|s| s.mtime_ms).max().unwrap_or(now_ms);
     let mut retained_tombstones = false;
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK + (64 << 10));
     let mut pos: u64 = 0;
     let flush = |out: &Segment, buf: &mut Vec<u8>| -> Result<()> {
         throttler.acquire(buf.len() as u64)?;
-        let mut file: &File = &out.log;
+        let mut file: &File = &out_log;
         file.write_all(buf).map_err(Error::io("write", &out.log_path))?;
         buf.clear();
         Ok(())
@@ -659,13 +665,13 @@ fn write_cleaned(
     flush(&out, &mut buf)?;
     out.size = pos;
     out.close_for_writes(&plan.limits)?;
-    out.log
+    out_log
         .set_modified(UNIX_EPOCH + Duration::from_millis(mtime.max(0) as u64))
         .map_err(Error::io("set mtime", &out.log_path))?;
-    out.log.sync_all().map_err(Error::io("fsync", &out.log_path))?;
+    out_log.sync_all().map_err(Error::io("fsync", &out.log_path))?;
     for (file, path) in [
-        (out.offset_index.file(), out.offset_index.path()),
-        (out.time_index.file(), out.time_index.path()),
+        (out.offset_index.open_file()?, out.offset_index.path()),
+        (out.time_index.open_file()?, out.time_index.path()),
     ] {
         file.sync_all().map_err(Error::io("fsync", path))?;
     }
@@ -711,6 +717,7 @@ impl OffsetMap {
 /// Sequential batch reader over a segment file captured in a plan, buffered in chunks.
 struct BatchReader<'a> {
     src: &'a Source,
+    file: Option<Arc<File>>,
     chunk: usize,
     buf: Vec<u8>,
     /// File position of `buf[0]`.
@@ -724,6 +731,7 @@ impl<'a> BatchReader<'a> {
     fn new(src: &'a Source, chunk: usize) -> Self {
         BatchReader {
             src,
+            file: None,
             chunk,
             buf: Vec::new(),
             buf_pos: 0,
@@ -741,9 +749,11 @@ impl<'a> BatchReader<'a> {
         let want = (len.max(self.chunk) as u64).min(self.src.size - at) as usize;
         throttler.acquire(want as u64)?;
         self.buf.resize(want, 0);
-        self.src
-            .file
-            .read_exact_at(&mut self.buf, at)
+        if self.file.is_none() {
+            self.file = Some(self.src.file.get("open segment")?);
+        }
+        let file = self.file.as_ref().expect("just opened");
+        file.read_exact_at(&mut self.buf, at)
             .map_err(Error::io("read segment", &self.src.path))?;
         self.bytes_read += want as u64;
         self.buf_pos = at;

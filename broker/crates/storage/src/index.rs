@@ -2,8 +2,9 @@
 //! (`.timeindex`: timestamp i64 + relative offset u32), big endian like Kafka's.
 //!
 //! The active segment keeps its entries in memory (a `Vec`) and appends them to the file on
-//! `flush_pending`; closed segments keep only an open file and answer lookups by binary search
-//! with `pread`, so memory stays proportional to the active segments only.
+//! `flush_pending`; closed segments keep only a file handle (opened on use through the
+//! [`FileCache`]) and answer lookups by binary search with `pread`, so memory stays
+//! proportional to the active segments only.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::files::{FileCache, FileHandle, Mode};
 
 /// A fixed-size index entry.
 pub(crate) trait IndexEntry: Copy + std::fmt::Debug {
@@ -77,7 +79,7 @@ enum Entries<E> {
 /// One index file plus its entries.
 pub(crate) struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: Arc<File>,
+    file: FileHandle,
     entries: Entries<E>,
 }
 
@@ -104,11 +106,11 @@ fn open_rw(path: &Path, truncate: bool) -> Result<File> {
 
 impl<E: IndexEntry> Index<E> {
     /// Creates an empty index file (truncating any stale one), in memory mode.
-    pub(crate) fn create(path: PathBuf) -> Result<Self> {
+    pub(crate) fn create(files: &Arc<FileCache>, path: PathBuf) -> Result<Self> {
         let file = open_rw(&path, true)?;
         Ok(Index {
+            file: FileHandle::with_open(files, path.as_path().into(), Mode::Index, file),
             path,
-            file: Arc::new(file),
             entries: Entries::Memory {
                 entries: Vec::new(),
                 persisted: 0,
@@ -119,7 +121,7 @@ impl<E: IndexEntry> Index<E> {
     /// Creates (truncating) the file and writes `entries` to it, in memory mode.
     #[cfg(test)]
     pub(crate) fn create_with(path: PathBuf, entries: Vec<E>) -> Result<Self> {
-        let mut index = Self::create(path)?;
+        let mut index = Self::create(&FileCache::global(), path)?;
         index.entries = Entries::Memory { entries, persisted: 0 };
         index.flush_pending()?;
         Ok(index)
@@ -127,7 +129,7 @@ impl<E: IndexEntry> Index<E> {
 
     /// Opens an existing index file. Returns `None` if it is missing or its size is not a
     /// multiple of the entry size (the caller rebuilds it). `load` reads it into memory.
-    pub(crate) fn open(path: PathBuf, load: bool) -> Result<Option<Self>> {
+    pub(crate) fn open(files: &Arc<FileCache>, path: PathBuf, load: bool) -> Result<Option<Self>> {
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -151,8 +153,8 @@ impl<E: IndexEntry> Index<E> {
             Entries::File { len }
         };
         Ok(Some(Index {
+            file: FileHandle::with_open(files, path.as_path().into(), Mode::Index, file),
             path,
-            file: Arc::new(file),
             entries,
         }))
     }
@@ -161,8 +163,14 @@ impl<E: IndexEntry> Index<E> {
         &self.path
     }
 
-    pub(crate) fn file(&self) -> &Arc<File> {
+    /// The index file (opened on use).
+    pub(crate) fn file(&self) -> &FileHandle {
         &self.file
+    }
+
+    /// The open index file.
+    pub(crate) fn open_file(&self) -> Result<Arc<File>> {
+        self.file.get("open index")
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -178,7 +186,7 @@ impl<E: IndexEntry> Index<E> {
             Entries::File { .. } => {
                 let mut buf = [0u8; 16];
                 let buf = &mut buf[..E::SIZE];
-                self.file
+                self.open_file()?
                     .read_exact_at(buf, (i * E::SIZE) as u64)
                     .map_err(Error::io("read index", &self.path))?;
                 Ok(E::decode(buf))
@@ -248,6 +256,7 @@ impl<E: IndexEntry> Index<E> {
                 e.encode(chunk);
             }
             self.file
+                .get("open index")?
                 .write_all_at(&buf, (*persisted * E::SIZE) as u64)
                 .map_err(Error::io("write index", &self.path))?;
             *persisted = entries.len();
@@ -291,7 +300,7 @@ impl<E: IndexEntry> Index<E> {
                 n
             }
         };
-        self.file
+        self.open_file()?
             .set_len((persisted_after * E::SIZE) as u64)
             .map_err(Error::io("truncate index", &self.path))
     }
@@ -313,7 +322,9 @@ mod tests {
             .collect();
         let mut idx = Index::create_with(path.clone(), entries.clone()).expect("create");
         idx.freeze().expect("freeze");
-        let reopened = Index::<OffsetEntry>::open(path, false).expect("open").expect("valid");
+        let reopened = Index::<OffsetEntry>::open(&FileCache::global(), path, false)
+            .expect("open")
+            .expect("valid");
         assert_eq!(reopened.len(), 1000);
         for target in [0u32, 5, 10, 9995, 9990, 12345] {
             let mem = entries.iter().rev().find(|e| e.rel_offset <= target).copied();
@@ -327,9 +338,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("0.timeindex");
         std::fs::write(&path, [0u8; 13]).expect("write");
-        assert!(Index::<TimeEntry>::open(path, true).expect("open").is_none());
+        let files = FileCache::global();
+        assert!(Index::<TimeEntry>::open(&files, path, true).expect("open").is_none());
         assert!(
-            Index::<TimeEntry>::open(dir.path().join("missing"), true)
+            Index::<TimeEntry>::open(&files, dir.path().join("missing"), true)
                 .expect("open")
                 .is_none()
         );
@@ -339,7 +351,7 @@ mod tests {
     fn index_truncate_and_pending_flush_keep_file_in_step() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("0.timeindex");
-        let mut idx = Index::<TimeEntry>::create(path.clone()).expect("create");
+        let mut idx = Index::<TimeEntry>::create(&FileCache::global(), path.clone()).expect("create");
         for i in 0..10 {
             idx.push(TimeEntry {
                 timestamp: i,
@@ -353,7 +365,9 @@ mod tests {
             rel_offset: 50,
         });
         idx.flush_pending().expect("flush");
-        let loaded = Index::<TimeEntry>::open(path, true).expect("open").expect("valid");
+        let loaded = Index::<TimeEntry>::open(&FileCache::global(), path, true)
+            .expect("open")
+            .expect("valid");
         assert_eq!(loaded.len(), 5);
         assert_eq!(loaded.last().expect("last").map(|e| e.timestamp), Some(100));
     }

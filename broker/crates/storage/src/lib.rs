@@ -10,13 +10,15 @@
 //! - [`Log`] is one partition's log: [`Log::open`], [`Log::append`], [`Log::read`], retention,
 //!   group-commit flushing, the leader epoch cache and idempotent-producer state
 //!   (`producer_state`: duplicate, sequence and epoch checks, snapshots);
-//! - [`clean_log`] compacts a log with `cleanup.policy=compact` (the log cleaner).
+//! - [`clean_log`] compacts a log with `cleanup.policy=compact` (the log cleaner);
+//! - [`FileCache`] bounds the segment and index files open at once (an LRU of descriptors).
 
 pub mod batch;
 mod checkpoint;
 mod deleter;
 mod epoch;
 mod error;
+mod files;
 mod index;
 mod log;
 mod producer_state;
@@ -26,6 +28,7 @@ mod types;
 pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
+pub use files::{DEFAULT_MAX_OPEN_FILES, FileCache};
 pub use log::cleaner::{CleanStats, CleanerConfig, CleanupPolicy, CompactionConfig, Throttler, clean_log};
 pub use log::{
     AppendInfo, ClosedSegment, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType,

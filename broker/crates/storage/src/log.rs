@@ -23,6 +23,7 @@ use crate::batch::{self, BATCH_HEADER_LEN, BatchError, BatchHeader};
 use crate::checkpoint;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Error, Result};
+use crate::files::{FileCache, FileHandle};
 use crate::producer_state::{BatchOutcome, ProducerId, ProducerStateEntry, ProducerStateManager};
 use crate::segment::{self, INDEX_SUFFIX, IndexLimits, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
 use crate::types::{LeaderEpoch, Offset};
@@ -249,12 +250,39 @@ impl ReadPlan {
     }
 }
 
-/// A file (or, with `file: None`, the log directory) written but not yet fsynced.
+/// A file or directory written but not yet fsynced. Holds no file descriptor: the file is
+/// (re)opened when synced, so thousands of pending syncs cannot exhaust descriptors.
 #[derive(Debug)]
 struct PendingSync {
-    file: Option<Arc<File>>,
+    target: SyncTarget,
     path: PathBuf,
     done: AtomicBool,
+}
+
+#[derive(Debug)]
+enum SyncTarget {
+    /// A segment or index file, through the file cache.
+    Handle(FileHandle),
+    /// A file opened by path (a producer-state snapshot).
+    Path,
+    /// The log directory.
+    Dir,
+}
+
+impl PendingSync {
+    /// fsyncs the target; a file deleted meanwhile has nothing left to make durable.
+    fn sync(&self) -> Result<()> {
+        let file = match &self.target {
+            SyncTarget::Dir => return checkpoint::sync_dir(&self.path),
+            SyncTarget::Handle(h) => h.get_io(),
+            SyncTarget::Path => File::open(&self.path).map(Arc::new),
+        };
+        match file {
+            Ok(f) => f.sync_data().map_err(Error::io("fsync", &self.path)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("open for fsync", &self.path)(e)),
+        }
+    }
 }
 
 /// What tickets have made durable; reset when the log is truncated.
@@ -268,7 +296,8 @@ struct SyncedMark {
 /// [`FlushTicket::sync`], then pass [`FlushTicket::up_to`] to [`Log::mark_flushed`].
 #[derive(Debug)]
 pub struct FlushTicket {
-    files: Vec<(Arc<File>, Arc<Path>)>,
+    /// Segment files with unflushed data, opened only when synced.
+    files: Vec<FileHandle>,
     pending: Vec<Arc<PendingSync>>,
     up_to: Offset,
     generation: u64,
@@ -284,14 +313,16 @@ impl FlushTicket {
     /// fdatasyncs every segment with unflushed data, plus index files and the directory if
     /// segments were created since the last flush.
     pub fn sync(&self) -> Result<()> {
-        for (file, path) in &self.files {
-            file.sync_data().map_err(Error::io("fsync", path))?;
+        for handle in &self.files {
+            match handle.get_io() {
+                Ok(file) => file.sync_data().map_err(Error::io("fsync", handle.path()))?,
+                // Deleted (retention, truncation) since the ticket was taken: nothing to keep.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("open for fsync", handle.path())(e)),
+            }
         }
         for p in &self.pending {
-            match &p.file {
-                Some(f) => f.sync_data().map_err(Error::io("fsync", &p.path))?,
-                None => checkpoint::sync_dir(&p.path)?,
-            }
+            p.sync()?;
             p.done.store(true, Ordering::Release);
         }
         let mut mark = self.mark.lock();
@@ -332,6 +363,8 @@ pub struct Log {
     producers: ProducerStateManager,
     /// Log cleaner state (first dirty offset, tombstone deadline).
     cleaner: CleanerState,
+    /// Where the segment and index files are opened.
+    files: Arc<FileCache>,
 }
 
 fn now_ms() -> i64 {
@@ -368,6 +401,12 @@ impl Log {
     /// offsets); a torn or corrupt tail is cut, later segments deleted and indexes rebuilt. In
     /// both cases missing or wrong-sized indexes of closed segments are rebuilt.
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool) -> Result<Log> {
+        Self::open_with_files(dir, config, clean_shutdown, FileCache::global())
+    }
+
+    /// [`Log::open`] with segment and index files opened through `files` instead of the
+    /// process-wide [`FileCache::global`].
+    pub fn open_with_files(dir: &Path, config: LogConfig, clean_shutdown: bool, files: Arc<FileCache>) -> Result<Log> {
         fs::create_dir_all(dir).map_err(Error::io("create dir", dir))?;
         cleaner::recover_interrupted_swaps(dir)?;
         let limits = config.limits();
@@ -424,7 +463,7 @@ impl Log {
             let base = bases[i];
             let is_last = i + 1 == bases.len();
             let must_recover = recover_from.is_some_and(|r| i >= r);
-            let (mut seg, indexes_ok) = Segment::open(dir, base, is_last || must_recover)?;
+            let (mut seg, indexes_ok) = Segment::open(&files, dir, base, is_last || must_recover)?;
             let mut assign_epoch = |h: &BatchHeader| epochs.assign_if_newer(h.partition_leader_epoch, h.base_offset);
             let outcome = if must_recover {
                 stats.segments_recovered += 1;
@@ -464,7 +503,7 @@ impl Log {
                 segments.push(seg);
                 for &later in &bases[i + 1..] {
                     warn!(dir = %dir.display(), base_offset = later, "deleting segment after truncation point");
-                    let (doomed, _) = Segment::open(dir, later, false)?;
+                    let (doomed, _) = Segment::open(&files, dir, later, false)?;
                     doomed.delete_files()?;
                     stats.segments_deleted += 1;
                 }
@@ -479,8 +518,8 @@ impl Log {
                 segments.push(seg);
             } else {
                 seg.close_for_writes(&limits)?;
-                pending.push(pending_file(seg.offset_index.file(), seg.offset_index.path()));
-                pending.push(pending_file(seg.time_index.file(), seg.time_index.path()));
+                pending.push(pending_file(seg.offset_index.file()));
+                pending.push(pending_file(seg.time_index.file()));
                 if seg.next_offset > upper {
                     warn!(dir = %dir.display(), base_offset = base, next_offset = seg.next_offset,
                         next_segment = upper, "segment overlaps the next one");
@@ -492,7 +531,7 @@ impl Log {
         }
         if segments.is_empty() {
             let base = log_start_ckpt.unwrap_or(0).max(0);
-            segments.push(Segment::create(dir, base, now)?);
+            segments.push(Segment::create(&files, dir, base, now)?);
             pending.push(pending_dir(dir));
         }
         stats.segments_loaded = segments.len();
@@ -520,6 +559,7 @@ impl Log {
             open_stats: stats,
             producers: ProducerStateManager::new(dir)?,
             cleaner: CleanerState::default(),
+            files,
         };
         let first_base = log.segments[0].base_offset;
         let leo = log.log_end_offset().0;
@@ -547,10 +587,7 @@ impl Log {
         log.synced.lock().up_to = log.recovery_point;
         // Make rebuilt indexes and created files durable now: open is not a hot path.
         for p in pending.iter().chain(&log.pending_sync) {
-            match &p.file {
-                Some(f) => f.sync_data().map_err(Error::io("fsync", &p.path))?,
-                None => checkpoint::sync_dir(&p.path)?,
-            }
+            p.sync()?;
         }
         log.pending_sync.clear();
         log.checkpoint()?;
@@ -705,8 +742,9 @@ impl Log {
         let limits = self.config.limits();
         let seg = self.active_mut();
         let start = seg.size;
-        if let Err(e) = write_all_vectored(&seg.log, &mut slices) {
-            if let Err(undo) = seg.log.set_len(start) {
+        let file = seg.open_log()?;
+        if let Err(e) = write_all_vectored(&file, &mut slices) {
+            if let Err(undo) = file.set_len(start) {
                 warn!(path = %seg.log_path.display(), error = %undo,
                     "could not remove partial write after a failed append");
             }
@@ -832,14 +870,15 @@ impl Log {
         // Producer state as of the new segment's base offset (Kafka snapshots at every roll);
         // fsynced with the next flush ticket.
         let (snapshot, snapshot_path) = self.producers.write_snapshot(leo)?;
-        self.pending_sync.push(pending_file(&snapshot, &snapshot_path));
+        drop(snapshot);
+        self.pending_sync.push(pending_path(&snapshot_path));
         let seg = self.active_mut();
         seg.close_for_writes(&limits)?;
         let pending = [
-            pending_file(seg.offset_index.file(), seg.offset_index.path()),
-            pending_file(seg.time_index.file(), seg.time_index.path()),
+            pending_file(seg.offset_index.file()),
+            pending_file(seg.time_index.file()),
         ];
-        let new = match Segment::create(&self.dir, leo, now_ms) {
+        let new = match Segment::create(&self.files, &self.dir, leo, now_ms) {
             Ok(s) => s,
             Err(e) => {
                 self.active_mut().reopen_for_writes()?;
@@ -893,7 +932,7 @@ impl Log {
                 end = start + first.total_len() as u64;
             }
             return Ok(ReadPlan {
-                source: Some((Arc::clone(&seg.log), Arc::clone(&seg.log_path))),
+                source: Some((seg.open_log()?, Arc::clone(&seg.log_path))),
                 position: start,
                 len: (end - start) as usize,
                 first_offset: Some(Offset(first.base_offset)),
@@ -1118,7 +1157,7 @@ impl Log {
             .iter()
             .enumerate()
             .filter(|&(i, s)| s.size > 0 && self.upper_bound(i) > self.recovery_point)
-            .map(|(_, s)| (Arc::clone(&s.log), Arc::clone(&s.log_path)))
+            .map(|(_, s)| s.log.clone())
             .collect();
         Some(FlushTicket {
             files,
@@ -1207,12 +1246,12 @@ impl Log {
         let active = self.active();
         active
             .offset_index
-            .file()
+            .open_file()?
             .sync_data()
             .map_err(Error::io("fsync", active.offset_index.path()))?;
         active
             .time_index
-            .file()
+            .open_file()?
             .sync_data()
             .map_err(Error::io("fsync", active.time_index.path()))?;
         self.flush()?;
@@ -1284,7 +1323,7 @@ impl Log {
         let created = old
             .iter()
             .try_for_each(Segment::delete_files)
-            .and_then(|()| Segment::create(&self.dir, offset, now_ms()));
+            .and_then(|()| Segment::create(&self.files, &self.dir, offset, now_ms()));
         match created {
             Ok(seg) => self.segments.push(seg),
             Err(e) => {
@@ -1353,9 +1392,17 @@ impl Log {
     }
 }
 
-fn pending_file(file: &Arc<File>, path: &Path) -> Arc<PendingSync> {
+fn pending_file(handle: &FileHandle) -> Arc<PendingSync> {
     Arc::new(PendingSync {
-        file: Some(Arc::clone(file)),
+        path: handle.path().to_path_buf(),
+        target: SyncTarget::Handle(handle.clone()),
+        done: AtomicBool::new(false),
+    })
+}
+
+fn pending_path(path: &Path) -> Arc<PendingSync> {
+    Arc::new(PendingSync {
+        target: SyncTarget::Path,
         path: path.to_path_buf(),
         done: AtomicBool::new(false),
     })
@@ -1363,7 +1410,7 @@ fn pending_file(file: &Arc<File>, path: &Path) -> Arc<PendingSync> {
 
 fn pending_dir(dir: &Path) -> Arc<PendingSync> {
     Arc::new(PendingSync {
-        file: None,
+        target: SyncTarget::Dir,
         path: dir.to_path_buf(),
         done: AtomicBool::new(false),
     })

@@ -1,5 +1,6 @@
 //! One log segment: the `.log` file holding batches verbatim, its offset and time indexes, and
-//! the bookkeeping shared by appends, recovery and lookups.
+//! the bookkeeping shared by appends, recovery and lookups. Its files are [`FileHandle`]s,
+//! opened on use through the [`FileCache`], so an idle segment holds no file descriptor.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
@@ -10,6 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use crate::batch::{self, BATCH_HEADER_LEN, BatchHeader};
 use crate::error::{Error, Result};
+use crate::files::{FileCache, FileHandle, Mode};
 use crate::index::{Index, OffsetEntry, TimeEntry};
 use crate::types::Offset;
 
@@ -59,7 +61,7 @@ pub(crate) struct ScanEnd {
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
     pub(crate) log_path: Arc<Path>,
-    pub(crate) log: Arc<File>,
+    pub(crate) log: FileHandle,
     /// Bytes of complete batches in the file (what reads may see).
     pub(crate) size: u64,
     pub(crate) offset_index: Index<OffsetEntry>,
@@ -97,13 +99,19 @@ fn mtime_ms(file: &File, path: &Path) -> Result<i64> {
 
 impl Segment {
     /// Creates a new, empty segment (replacing any stale files with the same base offset).
-    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
-        Self::create_with_suffix(dir, base_offset, now_ms, "")
+    pub(crate) fn create(files: &Arc<FileCache>, dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
+        Self::create_with_suffix(files, dir, base_offset, now_ms, "")
     }
 
     /// Like [`Segment::create`], with `suffix` appended to every file name (the log cleaner
     /// writes `<base>.log.cleaned` and its indexes this way).
-    pub(crate) fn create_with_suffix(dir: &Path, base_offset: i64, now_ms: i64, suffix: &str) -> Result<Segment> {
+    pub(crate) fn create_with_suffix(
+        files: &Arc<FileCache>,
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        suffix: &str,
+    ) -> Result<Segment> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX) + suffix);
         let log = OpenOptions::new()
             .read(true)
@@ -113,12 +121,13 @@ impl Segment {
             .open(&log_path)
             .map_err(Error::io("create segment", &log_path))?;
         log.set_len(0).map_err(Error::io("truncate segment", &log_path))?;
-        let offset_index = Index::create(dir.join(file_name(base_offset, INDEX_SUFFIX) + suffix))?;
-        let time_index = Index::create(dir.join(file_name(base_offset, TIME_INDEX_SUFFIX) + suffix))?;
+        let offset_index = Index::create(files, dir.join(file_name(base_offset, INDEX_SUFFIX) + suffix))?;
+        let time_index = Index::create(files, dir.join(file_name(base_offset, TIME_INDEX_SUFFIX) + suffix))?;
+        let log_path: Arc<Path> = log_path.into();
         Ok(Segment {
             base_offset,
-            log_path: log_path.into(),
-            log: Arc::new(log),
+            log: FileHandle::with_open(files, Arc::clone(&log_path), Mode::Log, log),
+            log_path,
             size: 0,
             offset_index,
             time_index,
@@ -134,28 +143,30 @@ impl Segment {
     /// Opens the files of an existing segment without reading the log. Indexes that are missing
     /// or have a bad size come back as `None` in the second and third tuple fields' places: the
     /// caller rebuilds them. `load` reads the indexes into memory (active segment).
-    pub(crate) fn open(dir: &Path, base_offset: i64, load: bool) -> Result<(Segment, bool)> {
+    pub(crate) fn open(files: &Arc<FileCache>, dir: &Path, base_offset: i64, load: bool) -> Result<(Segment, bool)> {
         let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
         let log = open_log(&log_path)?;
         let file_len = log.metadata().map_err(Error::io("stat segment", &log_path))?.len();
         let created_ms = mtime_ms(&log, &log_path)?;
+        let log_path: Arc<Path> = log_path.into();
+        let log = FileHandle::with_open(files, Arc::clone(&log_path), Mode::Log, log);
         let oi_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
         let ti_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
-        let offset_index = Index::<OffsetEntry>::open(oi_path.clone(), load)?;
-        let time_index = Index::<TimeEntry>::open(ti_path.clone(), load)?;
+        let offset_index = Index::<OffsetEntry>::open(files, oi_path.clone(), load)?;
+        let time_index = Index::<TimeEntry>::open(files, ti_path.clone(), load)?;
         let indexes_ok = offset_index.is_some() && time_index.is_some();
         let offset_index = match offset_index {
             Some(i) => i,
-            None => Index::create(oi_path)?,
+            None => Index::create(files, oi_path)?,
         };
         let time_index = match time_index {
             Some(i) => i,
-            None => Index::create(ti_path)?,
+            None => Index::create(files, ti_path)?,
         };
         let mut seg = Segment {
             base_offset,
-            log_path: log_path.into(),
-            log: Arc::new(log),
+            log_path,
+            log,
             size: file_len,
             offset_index,
             time_index,
@@ -286,12 +297,8 @@ impl Segment {
         limits: &IndexLimits,
         mut on_batch: impl FnMut(&BatchHeader),
     ) -> Result<ScanEnd> {
-        let file_len = self
-            .log
-            .metadata()
-            .map_err(Error::io("stat segment", &self.log_path))?
-            .len();
-        let log = Arc::clone(&self.log);
+        let log = self.open_log()?;
+        let file_len = log.metadata().map_err(Error::io("stat segment", &self.log_path))?.len();
         let path = Arc::clone(&self.log_path);
         let mut end = ScanEnd {
             valid_end: start,
@@ -433,7 +440,7 @@ impl Segment {
         self.first_batch_timestamp = None;
         if start > 0 {
             let mut buf = [0u8; BATCH_HEADER_LEN];
-            self.log
+            self.open_log()?
                 .read_exact_at(&mut buf, 0)
                 .map_err(Error::io("read segment", &self.log_path))?;
             if let Ok(h) = BatchHeader::parse(&buf) {
@@ -449,15 +456,11 @@ impl Segment {
 
     /// Cuts the file at `end.valid_end` if the scan stopped early; returns the bytes removed.
     fn cut_after_scan(&mut self, end: &ScanEnd) -> Result<u64> {
-        let file_len = self
-            .log
-            .metadata()
-            .map_err(Error::io("stat segment", &self.log_path))?
-            .len();
+        let log = self.open_log()?;
+        let file_len = log.metadata().map_err(Error::io("stat segment", &self.log_path))?.len();
         self.size = end.valid_end;
         if file_len > end.valid_end {
-            self.log
-                .set_len(end.valid_end)
+            log.set_len(end.valid_end)
                 .map_err(Error::io("truncate segment", &self.log_path))?;
             return Ok(file_len - end.valid_end);
         }
@@ -468,7 +471,7 @@ impl Segment {
     /// pointing there, then re-derives the tail state from the last remaining index entry.
     pub(crate) fn truncate_to_position(&mut self, position: u64, limits: &IndexLimits) -> Result<()> {
         self.reopen_for_writes()?;
-        self.log
+        self.open_log()?
             .set_len(position)
             .map_err(Error::io("truncate segment", &self.log_path))?;
         self.size = position;
@@ -621,10 +624,15 @@ impl Segment {
     /// Reads `len` bytes at `position` of the segment.
     pub(crate) fn read_exact(&self, position: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
-        self.log
+        self.open_log()?
             .read_exact_at(&mut buf, position)
             .map_err(Error::io("read segment", &self.log_path))?;
         Ok(buf)
+    }
+
+    /// The open `.log` file (reopened through the file cache if it was closed).
+    pub(crate) fn open_log(&self) -> Result<Arc<File>> {
+        self.log.get("open segment")
     }
 
     pub(crate) fn corrupt(&self, position: u64, offset: i64, reason: String) -> Error {
@@ -646,6 +654,7 @@ fn read_into(file: &File, path: &Path, buf: &mut Vec<u8>, pos: u64, len: usize) 
 /// Walks batch headers of a segment's committed bytes through a small read-ahead window.
 pub(crate) struct HeaderReader<'a> {
     seg: &'a Segment,
+    file: Option<Arc<File>>,
     window: [u8; HEADER_WINDOW],
     window_pos: u64,
     window_len: usize,
@@ -655,6 +664,7 @@ impl<'a> HeaderReader<'a> {
     pub(crate) fn new(seg: &'a Segment) -> Self {
         HeaderReader {
             seg,
+            file: None,
             window: [0u8; HEADER_WINDOW],
             window_pos: 0,
             window_len: 0,
@@ -674,9 +684,11 @@ impl<'a> HeaderReader<'a> {
             pos >= self.window_pos && pos + BATCH_HEADER_LEN as u64 <= self.window_pos + self.window_len as u64;
         if !in_window {
             let len = (HEADER_WINDOW as u64).min(size - pos) as usize;
-            self.seg
-                .log
-                .read_exact_at(&mut self.window[..len], pos)
+            if self.file.is_none() {
+                self.file = Some(self.seg.open_log()?);
+            }
+            let file = self.file.as_ref().expect("just opened");
+            file.read_exact_at(&mut self.window[..len], pos)
                 .map_err(Error::io("read segment", &self.seg.log_path))?;
             self.window_pos = pos;
             self.window_len = len;

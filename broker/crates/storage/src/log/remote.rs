@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use super::{Log, RetentionOutcome};
 use crate::error::{Error, Result};
+use crate::files::FileHandle;
 use crate::types::Offset;
 
 /// A closed (no longer written) segment, as the uploader sees it.
@@ -30,10 +31,18 @@ pub struct ClosedSegment {
     pub size: u64,
     /// Largest batch max timestamp, if known.
     pub max_timestamp: Option<i64>,
-    /// The open segment file; readable even after the segment is deleted.
-    pub file: Arc<File>,
+    /// The segment file, opened on [`ClosedSegment::open_file`] through the file cache.
+    file: FileHandle,
     /// The segment file's path.
     pub path: Arc<Path>,
+}
+
+impl ClosedSegment {
+    /// Opens the segment file (or takes it from the file cache). The returned file stays
+    /// readable even if the segment is deleted afterwards.
+    pub fn open_file(&self) -> std::io::Result<Arc<File>> {
+        self.file.get_io()
+    }
 }
 
 impl Log {
@@ -48,7 +57,7 @@ impl Log {
                     next_offset: Offset(self.upper_bound(i)),
                     size: s.size,
                     max_timestamp: s.max_timestamp.map(|(ts, _)| ts),
-                    file: Arc::clone(&s.log),
+                    file: s.log.clone(),
                     path: Arc::clone(&s.log_path),
                 }
             })
@@ -167,7 +176,10 @@ mod tests {
         }
         let last = closed.last().expect("some");
         assert_eq!(last.next_offset, *log.segment_base_offsets().last().expect("active"));
-        assert_eq!(last.file.metadata().expect("stat").len(), last.size);
+        assert_eq!(
+            last.open_file().expect("open").metadata().expect("stat").len(),
+            last.size
+        );
         assert!(last.max_timestamp.is_some());
     }
 

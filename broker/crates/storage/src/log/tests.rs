@@ -1088,3 +1088,61 @@ fn max_timestamp_record_finds_the_exact_record_inside_a_batch() {
     );
     assert_eq!(log.max_timestamp_record().expect("lookup"), Some((Offset(6), 900)));
 }
+
+/// Descriptors of this process that point into `dir` (from /proc/self/fd).
+fn fds_into(dir: &Path) -> usize {
+    let dir = fs::canonicalize(dir).expect("canonical dir");
+    fs::read_dir("/proc/self/fd")
+        .expect("list fds")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .count()
+}
+
+#[test]
+fn many_segments_and_logs_keep_at_most_the_file_cache_open() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let files = FileCache::new(8);
+    let mut logs = Vec::new();
+    for p in 0..4 {
+        let dir = root.path().join(format!("t-{p}"));
+        let mut log = Log::open_with_files(&dir, small_config(), false, Arc::clone(&files)).expect("open");
+        // 4 KiB segments: about 20 segments (60 files) per log.
+        fill(&mut log, 80, 4, 200, 1_000);
+        assert!(log.segment_count() >= 15, "{} segments", log.segment_count());
+        log.flush().expect("flush");
+        log.checkpoint().expect("checkpoint");
+        logs.push(log);
+    }
+    assert!(fds_into(root.path()) <= 8, "{} descriptors open", fds_into(root.path()));
+    // Every segment of every log stays readable (files reopened on use, others closed).
+    for log in &logs {
+        let hs = read_all(log, 0);
+        assert_eq!(hs.len(), 80);
+        assert_eq!(
+            log.offset_for_timestamp(1_000 + 10 * 50)
+                .expect("lookup")
+                .map(|(o, _)| o.0),
+            Some(200)
+        );
+    }
+    assert!(fds_into(root.path()) <= 8);
+    for log in logs.drain(..) {
+        log.close().expect("close");
+    }
+    assert_eq!(fds_into(root.path()), 0, "closed logs hold no descriptors");
+    // Reopening (clean, and unclean with full recovery) stays within the bound too.
+    for clean in [true, false] {
+        for p in 0..4 {
+            let dir = root.path().join(format!("t-{p}"));
+            let log = Log::open_with_files(&dir, small_config(), clean, Arc::clone(&files)).expect("reopen");
+            assert_eq!(log.log_end_offset().0, 320);
+            assert_eq!(read_all(&log, 0).len(), 80);
+            logs.push(log);
+        }
+        assert!(fds_into(root.path()) <= 8, "{} descriptors open", fds_into(root.path()));
+        logs.clear();
+    }
+    assert!(files.opens() > 8 * 4, "files were reopened through the cache");
+}
