@@ -205,6 +205,14 @@ pub struct StorageConfig {
     /// How often recovery points and indexes are checkpointed.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// Segment and index files kept open at once; the least recently used are closed and
+    /// reopened on use. 0 = half of the open-file limit (RLIMIT_NOFILE, raised to its hard limit
+    /// at start).
+    pub max_open_files: usize,
+    /// Space kept allocated next to the metadata log (a reserve file) and released when a
+    /// metadata write finds the disk full, so DeleteTopics can always commit and free space.
+    /// 0 = no reserve.
+    pub metadata_reserve_bytes: ByteSize,
 }
 
 /// The log cleaner (compaction of `cleanup.policy=compact` topics), Kafka's `log.cleaner.*`.
@@ -266,6 +274,10 @@ pub struct TopicDefaults {
     pub index_interval_bytes: i32,
     /// log.index.size.max.bytes
     pub segment_index_bytes: i32,
+    /// Most partitions this broker hosts (KIP-578's max.broker.partitions, internal topics
+    /// included): CreateTopics and CreatePartitions beyond it are refused with POLICY_VIOLATION.
+    /// 0 = a third of the open-file limit, between 1000 and 10000.
+    pub max_partitions: i32,
     /// Dynamic broker configs in force (set through AlterConfigs on a BROKER resource and kept
     /// in the metadata log), by topic config name. Never read from the file: filled from the
     /// metadata image by `topic_config::with_dynamic`.
@@ -368,6 +380,8 @@ impl Default for StorageConfig {
             flush_interval: Duration::from_secs(1),
             retention_check_interval: Duration::from_secs(300),
             checkpoint_interval: Duration::from_secs(60),
+            max_open_files: 0,
+            metadata_reserve_bytes: ByteSize::mib(8),
         }
     }
 }
@@ -389,6 +403,7 @@ impl Default for TopicDefaults {
             flush_ms: i64::MAX,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
+            max_partitions: 0,
             dynamic: BTreeMap::new(),
         }
     }
@@ -481,6 +496,12 @@ impl BrokerConfig {
         }
         if t.num_partitions < 1 {
             problems.push(format!("topics.num_partitions must be >= 1, got {}", t.num_partitions));
+        }
+        if t.max_partitions < 0 {
+            problems.push(format!(
+                "topics.max_partitions must be >= 0 (0 = from the open-file limit), got {}",
+                t.max_partitions
+            ));
         }
         if t.replication_factor != 1 {
             problems.push("topics.replication_factor must be 1 on a single node".to_string());

@@ -299,6 +299,9 @@ impl Broker {
                         ),
                     ));
                 }
+                if let Err(e) = self.check_partition_limit(image, num_partitions) {
+                    return refused(e);
+                }
                 let topic_id = TopicId::random();
                 let created = CreatedTopic {
                     topic_id,
@@ -394,6 +397,9 @@ impl Broker {
                     if let Some(e) = assignments.iter().find_map(|r| self.validate_replicas(r).err()) {
                         return refused(e);
                     }
+                }
+                if let Err(e) = self.check_partition_limit(image, count - current) {
+                    return refused(e);
                 }
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod network;
 pub mod producer_ids;
 pub mod replication;
+pub mod resources;
 pub mod tiering;
 pub mod topic_config;
 
@@ -34,7 +35,16 @@ const READ_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 const ADMIN_NOT_SERVING_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs a broker until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn run(config: BrokerConfig) -> anyhow::Result<()> {
+pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    let nofile = resources::raise_open_file_limit();
+    resources::resolve_limits(&mut config, nofile);
+    fjord_storage::FileCache::global().set_capacity(config.storage.max_open_files);
+    tracing::info!(
+        open_file_limit = nofile,
+        max_open_files = config.storage.max_open_files,
+        max_partitions = config.topics.max_partitions,
+        "resource limits"
+    );
     let listen = config.network.listen;
     let http_listen = config.http.listen;
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;

@@ -52,10 +52,14 @@ def broker_bin() -> str:
 class Broker:
     """One fjord-broker process. Ports and data dir stay the same across restart()."""
 
-    def __init__(self, workdir: Path, extra_args: list[str] | None = None, name: str = "broker"):
+    def __init__(self, workdir: Path, extra_args: list[str] | None = None, name: str = "broker",
+                 preexec_fn=None, data_dir: Path | None = None):
+        """`preexec_fn` runs in the child before exec (e.g. resource.setrlimit for a low
+        `ulimit -n`); `data_dir` puts the data elsewhere (e.g. on a small tmpfs)."""
         self.name = name
+        self.preexec_fn = preexec_fn
         self.workdir = workdir
-        self.data_dir = workdir / "data"
+        self.data_dir = data_dir or workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"{name}.log"
         self.port = _free_port()
@@ -86,7 +90,8 @@ class Broker:
             log.flush()
             env = dict(os.environ, NO_COLOR="1")  # plain log lines in the log file
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=env)
+                                         stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
+                                         preexec_fn=self.preexec_fn)
         if self not in _live_brokers:
             _live_brokers.append(self)
         deadline = time.monotonic() + START_TIMEOUT
@@ -176,15 +181,16 @@ def _port_bindable(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def broker_factory(request):
-    """Module-scoped factory: broker_factory(extra_args=[...], name=...) -> started Broker.
+    """Module-scoped factory: broker_factory(extra_args=[...], name=..., preexec_fn=...,
+    data_dir=...) -> started Broker (keyword arguments go to `Broker`).
     Every broker it made is stopped (SIGTERM) at the end of the module and its tmp dir removed
     unless a test of the module failed (then the path is printed)."""
     made: list[Broker] = []
     root = Path(tempfile.mkdtemp(prefix=f"fjord-{request.module.__name__}-"))
 
-    def make(extra_args: list[str] | None = None, name: str | None = None) -> Broker:
+    def make(extra_args: list[str] | None = None, name: str | None = None, **kwargs) -> Broker:
         name = name or f"broker{len(made)}"
-        b = Broker(root / name, extra_args, name)
+        b = Broker(root / name, extra_args, name, **kwargs)
         made.append(b)
         b.start()
         return b

@@ -1,0 +1,119 @@
+//! Limits that keep the broker within the machine's resources: the open-file limit (raised to
+//! its hard limit at start), the size of the segment file cache and the broker-wide partition
+//! limit derived from it, and the partition-limit check CreateTopics and CreatePartitions make.
+
+use fjord_metadata::MetadataImage;
+use fjord_protocol::kafka_protocol::error::ResponseError;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::controller::ApiError;
+
+/// Bounds of the automatic `topics.max_partitions` (Kafka advises about 4000 per broker; Kafka 4
+/// refuses more than 10000 partitions in one CreateTopics).
+const AUTO_MAX_PARTITIONS: (u64, u64) = (1_000, 10_000);
+/// Files of one segment (log, offset index, time index): the automatic partition limit lets
+/// every partition keep its active segment open at once.
+const FILES_PER_PARTITION: u64 = 3;
+/// Least automatic file cache size.
+const MIN_OPEN_FILES: u64 = 64;
+/// Used when the limit cannot be read (or is unlimited and `fs.nr_open` unreadable).
+const FALLBACK_NOFILE: u64 = 1024;
+
+/// Raises the soft open-file limit (RLIMIT_NOFILE) to the hard limit (capped at the kernel's
+/// `fs.nr_open` when the hard limit is unlimited) and returns the soft limit now in force.
+pub fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let hard = match (before.maximum, nr_open) {
+        (Some(hard), Some(nr)) => hard.min(nr),
+        (Some(hard), None) => hard,
+        (None, Some(nr)) => nr,
+        (None, None) => before.current.unwrap_or(FALLBACK_NOFILE),
+    };
+    let soft = before.current.unwrap_or(hard);
+    if soft >= hard {
+        return soft;
+    }
+    match setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(hard),
+            maximum: before.maximum,
+        },
+    ) {
+        Ok(()) => {
+            tracing::info!(from = soft, to = hard, "raised the open-file limit (RLIMIT_NOFILE)");
+            hard
+        }
+        Err(error) => {
+            tracing::warn!(soft, hard, %error, "cannot raise the open-file limit");
+            soft
+        }
+    }
+}
+
+/// Fills in the automatic (0) `storage.max_open_files` and `topics.max_partitions` from the
+/// open-file limit `nofile`.
+pub fn resolve_limits(config: &mut BrokerConfig, nofile: u64) {
+    if config.storage.max_open_files == 0 {
+        config.storage.max_open_files = (nofile / 2).max(MIN_OPEN_FILES) as usize;
+    }
+    if config.topics.max_partitions == 0 {
+        let (least, most) = AUTO_MAX_PARTITIONS;
+        config.topics.max_partitions = (nofile / FILES_PER_PARTITION).clamp(least, most) as i32;
+    }
+}
+
+impl Broker {
+    /// Refuses adding `adding` partitions when the broker would then host more than
+    /// `topics.max_partitions` (POLICY_VIOLATION, as Kafka refuses too many partitions in one
+    /// request). Call with the image the commit is checked against.
+    pub(crate) fn check_partition_limit(&self, image: &MetadataImage, adding: i32) -> Result<(), ApiError> {
+        let limit = i64::from(self.config.topics.max_partitions);
+        let hosted = image.partition_count() as i64;
+        let total = hosted + i64::from(adding.max(0));
+        if limit > 0 && total > limit {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "adding {adding} partitions would bring this broker to {total}, over its limit of {limit} \
+                     (topics.max_partitions); {hosted} are hosted now"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_limits_follow_the_open_file_limit() {
+        let mut config = BrokerConfig::default();
+        resolve_limits(&mut config, 1024);
+        assert_eq!(config.storage.max_open_files, 512);
+        assert_eq!(config.topics.max_partitions, 1000);
+        let mut config = BrokerConfig::default();
+        resolve_limits(&mut config, 1 << 20);
+        assert_eq!(config.storage.max_open_files, 1 << 19);
+        assert_eq!(config.topics.max_partitions, 10_000);
+        let mut config = BrokerConfig::default();
+        config.storage.max_open_files = 7;
+        config.topics.max_partitions = 5;
+        resolve_limits(&mut config, 1 << 20);
+        assert_eq!((config.storage.max_open_files, config.topics.max_partitions), (7, 5));
+    }
+
+    #[test]
+    fn raising_the_open_file_limit_reaches_the_hard_limit() {
+        let soft = raise_open_file_limit();
+        let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        assert_eq!(now.current, Some(soft));
+    }
+}
