@@ -60,6 +60,7 @@ class Broker:
         self.preexec_fn = preexec_fn
         self.workdir = workdir
         self.data_dir = data_dir or workdir / "data"
+        workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"{name}.log"
         self.port = _free_port()
