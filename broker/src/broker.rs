@@ -45,6 +45,7 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
         let metadata_log = metadata_log_path(&data_dir)?;
         let metadata = MetadataStore::open(&metadata_log).context("opening the metadata log")?;
+        metadata.set_reserve(config.storage.metadata_reserve_bytes.as_u64());
         let metrics = Metrics::new(config.http.per_partition_metrics);
         let replicas = ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?;
         let tiering = crate::tiering::Tiering::open(&config).context("opening tiered storage")?;

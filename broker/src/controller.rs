@@ -153,7 +153,7 @@ fn unknown_topic(name: &str) -> ApiError {
 fn metadata_failure(error: fjord_metadata::Error) -> ApiError {
     tracing::error!(%error, "metadata commit failed");
     ApiError::new(
-        ResponseError::UnknownServerError,
+        crate::resources::metadata_error_code(&error),
         format!("metadata commit failed: {error}"),
     )
 }
@@ -280,6 +280,7 @@ impl Broker {
         }
         self.validate_topic_configs(&topic.configs)?;
         let node = self.node_id();
+        let staged = crate::resources::Staged::default();
         let (image, created) = self
             .metadata
             .commit_with(|image| {
@@ -311,6 +312,10 @@ impl Broker {
                 if validate_only {
                     return Ok((Vec::new(), Ok(created)));
                 }
+                let partitions = 0..num_partitions;
+                if let Err(e) = self.stage_new_partitions(&staged, &topic.name, topic_id, &topic.configs, partitions) {
+                    return refused(e);
+                }
                 let mut records = vec![MetadataRecord::Topic {
                     name: topic.name.clone(),
                     topic_id,
@@ -323,7 +328,7 @@ impl Broker {
                 }));
                 Ok((records, Ok(created)))
             })
-            .map_err(metadata_failure)?;
+            .map_err(|e| self.commit_failed(&staged, &topic.name, e))?;
         let created = created?;
         if !validate_only {
             self.sync_partitions(&image)?;
@@ -360,6 +365,7 @@ impl Broker {
         // every group's (or transaction's) state.
         refuse_internal(name, ResponseError::InvalidRequest, "adding partitions to")?;
         let node = self.node_id();
+        let staged = crate::resources::Staged::default();
         let (image, result) = self
             .metadata
             .commit_with(|image| {
@@ -404,9 +410,12 @@ impl Broker {
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));
                 }
+                if let Err(e) = self.stage_new_partitions(&staged, name, t.id, &t.configs, current..count) {
+                    return refused(e);
+                }
                 Ok((partition_records(t.id, node, current..count).collect(), Ok(())))
             })
-            .map_err(metadata_failure)?;
+            .map_err(|e| self.commit_failed(&staged, name, e))?;
         result?;
         if !validate_only {
             self.sync_partitions(&image)?;

@@ -92,7 +92,10 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         broker.clone(),
         broker.config.storage.checkpoint_interval,
         shutdown_rx.clone(),
-        |b| b.replicas.checkpoint_all(),
+        |b| {
+            b.replicas.checkpoint_all();
+            b.metadata.ensure_reserve();
+        },
     );
     let cleaner = replication::cleaner::LogCleaner::start(broker.clone()).context("starting the log cleaner")?;
     tokio::spawn(group::run(broker.clone(), shutdown_rx.clone()));

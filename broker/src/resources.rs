@@ -1,8 +1,14 @@
 //! Limits that keep the broker within the machine's resources: the open-file limit (raised to
 //! its hard limit at start), the size of the segment file cache and the broker-wide partition
-//! limit derived from it, and the partition-limit check CreateTopics and CreatePartitions make.
+//! limit derived from it, the partition-limit check CreateTopics and CreatePartitions make, and
+//! the disk side of topic creation (partition logs staged before the metadata commit, undone if
+//! it fails; metadata write failures answered KAFKA_STORAGE_ERROR).
 
-use fjord_metadata::MetadataImage;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use fjord_metadata::{MetadataImage, TopicId};
 use fjord_protocol::kafka_protocol::error::ResponseError;
 
 use crate::broker::Broker;
@@ -68,7 +74,54 @@ pub fn resolve_limits(config: &mut BrokerConfig, nofile: u64) {
     }
 }
 
+/// Partitions staged inside a metadata commit closure: (topic id, first, end) to undo if the
+/// commit fails.
+#[derive(Debug, Default)]
+pub(crate) struct Staged(Cell<Option<(TopicId, i32, i32)>>);
+
+/// The Kafka code for a failed metadata commit: an I/O failure of the metadata log (a full
+/// disk) is KAFKA_STORAGE_ERROR, anything else UNKNOWN_SERVER_ERROR.
+pub(crate) fn metadata_error_code(error: &fjord_metadata::Error) -> ResponseError {
+    match error {
+        fjord_metadata::Error::Io { .. } => ResponseError::KafkaStorageError,
+        _ => ResponseError::UnknownServerError,
+    }
+}
+
 impl Broker {
+    /// Opens empty logs (directories, `partition.metadata`) for `partitions` of a topic about to
+    /// be committed; a disk that cannot hold them (full) refuses the request with
+    /// KAFKA_STORAGE_ERROR and nothing is left behind. Call inside the commit closure.
+    pub(crate) fn stage_new_partitions(
+        &self,
+        staged: &Staged,
+        topic: &str,
+        topic_id: TopicId,
+        configs: &BTreeMap<String, String>,
+        partitions: Range<i32>,
+    ) -> Result<(), ApiError> {
+        self.replicas
+            .stage_partitions(topic, topic_id, configs, partitions.clone())
+            .map_err(|error| {
+                ApiError::new(
+                    ResponseError::KafkaStorageError,
+                    format!("cannot create the partition logs of {topic}: {error}"),
+                )
+            })?;
+        staged.0.set(Some((topic_id, partitions.start, partitions.end)));
+        Ok(())
+    }
+
+    /// After a failed metadata commit: removes what [`Broker::stage_new_partitions`] made and
+    /// returns the error for the client.
+    pub(crate) fn commit_failed(&self, staged: &Staged, topic: &str, error: fjord_metadata::Error) -> ApiError {
+        if let Some((topic_id, start, end)) = staged.0.take() {
+            self.replicas.unstage_partitions(topic, topic_id, start..end);
+        }
+        tracing::error!(%error, topic, "metadata commit failed");
+        ApiError::new(metadata_error_code(&error), format!("metadata commit failed: {error}"))
+    }
+
     /// Refuses adding `adding` partitions when the broker would then host more than
     /// `topics.max_partitions` (POLICY_VIOLATION, as Kafka refuses too many partitions in one
     /// request). Call with the image the commit is checked against.

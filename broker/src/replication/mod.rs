@@ -6,6 +6,7 @@
 pub mod cleaner;
 pub mod flusher;
 pub mod partition;
+mod staging;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ pub struct ReplicaManager {
     synced_offset: parking_lot::Mutex<Option<u64>>,
     /// Whether the previous run shut down cleanly (decides recovery for logs opened at start).
     clean_start: bool,
+    /// Logs opened for partitions whose metadata is being committed (`staging.rs`).
+    staged: parking_lot::Mutex<HashMap<(String, i32), (TopicId, Log)>>,
     pub flusher: Arc<Flusher>,
 }
 
@@ -121,6 +124,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             synced_offset: parking_lot::Mutex::new(None),
             clean_start,
+            staged: parking_lot::Mutex::new(HashMap::new()),
             flusher,
         })
     }
@@ -192,14 +196,18 @@ impl ReplicaManager {
                     self.sync_remote(&existing, topic, &defaults);
                     continue;
                 }
-                let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
-                self.claim_dir(&dir, topic.id)?;
-                let mut log =
-                    Log::open(&dir, log_config.clone(), self.clean_start).map_err(|source| Error::Storage {
-                        topic: topic.name.clone(),
-                        partition: p.partition.0,
-                        source,
-                    })?;
+                let mut log = match self.take_staged(&topic.name, p.partition.0, topic.id) {
+                    Some(log) => log,
+                    None => {
+                        let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
+                        self.claim_dir(&dir, topic.id)?;
+                        Log::open(&dir, log_config.clone(), self.clean_start).map_err(|source| Error::Storage {
+                            topic: topic.name.clone(),
+                            partition: p.partition.0,
+                            source,
+                        })?
+                    }
+                };
                 // Becoming leader with an ISR of one (this broker): everything in the log is
                 // committed, as Kafka does for a single-replica leader. The checkpointed high
                 // watermark may be stale after a crash.

@@ -108,3 +108,118 @@ def test_many_partitions_under_a_low_open_file_limit_create_restart_and_serve(br
     assert all(n >= MANY_TOPICS for n in sizes)
     produce_ok(b.bootstrap, topics[0], [{"value": b"after", "partition": 7}])
     assert "Too many open files" not in b.log_text()
+
+
+# -- defect 7: disk full ------------------------------------------------------------------------
+
+TMPFS_SIZE = "32m"
+RESERVE = "1MiB"
+
+
+@pytest.fixture
+def small_disk():
+    """A 32 MiB tmpfs for a broker's data dir; unmounted afterwards (skips if mount is refused)."""
+    mnt = Path(tempfile.mkdtemp(prefix="fjord-disk-"))
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        mnt.rmdir()
+        pytest.skip(f"cannot mount a tmpfs for the disk-full tests (needs root): {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    mnt.rmdir()
+
+
+def fill_disk(mnt: Path, leave: int = 0) -> None:
+    """Writes `mnt/fill` until the file system is full, then frees `leave` bytes of it."""
+    fd = os.open(mnt / "fill", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        block = b"\0" * 65536
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError:
+                if len(block) == 1:
+                    break
+                block = block[: len(block) // 2]
+        if leave:
+            os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
+    finally:
+        os.close(fd)
+
+
+def pad_metadata_log(bootstrap: str, topic: str, metadata_log: Path) -> None:
+    """Alters `topic`'s retention.ms (a value with leading zeros) so the metadata log ends just
+    before a page boundary: the next metadata append needs a new block, as on a real disk."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    def alter(value: str) -> int:
+        before = metadata_log.stat().st_size
+        a = admin(bootstrap)
+        fs = a.alter_configs([ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.ms": value})])
+        for f in fs.values():
+            f.result(timeout=20)
+        return metadata_log.stat().st_size - before
+
+    base = "604800000"
+    overhead = alter(base) - len(base)
+    room = 4096 - 16 - metadata_log.stat().st_size % 4096 - overhead
+    length = room % 4096
+    if length < len(base) + 1:
+        length += 4096
+    alter("0" * (length - len(base)) + base)
+    assert metadata_log.stat().st_size % 4096 >= 4096 - 16, metadata_log.stat().st_size
+
+
+def test_disk_full_start_delete_topics_and_atomic_create(small_disk, request):
+    from conftest import Broker
+
+    data = small_disk / "data"
+    b = Broker(Path(tempfile.mkdtemp(prefix="fjord-diskfull-")), [
+        "--set", "topics.segment_bytes=1048576", "--set", f"storage.metadata_reserve_bytes={RESERVE}",
+    ], "diskfull-broker", data_dir=data)
+    request.addfinalizer(b.stop)
+    b.start()
+    keep, filler, late = unique("keep"), unique("filler"), unique("late")
+    assert create(b.bootstrap, [NewTopic(keep, 1, 1), NewTopic(filler, 1, 1)]) == {keep: 0, filler: 0}
+    produce_ok(b.bootstrap, keep, [{"value": f"k{i}".encode()} for i in range(10)], acks="all")
+    pad_metadata_log(b.bootstrap, filler, data / "metadata" / "metadata.log")
+    # Fill the disk with records until produce fails, then the rest with a file.
+    from helpers import produce_all, producer
+    p = producer(b.bootstrap, acks="all", retries=0, message_timeout_ms=10000)
+    for _ in range(64):
+        d = produce_all(p, filler, [{"value": os.urandom(1000)} for _ in range(1000)])
+        if d.errors:
+            assert d.errors[0][0].code() == KAFKA_STORAGE_ERROR
+            break
+    else:
+        pytest.fail("the disk never filled")
+    fill_disk(small_disk, leave=48 * 1024)
+    # CreateTopics (and CreatePartitions) on a full disk: KAFKA_STORAGE_ERROR, nothing half made.
+    assert create(b.bootstrap, [NewTopic(late, 16, 1)]) == {late: KAFKA_STORAGE_ERROR}
+    a = admin(b.bootstrap)
+    fs = a.create_partitions([NewPartitions(keep, 8)], request_timeout=30)
+    with pytest.raises(Exception) as refused:
+        fs[keep].result(timeout=30)
+    assert kafka_error_code(refused.value) == KAFKA_STORAGE_ERROR
+    counts = partition_counts(b.bootstrap)
+    assert late not in counts and counts[keep] == 1
+    assert not [d for d in os.listdir(data) if d.startswith(late) or d.startswith(f"{keep}-") and d != f"{keep}-0"]
+    fill_disk(small_disk)
+    # The broker restarts while the disk is full and serves what it has.
+    b.restart()
+    assert sorted(m.value() for m in consume(b.bootstrap, keep, [0], 10)) == sorted(f"k{i}".encode() for i in range(10))
+    # DeleteTopics commits (the metadata reserve is released) and frees space; produce works again.
+    a = admin(b.bootstrap)
+    fs = a.delete_topics([filler], operation_timeout=20)
+    fs[filler].result(timeout=30)
+    assert "released the metadata disk reserve" in b.log_text()
+    wait_until(lambda: filler not in partition_counts(b.bootstrap), 10, "topic deleted")
+    p = producer(b.bootstrap, acks="all", retries=0, message_timeout_ms=5000)
+    wait_until(lambda: not produce_all(p, keep, [{"value": b"again"}]).errors, 30, "produce after the delete")
+    assert create(b.bootstrap, [NewTopic(late, 4, 1)]) == {late: 0}
+    b.stop()
+    # And after all that, the next start is clean and complete.
+    b.start()
+    counts = partition_counts(b.bootstrap)
+    assert counts[keep] == 1 and counts[late] == 4 and filler not in counts

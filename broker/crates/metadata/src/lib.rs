@@ -6,6 +6,7 @@
 mod image;
 mod log;
 mod records;
+mod reserve;
 mod store;
 
 pub use image::{MetadataImage, PartitionImage, TopicImage};

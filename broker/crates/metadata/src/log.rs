@@ -9,6 +9,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::records::MetadataRecord;
+use crate::reserve::{self, Reserve};
 use crate::{Error, Result};
 
 const ENTRY_HEADER_LEN: usize = 8;
@@ -20,6 +21,8 @@ const MAX_ENTRY_BYTES: usize = 64 * 1024 * 1024;
 pub struct MetadataLog {
     path: PathBuf,
     file: File,
+    /// Disk space released when an append finds the disk full.
+    reserve: Option<Reserve>,
 }
 
 /// Decodes the entry starting at `pos`: its batch and the position after it, or `None` if no
@@ -86,6 +89,7 @@ impl MetadataLog {
             MetadataLog {
                 path: path.to_path_buf(),
                 file,
+                reserve: None,
             },
             batches,
         ))
@@ -98,12 +102,65 @@ impl MetadataLog {
         entry.extend_from_slice(&(body.len() as u32).to_be_bytes());
         entry.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         entry.extend_from_slice(&body);
-        let io = |source| Error::Io {
-            path: self.path.clone(),
-            source,
+        let path = self.path.clone();
+        let io = |source| Error::Io { path, source };
+        match self.write_entry(&entry) {
+            Err(error) if reserve::is_no_space(&error) && self.release_reserve() => {
+                self.write_entry(&entry).map_err(io)
+            }
+            result => result.map_err(io),
+        }
+    }
+
+    /// Writes and fsyncs one entry; on failure cuts the file back to where it was, so a partial
+    /// entry never sits before later ones (which would read as damaged committed metadata).
+    fn write_entry(&mut self, entry: &[u8]) -> std::io::Result<()> {
+        let len = self.file.metadata()?.len();
+        let written = self.file.write_all(entry).and_then(|()| self.file.sync_data());
+        if written.is_err()
+            && let Err(error) = self.file.set_len(len)
+        {
+            tracing::error!(path = %self.path.display(), %error, "cannot cut a failed metadata append");
+        }
+        written
+    }
+
+    /// Sets the disk reserve kept beside the log (`metadata.reserve`, `bytes` large; 0 = none)
+    /// and makes it now if the disk has room.
+    pub fn set_reserve(&mut self, bytes: u64) {
+        self.reserve = Some(Reserve::new(self.path.with_file_name("metadata.reserve"), bytes));
+        self.ensure_reserve();
+    }
+
+    /// Makes the reserve again if it was released and the disk has room (call periodically).
+    pub fn ensure_reserve(&mut self) {
+        let Some(reserve) = &self.reserve else {
+            return;
         };
-        self.file.write_all(&entry).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        match reserve.ensure() {
+            Ok(_) => {}
+            Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot make the metadata disk reserve"),
+        }
+    }
+
+    /// Releases the reserve after an append found the disk full; true if space was freed.
+    fn release_reserve(&mut self) -> bool {
+        let Some(reserve) = &self.reserve else {
+            return false;
+        };
+        match reserve.release() {
+            Ok(released) => {
+                if released {
+                    tracing::warn!(path = %self.path.display(),
+                        "disk full: released the metadata disk reserve to commit a metadata change");
+                }
+                released
+            }
+            Err(error) => {
+                tracing::error!(path = %self.path.display(), %error, "cannot release the metadata disk reserve");
+                false
+            }
+        }
     }
 }
 

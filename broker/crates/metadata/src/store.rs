@@ -38,6 +38,17 @@ impl MetadataStore {
         })
     }
 
+    /// Keeps `bytes` of disk space allocated beside the metadata log and releases it when an
+    /// append finds the disk full (0 = no reserve); makes it now if the disk has room.
+    pub fn set_reserve(&self, bytes: u64) {
+        self.log.lock().set_reserve(bytes);
+    }
+
+    /// Makes the disk reserve again after it was released, once the disk has room.
+    pub fn ensure_reserve(&self) {
+        self.log.lock().ensure_reserve();
+    }
+
     /// The current image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.image.read().clone()

@@ -590,7 +590,14 @@ impl Log {
             p.sync()?;
         }
         log.pending_sync.clear();
-        log.checkpoint()?;
+        match log.checkpoint() {
+            // A full disk must not stop the broker from starting (read-mostly): the checkpoints
+            // are hints, the files hold the older values, and the checkpoint loop retries.
+            Err(error) if error.is_no_space() => {
+                warn!(dir = %dir.display(), %error, "disk full: checkpoints not written at open");
+            }
+            result => result?,
+        }
         info!(dir = %dir.display(), log_start_offset = log.log_start_offset,
             log_end_offset = log.log_end_offset().0, segments = log.segments.len(),
             clean_shutdown, batches_scanned = log.open_stats.batches_scanned, "opened log");
