@@ -77,6 +77,17 @@ def test_create_topics_and_partitions_over_the_partition_limit_are_refused(broke
     admin(b.bootstrap).list_topics(topic=auto, timeout=10)
     assert auto not in partition_counts(b.bootstrap)
     assert "over its limit of 20" in b.log_text()
+    # The admin gRPC API goes through the same check.
+    import grpc
+    from test_admin_grpc import ReflectedAdmin
+
+    with grpc.insecure_channel(b.admin) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        with pytest.raises(grpc.RpcError) as info:
+            ReflectedAdmin(ch).call("CreateTopic", name=unique("limit-grpc"), partitions=1)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(info.value.trailing_metadata()).get("fjord-kafka-error") == "PolicyViolation"
+    assert len(partition_counts(b.bootstrap)) == 2
 
 
 # -- defect 6: file handles ---------------------------------------------------------------------
