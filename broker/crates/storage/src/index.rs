@@ -255,18 +255,32 @@ impl<E: IndexEntry> Index<E> {
             for (chunk, e) in buf.chunks_exact_mut(E::SIZE).zip(&entries[*persisted..]) {
                 e.encode(chunk);
             }
-            self.file
-                .get("open index")?
-                .write_all_at(&buf, (*persisted * E::SIZE) as u64)
-                .map_err(Error::io("write index", &self.path))?;
+            let file = self.file.get("open index")?;
+            if let Err(e) = file.write_all_at(&buf, (*persisted * E::SIZE) as u64) {
+                let error = Error::io("write index", &self.path)(e);
+                if error.is_no_space() {
+                    // A partly written index could pass the sanity check of the next open: leave
+                    // an empty file instead (rebuilt then) and write every entry on the next flush.
+                    let _ = file.set_len(0);
+                    *persisted = 0;
+                }
+                return Err(error);
+            }
             *persisted = entries.len();
         }
         Ok(())
     }
 
-    /// Writes pending entries and switches to file mode (segment closed).
+    /// Writes pending entries and switches to file mode (segment closed). On a full disk the
+    /// entries stay in memory (lookups stay exact) and the empty file is rebuilt on the next open.
     pub(crate) fn freeze(&mut self) -> Result<()> {
-        self.flush_pending()?;
+        match self.flush_pending() {
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(path = %self.path.display(), %error, "disk full: index kept in memory");
+                return Ok(());
+            }
+            result => result?,
+        }
         let len = self.len();
         self.entries = Entries::File { len };
         Ok(())
@@ -331,6 +345,33 @@ mod tests {
             assert_eq!(reopened.floor(|e| e.rel_offset <= target).expect("floor"), mem);
             assert_eq!(idx.floor(|e| e.rel_offset <= target).expect("floor"), mem);
         }
+    }
+
+    #[test]
+    fn index_that_cannot_be_written_stays_in_memory_and_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.index");
+        // Every write to /dev/full fails with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+        let mut idx = Index::<OffsetEntry>::create(&FileCache::global(), path).expect("create");
+        for i in 0..100u32 {
+            idx.push(OffsetEntry {
+                rel_offset: i,
+                position: i * 10,
+            });
+        }
+        let error = idx.flush_pending().expect_err("disk full");
+        assert!(error.is_no_space(), "{error}");
+        idx.freeze().expect("a full disk keeps the index in memory");
+        assert_eq!(idx.len(), 100);
+        assert_eq!(
+            idx.floor(|e| e.rel_offset <= 55).expect("lookup"),
+            Some(OffsetEntry {
+                rel_offset: 55,
+                position: 550
+            })
+        );
+        assert!(matches!(idx.entries, Entries::Memory { persisted: 0, .. }));
     }
 
     #[test]

@@ -409,8 +409,14 @@ impl Segment {
         self.reset_tracking()?;
         let end = self.scan_and_track(0, limits, on_batch)?;
         let truncated = self.cut_after_scan(&end)?;
-        // reset_tracking emptied the files; write everything the scan rebuilt.
-        self.flush_indexes()?;
+        // reset_tracking emptied the files; write everything the scan rebuilt. On a full disk the
+        // rebuilt entries stay in memory (the broker must still start) and are written later.
+        match self.flush_indexes() {
+            Err(error) if error.is_no_space() => {
+                tracing::warn!(path = %self.log_path.display(), %error, "disk full: rebuilt index kept in memory");
+            }
+            result => result?,
+        }
         Ok((end, truncated))
     }
 
