@@ -67,6 +67,12 @@ pub fn raise_open_file_limit() -> u64 {
 pub fn resolve_limits(config: &mut BrokerConfig, nofile: u64) {
     if config.storage.max_open_files == 0 {
         config.storage.max_open_files = (nofile / 2).max(MIN_OPEN_FILES) as usize;
+    } else if config.storage.max_open_files as u64 > nofile.saturating_sub(nofile / 4) {
+        tracing::warn!(
+            max_open_files = config.storage.max_open_files,
+            open_file_limit = nofile,
+            "storage.max_open_files leaves little of the open-file limit to connections"
+        );
     }
     if config.topics.max_partitions == 0 {
         let (least, most) = AUTO_MAX_PARTITIONS;

@@ -220,6 +220,19 @@ def test_disk_full_start_delete_topics_and_atomic_create(small_disk, request):
     # The broker restarts while the disk is full and serves what it has.
     b.restart()
     assert sorted(m.value() for m in consume(b.bootstrap, keep, [0], 10)) == sorted(f"k{i}".encode() for i in range(10))
+    # A metadata change larger than the reserve fails (KAFKA_STORAGE_ERROR) and is cut back out of
+    # the metadata log: a partial entry before later ones would stop the next start.
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    metadata_log = data / "metadata" / "metadata.log"
+    size = metadata_log.stat().st_size
+    big = AdminClient({"bootstrap.servers": b.bootstrap, "message.max.bytes": 10_000_000})
+    huge = "0" * (3 << 19) + "604800000"
+    fs = big.alter_configs([ConfigResource(ResourceType.TOPIC, keep, set_config={"retention.ms": huge})])
+    with pytest.raises(Exception) as failed:
+        list(fs.values())[0].result(timeout=30)
+    assert kafka_error_code(failed.value) == KAFKA_STORAGE_ERROR
+    assert metadata_log.stat().st_size == size
     # DeleteTopics commits (the metadata reserve is released) and frees space; produce works again.
     a = admin(b.bootstrap)
     fs = a.delete_topics([filler], operation_timeout=20)
