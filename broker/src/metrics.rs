@@ -71,6 +71,9 @@ pub struct Metrics {
     retention_segments: Counter,
     retention_bytes: Counter,
     partitions: Gauge,
+    /// Segment and index files open in the file cache, and its capacity.
+    open_files: Gauge,
+    max_open_files: Gauge,
     log_end_offset_sum: Gauge,
     log_end_offset: Family<PartitionLabel, Gauge>,
     group_lag: Family<GroupLabel, Gauge>,
@@ -230,6 +233,18 @@ impl Metrics {
             "partitions hosted by this broker",
             partitions.clone(),
         );
+        let open_files = Gauge::default();
+        registry.register(
+            "storage_open_files",
+            "segment and index files open now (the file cache; idle files are closed)",
+            open_files.clone(),
+        );
+        let max_open_files = Gauge::default();
+        registry.register(
+            "storage_max_open_files",
+            "most segment and index files kept open (storage.max_open_files)",
+            max_open_files.clone(),
+        );
         let log_end_offset_sum = Gauge::<i64>::default();
         registry.register(
             "storage_log_end_offsets",
@@ -278,6 +293,8 @@ impl Metrics {
             retention_segments,
             retention_bytes,
             partitions,
+            open_files,
+            max_open_files,
             log_end_offset_sum,
             log_end_offset,
             per_partition,
@@ -343,6 +360,9 @@ impl Metrics {
         let _guard = self.scrape.lock();
         let partitions = replicas.all();
         self.partitions.set(partitions.len() as i64);
+        let files = fjord_storage::FileCache::global();
+        self.open_files.set(files.open_files() as i64);
+        self.max_open_files.set(files.capacity() as i64);
         let mut sum = 0i64;
         if self.per_partition {
             self.log_end_offset.clear();

@@ -119,6 +119,13 @@ def test_many_partitions_under_a_low_open_file_limit_create_restart_and_serve(br
     assert all(n >= MANY_TOPICS for n in sizes)
     produce_ok(b.bootstrap, topics[0], [{"value": b"after", "partition": 7}])
     assert "Too many open files" not in b.log_text()
+    # The file cache stays within its bound: half the open-file limit.
+    status, _, text = b.http_get("/metrics")
+    assert status == 200
+    gauges = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith(("fjord_storage_open_files ", "fjord_storage_max_open_files "))}
+    assert gauges["fjord_storage_max_open_files"] == NOFILE // 2
+    assert 0 < gauges["fjord_storage_open_files"] <= NOFILE // 2
 
 
 # -- defect 7: disk full ------------------------------------------------------------------------
