@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -190,13 +191,22 @@ def pad_metadata_log(bootstrap: str, topic: str, metadata_log: Path) -> None:
 
 
 def test_disk_full_start_delete_topics_and_atomic_create(small_disk, request):
-    from conftest import Broker
+    import conftest
 
     data = small_disk / "data"
-    b = Broker(Path(tempfile.mkdtemp(prefix="fjord-diskfull-")), [
+    workdir = Path(tempfile.mkdtemp(prefix="fjord-diskfull-"))
+    b = conftest.Broker(workdir, [
         "--set", "topics.segment_bytes=1048576", "--set", f"storage.metadata_reserve_bytes={RESERVE}",
     ], "diskfull-broker", data_dir=data)
-    request.addfinalizer(b.stop)
+
+    def finish():
+        b.stop()
+        if b in conftest._live_brokers:
+            conftest._live_brokers.remove(b)
+        if not request.session.testsfailed:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    request.addfinalizer(finish)
     b.start()
     keep, filler, late = unique("keep"), unique("filler"), unique("late")
     assert create(b.bootstrap, [NewTopic(keep, 1, 1), NewTopic(filler, 1, 1)]) == {keep: 0, filler: 0}
