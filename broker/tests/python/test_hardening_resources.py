@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import NewPartitions, NewTopic
 
-from helpers import admin, consume, kafka_error_code, produce_ok, unique, wait_until
+from helpers import admin, consume, kafka_error_code, produce_ok, unique, wait_until, watermarks
 
 POLICY_VIOLATION = 44
 KAFKA_STORAGE_ERROR = 56
@@ -215,8 +215,10 @@ def test_disk_full_start_delete_topics_and_atomic_create(small_disk, request):
     # Fill the disk with records until produce fails, then the rest with a file.
     from helpers import produce_all, producer
     p = producer(b.bootstrap, acks="all", retries=0, message_timeout_ms=10000)
+    acked = 0
     for _ in range(64):
         d = produce_all(p, filler, [{"value": os.urandom(1000)} for _ in range(1000)])
+        acked += len(d.ok)
         if d.errors:
             assert d.errors[0][0].code() == KAFKA_STORAGE_ERROR
             break
@@ -237,6 +239,7 @@ def test_disk_full_start_delete_topics_and_atomic_create(small_disk, request):
     # The broker restarts while the disk is full and serves what it has.
     b.restart()
     assert sorted(m.value() for m in consume(b.bootstrap, keep, [0], 10)) == sorted(f"k{i}".encode() for i in range(10))
+    assert watermarks(b.bootstrap, filler) == (0, acked), "every acknowledged record is still there"
     # A metadata change larger than the reserve fails (KAFKA_STORAGE_ERROR) and is cut back out of
     # the metadata log: a partial entry before later ones would stop the next start.
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
