@@ -197,7 +197,13 @@ impl ReplicaManager {
                     continue;
                 }
                 let mut log = match self.take_staged(&topic.name, p.partition.0, topic.id) {
-                    Some(log) => log,
+                    Some(mut staged) => {
+                        // Staged with the request's configs; the image's (dynamic defaults) win.
+                        if staged.config() != &log_config {
+                            staged.set_config(log_config.clone());
+                        }
+                        staged
+                    }
                     None => {
                         let dir = partition_dir(&self.data_dir, &topic.name, p.partition.0);
                         self.claim_dir(&dir, topic.id)?;
