@@ -165,14 +165,17 @@ impl Flusher {
             sync_in_parallel(&tickets)
         };
         self.metrics.observe_fsync(started.elapsed(), tickets.len());
-        if !synced {
-            // Leave recovery points where they are; the next round retries these partitions.
-            for (p, _) in &tickets {
-                if p.mark_dirty() {
-                    self.state.lock().dirty.push((*p).clone());
-                }
-            }
-            return;
+        if !synced || fault::fsync_fails() {
+            // After a failed fsync the kernel may have dropped the dirty pages and cleared the
+            // error, so a retry that succeeds proves nothing ("fsyncgate"). Kafka treats it as a
+            // failed log dir and, with no other dir, halts. Do the same before any waiter is
+            // released: nothing that was not durable is ever acknowledged, and the next start
+            // recovers the logs from their recovery points.
+            tracing::error!(
+                partitions = tickets.len(),
+                "fsync failed: halting the broker so that no unflushed write is acknowledged"
+            );
+            std::process::exit(FSYNC_FAILED_EXIT_CODE);
         }
         for (p, ticket) in tickets {
             p.log.lock().mark_flushed(ticket.up_to());
@@ -187,6 +190,23 @@ impl Flusher {
             tracing::error!(data_dir = %self.data_dir.display(), %error, "syncfs failed");
         }
         result.is_ok()
+    }
+}
+
+/// The exit code of a broker halted by a failed fsync.
+pub const FSYNC_FAILED_EXIT_CODE: i32 = 74; // EX_IOERR
+
+/// Fault injection for the durability tests, compiled into debug builds only: with
+/// `FJORD_FAULT_FSYNC_FAIL_IF_EXISTS=<path>`, every flush round fails while `<path>` exists.
+mod fault {
+    #[cfg(debug_assertions)]
+    pub(super) fn fsync_fails() -> bool {
+        std::env::var_os("FJORD_FAULT_FSYNC_FAIL_IF_EXISTS").is_some_and(|path| std::path::Path::new(&path).exists())
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub(super) fn fsync_fails() -> bool {
+        false
     }
 }
 

@@ -53,11 +53,12 @@ class Broker:
     """One fjord-broker process. Ports and data dir stay the same across restart()."""
 
     def __init__(self, workdir: Path, extra_args: list[str] | None = None, name: str = "broker",
-                 preexec_fn=None, data_dir: Path | None = None):
+                 preexec_fn=None, data_dir: Path | None = None, env: dict | None = None):
         """`preexec_fn` runs in the child before exec (e.g. resource.setrlimit for a low
         `ulimit -n`); `data_dir` puts the data elsewhere (e.g. on a small tmpfs)."""
         self.name = name
         self.preexec_fn = preexec_fn
+        self.env = dict(env or {})
         self.workdir = workdir
         self.data_dir = data_dir or workdir / "data"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +90,7 @@ class Broker:
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.command())}\n".encode())
             log.flush()
-            env = dict(os.environ, NO_COLOR="1")  # plain log lines in the log file
+            env = dict(os.environ, NO_COLOR="1", **self.env)  # plain log lines in the log file
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
                                          preexec_fn=self.preexec_fn)

@@ -205,3 +205,30 @@ def test_high_watermark_restored_right_after_restart(broker):
     assert watermarks(broker.bootstrap, topic) == (0, 40), "after kill -9 restart (acks=all data)"
     msgs = consume(broker.bootstrap, topic, [0], 40)
     assert [m.value() for m in msgs] == [b"h%d" % i for i in range(40)]
+
+
+def test_failed_fsync_halts_before_acknowledging(broker_factory, tmp_path):
+    """A failed fsync (injected in debug builds while a marker file exists) must never be
+    answered as success: the broker halts with EX_IOERR (74), as Kafka halts on a failed log dir,
+    and every record acknowledged before it is still there after a restart."""
+    marker = tmp_path / "fail-fsync"
+    b = broker_factory(name="fsync-fault", env={"FJORD_FAULT_FSYNC_FAIL_IF_EXISTS": str(marker)})
+    topic = unique("fsyncfail")
+    create_topic(b.bootstrap, topic)
+    before = produce_ok(b.bootstrap, topic, [{"value": b"durable-%d" % i} for i in range(100)], acks="all")
+    assert len(before) == 100
+    marker.touch()
+    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all", "message.timeout.ms": 5000,
+                  "retries": 0, "linger.ms": 0})
+    acked, errors = [], []
+    p.produce(topic, b"never-durable", on_delivery=lambda err, m: (errors if err else acked).append(m))
+    p.flush(15)
+    assert acked == [], "a write whose fsync failed was acknowledged"
+    assert b.proc.wait(timeout=15) == 74
+    assert "fsync failed: halting the broker" in b.log_text()
+    marker.unlink()
+    b.proc = None
+    b.start()
+    assert watermarks(b.bootstrap, topic)[1] >= 100
+    got = consume(b.bootstrap, topic, [0], 100, timeout=30)
+    assert [m.value() for m in got[:100]] == [b"durable-%d" % i for i in range(100)]
