@@ -321,8 +321,16 @@ def test_kip848_group_membership_survives_broker_kill9(broker_factory, tmp_path)
         before = [m.assignment() for m in members]
         events_before = [len(m.read()) for m in members]
         b.restart(kill9=True)
-        # Right after the restart (before a member need have heartbeated) the group is there.
-        assert described() == before_desc
+
+        def described_or_none():
+            try:
+                return described()
+            except Exception:  # noqa: BLE001 - coordinator still loading on a slow machine
+                return None
+
+        # Right after the restart the group is there with the same member ids (a member that had
+        # to rejoin would have a new id): on a loaded machine the load may take a few seconds.
+        assert wait_until(described_or_none, 30, "group described after the restart") == before_desc
         produce_ok(b.bootstrap, topic, records(60, 6, "b"))
         wait_until(lambda: len(members[0].consumed() | members[1].consumed()) >= 120, 60,
                    "records produced after the restart consumed")
