@@ -249,20 +249,15 @@ async fn read_frames(
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let end = loop {
         // With max_in_flight_requests unanswered, stop reading until a response is written.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
             break ReadEnd::Closed;
-        };
-        metrics.requests_in_flight.inc();
-        let slot = InFlight {
-            _permit: permit,
-            gauge: metrics.requests_in_flight.clone(),
         };
         // Between requests only the idle timeout applies; from a request's first byte, the
         // whole request must arrive within request_read_timeout (slowloris).
         match tokio::time::timeout(limits.idle_timeout, reader.fill_buf()).await {
             Err(_) => break ReadEnd::Idle,
             Ok(Err(e)) => break ReadEnd::Io(e),
-            Ok(Ok(buffered)) if buffered.is_empty() => break ReadEnd::Closed,
+            Ok(Ok([])) => break ReadEnd::Closed,
             Ok(Ok(_)) => {}
         }
         let mut deadline = tokio::time::Instant::now() + limits.request_read_timeout;
@@ -302,6 +297,11 @@ async fn read_frames(
             Ok(Ok(())) => {}
         }
         broker.metrics.bytes_in.inc_by(size as u64 + 4);
+        metrics.requests_in_flight.inc();
+        let slot = InFlight {
+            _permit: slot,
+            gauge: metrics.requests_in_flight.clone(),
+        };
         if frames
             .send(Frame {
                 bytes: buf.freeze(),
