@@ -3,7 +3,7 @@
 //! embedded default (no file, no flags) is a single node on 127.0.0.1:9092 with data in `./data`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -153,11 +153,35 @@ pub struct NetworkConfig {
     pub advertised_listener: Option<String>,
     /// Largest request frame accepted; larger frames close the connection (Kafka socket.request.max.bytes).
     pub max_request_size: ByteSize,
-    /// Requests decoded ahead of their responses per connection (pipelining bound).
+    /// Requests a connection may have read but not yet answered, for every API (Fetch
+    /// long-polls and group waits included); at the limit the connection is not read until a
+    /// response is written. Kafka itself answers one request per connection at a time.
     pub max_in_flight_requests: usize,
     /// A connection with no request for this long is closed (Kafka connections.max.idle.ms).
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// A request's bytes (size prefix and body) must all arrive within this time of its first
+    /// byte, or the connection is closed (slowloris defence; Kafka has no equivalent key). Time
+    /// spent waiting for request memory (`queued_max_request_bytes`) does not count.
+    #[serde(with = "humantime_serde")]
+    pub request_read_timeout: Duration,
+    /// Request bytes read but not yet answered, over all connections (Kafka
+    /// queued.max.request.bytes). A connection whose next request does not fit stops being read
+    /// until memory is released. Must be at least `max_request_size`.
+    pub queued_max_request_bytes: ByteSize,
+    /// Open client connections (Kafka max.connections). At the limit new connections are not
+    /// accepted (they wait in the listen backlog) until one closes.
+    pub max_connections: usize,
+    /// Open client connections from one IP address (Kafka max.connections.per.ip); a connection
+    /// over the limit is closed at once.
+    pub max_connections_per_ip: usize,
+    /// Per-IP exceptions to `max_connections_per_ip`, IP address -> limit (Kafka
+    /// max.connections.per.ip.overrides; addresses only, no host names).
+    pub max_connections_per_ip_overrides: BTreeMap<String, usize>,
+    /// Largest Fetch response (Kafka fetch.max.bytes): a request's max_bytes, and so every
+    /// partition's, is capped at this. As in Kafka, the first partition with data may still
+    /// return one whole batch above it.
+    pub fetch_max_bytes: ByteSize,
     /// How long shutdown waits for in-flight requests before closing connections anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -358,6 +382,12 @@ impl Default for NetworkConfig {
             max_request_size: ByteSize::mib(100),
             max_in_flight_requests: 32,
             idle_timeout: Duration::from_secs(600),
+            request_read_timeout: Duration::from_secs(30),
+            queued_max_request_bytes: ByteSize::mib(512),
+            max_connections: 10_000,
+            max_connections_per_ip: i32::MAX as usize,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            fetch_max_bytes: ByteSize::mib(55),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -476,6 +506,28 @@ impl BrokerConfig {
         }
         if self.network.max_in_flight_requests == 0 {
             problems.push("network.max_in_flight_requests must be at least 1".to_string());
+        }
+        if self.network.request_read_timeout.is_zero() {
+            problems.push("network.request_read_timeout must be above 0".to_string());
+        }
+        if self.network.queued_max_request_bytes < self.network.max_request_size {
+            problems.push(format!(
+                "network.queued_max_request_bytes ({}) must be at least network.max_request_size ({})",
+                self.network.queued_max_request_bytes, self.network.max_request_size
+            ));
+        }
+        if self.network.max_connections == 0 {
+            problems.push("network.max_connections must be at least 1".to_string());
+        }
+        for ip in self.network.max_connections_per_ip_overrides.keys() {
+            if ip.parse::<IpAddr>().is_err() {
+                problems.push(format!(
+                    "network.max_connections_per_ip_overrides: {ip:?} is not an IP address"
+                ));
+            }
+        }
+        if self.network.fetch_max_bytes.as_u64() < 1024 || self.network.fetch_max_bytes.as_u64() > i32::MAX as u64 {
+            problems.push("network.fetch_max_bytes must be between 1 KiB and 2 GiB".to_string());
         }
         if let Some(adv) = &self.network.advertised_listener
             && adv.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()

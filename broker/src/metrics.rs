@@ -81,8 +81,62 @@ pub struct Metrics {
     per_partition: bool,
     /// Tiered-storage series.
     pub tiering: crate::tiering::TieringMetrics,
+    /// Listener limits: request memory, in-flight requests, connection limits, read timeouts.
+    pub network: NetworkMetrics,
     scrape: Mutex<()>,
     cleaner: CleanerMetrics,
+}
+
+/// The listener's resource limits (`fjord_network_*`).
+#[derive(Debug, Default)]
+pub struct NetworkMetrics {
+    /// Bytes of the request memory pool (network.queued_max_request_bytes) held by requests.
+    pub request_memory_used: Gauge,
+    /// Requests whose connection stopped being read until request memory was free.
+    pub request_memory_waits: Counter,
+    /// Requests read and not yet answered, over all connections.
+    pub requests_in_flight: Gauge,
+    /// Connections closed at once because their IP had max_connections_per_ip open.
+    pub connections_rejected: Counter,
+    /// Times the listener stopped accepting because max_connections were open.
+    pub connection_limit_waits: Counter,
+    /// Connections closed because a request did not arrive whole within request_read_timeout.
+    pub request_read_timeouts: Counter,
+}
+
+impl NetworkMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "network_request_memory_used_bytes",
+            "request bytes held in the broker-wide request memory pool (queued_max_request_bytes)",
+            self.request_memory_used.clone(),
+        );
+        registry.register(
+            "network_request_memory_waits",
+            "requests that waited, unread, for request memory",
+            self.request_memory_waits.clone(),
+        );
+        registry.register(
+            "network_requests_in_flight",
+            "requests read and not yet answered, over all connections",
+            self.requests_in_flight.clone(),
+        );
+        registry.register(
+            "network_connections_rejected",
+            "connections closed at once over max_connections_per_ip",
+            self.connections_rejected.clone(),
+        );
+        registry.register(
+            "network_connection_limit_waits",
+            "times the listener paused accepting at max_connections",
+            self.connection_limit_waits.clone(),
+        );
+        registry.register(
+            "network_request_read_timeouts",
+            "connections closed because a request did not arrive whole within request_read_timeout",
+            self.request_read_timeouts.clone(),
+        );
+    }
 }
 
 /// Log cleaner series (`fjord_cleaner_*`).
@@ -276,8 +330,11 @@ impl Metrics {
             );
         }
         let tiering = crate::tiering::TieringMetrics::register(&mut registry);
+        let network = NetworkMetrics::default();
+        network.register(&mut registry);
         Arc::new(Metrics {
             tiering,
+            network,
             registry,
             group_lag,
             group_partition_lag,

@@ -1,7 +1,8 @@
 //! Fetch (key 1): read whole batches for many partitions up to the request and partition byte
-//! limits, long-polling on `max_wait_ms`/`min_bytes` until enough data arrives. Topics are
-//! addressed by id from v13. Fetch sessions are not kept: session id 0 tells clients to send
-//! full requests, which Kafka allows.
+//! limits (the request's capped by the broker's `network.fetch_max_bytes`), long-polling on
+//! `max_wait_ms`/`min_bytes` until enough data arrives. Topics are addressed by id from v13.
+//! Fetch sessions are not kept: session id 0 tells clients to send full requests, which Kafka
+//! allows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,10 +90,13 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
             });
         }
     }
+    // The broker's fetch.max.bytes caps the request's max_bytes (v0-v2 have none); every
+    // partition's limit is then min'd with what is left of it (plan_reads), as Kafka does.
+    let broker_max = broker.config.network.fetch_max_bytes.as_u64() as usize;
     let max_bytes = if request.max_bytes <= 0 {
-        i32::MAX as usize
+        broker_max
     } else {
-        request.max_bytes as usize
+        (request.max_bytes as usize).min(broker_max)
     };
     let min_bytes = request.min_bytes.max(0) as usize;
     let deadline = Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);

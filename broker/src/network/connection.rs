@@ -1,10 +1,11 @@
-//! One client connection. A reader task turns the byte stream into request frames (size limit,
-//! memory budget, idle timeout); the connection task handles them concurrently and writes the
-//! responses strictly in request order, as Kafka clients require for pipelining.
+//! One client connection. A reader task turns the byte stream into request frames within the
+//! connection's limits (frame size, in-flight requests, its own and the broker-wide memory
+//! budget, idle and whole-request read timeouts); the connection task handles them concurrently
+//! and writes the responses strictly in request order, as Kafka clients require for pipelining.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fjord_protocol::kafka_protocol::messages::ApiKey;
@@ -12,44 +13,85 @@ use fjord_protocol::kafka_protocol::messages::ResponseKind;
 use fjord_protocol::{DecodeError, decode_request, encode_fetch_response_chunked, encode_response};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use super::memory_pool::{MemoryPool, Reservation};
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, Turn};
 
-/// A request frame and the share of the connection's memory budget it holds until answered.
+/// A request frame and what it holds until answered: its share of the connection's and the
+/// broker's request memory and one of the connection's in-flight slots.
 struct Frame {
     bytes: Bytes,
     _budget: OwnedSemaphorePermit,
+    _memory: Reservation,
+    _slot: InFlight,
+}
+
+/// One of a connection's `max_in_flight_requests` slots, counted in the broker-wide gauge.
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// Why the reader stopped.
 enum ReadEnd {
     Closed,
     Idle,
+    /// A request did not arrive whole within `request_read_timeout`.
+    Slow,
     TooLarge(usize),
     Invalid(i32),
     Io(std::io::Error),
 }
 
-pub(super) async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// The reader's limits, from `network.*`.
+struct ReadLimits {
+    max_request: usize,
+    idle_timeout: Duration,
+    request_read_timeout: Duration,
+}
+
+pub(super) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+    pool: Arc<MemoryPool>,
+) {
     broker.metrics.connections.inc();
     let (read_half, mut write_half) = stream.into_split();
     let net = &broker.config.network;
     let max_request = net.max_request_size.as_u64() as usize;
     // Requests read but not yet answered may hold at most max_request_size bytes in total
-    // (a single request may use all of it), so memory per connection stays bounded.
+    // (a single request may use all of it), so memory per connection stays bounded; the
+    // broker-wide pool bounds the sum over connections.
     let budget = Arc::new(Semaphore::new(max_request));
+    // At most max_in_flight_requests are read and not yet answered, whatever their API: the
+    // reader takes a slot before reading a request and the slot is freed with its response.
+    let slots = Arc::new(Semaphore::new(net.max_in_flight_requests));
     let (frames_tx, mut frames_rx) = mpsc::channel(net.max_in_flight_requests);
     let reader = tokio::spawn(read_frames(
         read_half,
         frames_tx,
         budget,
-        max_request,
-        net.idle_timeout,
+        slots,
+        pool,
+        ReadLimits {
+            max_request,
+            idle_timeout: net.idle_timeout,
+            request_read_timeout: net.request_read_timeout,
+        },
         broker.clone(),
     ));
 
@@ -196,15 +238,31 @@ async fn read_frames(
     read_half: OwnedReadHalf,
     frames: mpsc::Sender<Frame>,
     budget: Arc<Semaphore>,
-    max_request: usize,
-    idle_timeout: std::time::Duration,
+    slots: Arc<Semaphore>,
+    pool: Arc<MemoryPool>,
+    limits: ReadLimits,
     broker: Arc<Broker>,
 ) {
     let peer = read_half.peer_addr().ok();
+    let metrics = &broker.metrics.network;
+    let max_request = limits.max_request;
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let end = loop {
-        let size = match tokio::time::timeout(idle_timeout, reader.read_i32()).await {
+        // With max_in_flight_requests unanswered, stop reading until a response is written.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break ReadEnd::Closed;
+        };
+        // Between requests only the idle timeout applies; from a request's first byte, the
+        // whole request must arrive within request_read_timeout (slowloris).
+        match tokio::time::timeout(limits.idle_timeout, reader.fill_buf()).await {
             Err(_) => break ReadEnd::Idle,
+            Ok(Err(e)) => break ReadEnd::Io(e),
+            Ok(Ok([])) => break ReadEnd::Closed,
+            Ok(Ok(_)) => {}
+        }
+        let mut deadline = tokio::time::Instant::now() + limits.request_read_timeout;
+        let size = match tokio::time::timeout_at(deadline, reader.read_i32()).await {
+            Err(_) => break ReadEnd::Slow,
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break ReadEnd::Closed,
             Ok(Err(e)) => break ReadEnd::Io(e),
             Ok(Ok(size)) => size,
@@ -216,34 +274,40 @@ async fn read_frames(
         if size > max_request {
             break ReadEnd::TooLarge(size);
         }
+        // Memory before the body: the connection's own budget, then the broker's pool. Waiting
+        // here is the broker's doing, so it does not count against the client's deadline.
+        let waiting = tokio::time::Instant::now();
         let Ok(permit) = budget.clone().acquire_many_owned(size as u32).await else {
             break ReadEnd::Closed;
         };
+        let memory = match pool.try_reserve(size) {
+            Some(memory) => memory,
+            None => {
+                metrics.request_memory_waits.inc();
+                pool.reserve(size).await
+            }
+        };
+        deadline += waiting.elapsed();
         // Read into uninitialised capacity: a zeroed allocation of this size is a calloc, which
         // jemalloc serves by purging pages that then fault in again on every request.
         let mut buf = BytesMut::with_capacity(size);
-        let mut failed = None;
-        while buf.len() < size {
-            match (&mut reader).take((size - buf.len()) as u64).read_buf(&mut buf).await {
-                Ok(0) => {
-                    failed = Some(ReadEnd::Closed);
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    failed = Some(ReadEnd::Io(e));
-                    break;
-                }
-            }
-        }
-        if let Some(end) = failed {
-            break end;
+        match tokio::time::timeout_at(deadline, read_body(&mut reader, &mut buf, size)).await {
+            Err(_) => break ReadEnd::Slow,
+            Ok(Err(end)) => break end,
+            Ok(Ok(())) => {}
         }
         broker.metrics.bytes_in.inc_by(size as u64 + 4);
+        metrics.requests_in_flight.inc();
+        let slot = InFlight {
+            _permit: slot,
+            gauge: metrics.requests_in_flight.clone(),
+        };
         if frames
             .send(Frame {
                 bytes: buf.freeze(),
                 _budget: permit,
+                _memory: memory,
+                _slot: slot,
             })
             .await
             .is_err()
@@ -254,6 +318,14 @@ async fn read_frames(
     match end {
         ReadEnd::Closed => {}
         ReadEnd::Idle => tracing::debug!(?peer, "closing idle connection"),
+        ReadEnd::Slow => {
+            metrics.request_read_timeouts.inc();
+            tracing::debug!(
+                ?peer,
+                timeout = ?limits.request_read_timeout,
+                "request not received whole within network.request_read_timeout, closing connection"
+            )
+        }
         ReadEnd::TooLarge(size) => {
             tracing::warn!(
                 ?peer,
@@ -265,4 +337,16 @@ async fn read_frames(
         ReadEnd::Invalid(size) => tracing::warn!(?peer, size, "invalid request size prefix, closing connection"),
         ReadEnd::Io(error) => tracing::debug!(?peer, %error, "read failed, closing connection"),
     }
+}
+
+/// Reads the `size` bytes of a request body into `buf`.
+async fn read_body(reader: &mut BufReader<OwnedReadHalf>, buf: &mut BytesMut, size: usize) -> Result<(), ReadEnd> {
+    while buf.len() < size {
+        match (&mut *reader).take((size - buf.len()) as u64).read_buf(buf).await {
+            Ok(0) => return Err(ReadEnd::Closed),
+            Ok(_) => {}
+            Err(e) => return Err(ReadEnd::Io(e)),
+        }
+    }
+    Ok(())
 }
