@@ -62,8 +62,12 @@ pub fn raise_open_file_limit() -> u64 {
     }
 }
 
+/// Descriptors kept out of both the file cache and the connection limit (at most an eighth of
+/// the open-file limit).
+const RESERVED_FDS: u64 = 256;
+
 /// Fills in the automatic (0) `storage.max_open_files` and `topics.max_partitions` from the
-/// open-file limit `nofile`.
+/// open-file limit `nofile`, and keeps `network.max_connections` within what is left of it.
 pub fn resolve_limits(config: &mut BrokerConfig, nofile: u64) {
     if config.storage.max_open_files == 0 {
         config.storage.max_open_files = (nofile / 2).max(MIN_OPEN_FILES) as usize;
@@ -73,6 +77,23 @@ pub fn resolve_limits(config: &mut BrokerConfig, nofile: u64) {
             open_file_limit = nofile,
             "storage.max_open_files leaves little of the open-file limit to connections"
         );
+    }
+    // Connections need descriptors too: keep network.max_connections within what the file
+    // cache leaves (minus a margin for listeners, metadata, checkpoints and the admin API), so
+    // at the limit the broker stops accepting instead of failing storage opens with EMFILE.
+    let headroom = nofile
+        .saturating_sub(config.storage.max_open_files as u64)
+        .saturating_sub(RESERVED_FDS.min(nofile / 8))
+        .max(1);
+    if config.network.max_connections as u64 > headroom {
+        tracing::warn!(
+            max_connections = config.network.max_connections,
+            lowered_to = headroom,
+            open_file_limit = nofile,
+            max_open_files = config.storage.max_open_files,
+            "network.max_connections exceeds the descriptors left by the open-file limit; lowering it"
+        );
+        config.network.max_connections = usize::try_from(headroom).unwrap_or(usize::MAX);
     }
     if config.topics.max_partitions == 0 {
         let (least, most) = AUTO_MAX_PARTITIONS;
@@ -158,6 +179,7 @@ mod tests {
         resolve_limits(&mut config, 1024);
         assert_eq!(config.storage.max_open_files, 512);
         assert_eq!(config.topics.max_partitions, 1000);
+        assert_eq!(config.network.max_connections, 1024 - 512 - 128);
         let mut config = BrokerConfig::default();
         resolve_limits(&mut config, 1 << 20);
         assert_eq!(config.storage.max_open_files, 1 << 19);
