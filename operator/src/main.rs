@@ -46,6 +46,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    fjord_operator::install_crypto_provider();
     let args = Args::parse();
     let provider = args
         .otlp_endpoint
