@@ -1,6 +1,6 @@
 //! The CRDs' CEL rules (x-kubernetes-validations) evaluated client-side by kube's CEL validator,
-//! the same rules an API server enforces: a Topic's clusterRef and topicName cannot change and
-//! its partitions can only grow.
+//! the same rules an API server enforces: a Topic's clusterRef and Kafka topic name cannot change
+//! and its partitions can only grow.
 
 use fjord_crds::Topic;
 use kube::core::cel::validate_cel_update;
@@ -50,5 +50,23 @@ fn cluster_ref_and_topic_name_are_immutable() {
     )
     .expect_err("renamed");
     assert!(err.contains("topicName cannot be changed"), "{err}");
-    assert!(update(base.clone(), base).is_ok());
+    assert!(update(base.clone(), base.clone()).is_ok());
+    let err = update(base, json!({"clusterRef": {"name": "demo"}})).expect_err("removed");
+    assert!(err.contains("topicName cannot be changed"), "{err}");
+}
+
+#[test]
+fn topic_name_cannot_be_added_to_an_existing_topic() {
+    // Absent -> set would move the Topic to another Kafka topic (issue 18, defect 2).
+    let err = update(
+        json!({"clusterRef": {"name": "demo"}}),
+        json!({"clusterRef": {"name": "demo"}, "topicName": "orders.v2"}),
+    )
+    .expect_err("added");
+    assert!(err.contains("topicName cannot be changed"), "{err}");
+    // Spelling out the name it already has (metadata.name) changes nothing and is allowed, both ways.
+    let implicit = json!({"clusterRef": {"name": "demo"}});
+    let explicit = json!({"clusterRef": {"name": "demo"}, "topicName": "orders"});
+    assert!(update(implicit.clone(), explicit.clone()).is_ok());
+    assert!(update(explicit, implicit).is_ok());
 }

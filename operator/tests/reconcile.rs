@@ -561,3 +561,35 @@ async fn topic_waits_for_its_cluster_and_reports_refusals_and_pause() {
     let t = e.topic("t").await.expect("topic");
     assert_eq!(condition(&t, "Ready").map(|c| c.0), Some("True".into()));
 }
+
+#[tokio::test]
+async fn adding_topic_name_to_an_existing_topic_is_refused_and_delete_removes_the_managed_topic() {
+    let e = topic_env().await;
+    e.add_topic("orders", json!({"clusterRef": {"name": "demo"}, "partitions": 3}));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    assert!(e.admin.topic("orders").is_some());
+    // An API server without the CRD's transition rule lets the edit through.
+    e.kube
+        .edit_spec(&topic_key("orders"), json!({"topicName": "orders.v2"}));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    assert!(e.admin.topic("orders.v2").is_none(), "no second Kafka topic");
+    let t = e.topic("orders").await.expect("topic");
+    let ready = condition(&t, "Ready").expect("ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "TopicNameChanged"),
+        "{ready:?}"
+    );
+    assert!(
+        ready.2.contains("orders.v2") && ready.2.contains("manages orders"),
+        "{ready:?}"
+    );
+    assert_eq!(t.status.as_ref().and_then(|s| s.topic_name.as_deref()), Some("orders"));
+    assert!(e.kube.event_reasons().contains(&"TopicNameChanged".to_string()));
+    // Deleting the Topic deletes the Kafka topic it manages, not the name in the spec.
+    e.kube.delete(&topic_key("orders"));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    assert!(e.topic("orders").await.is_none());
+    assert!(e.admin.topic("orders").is_none(), "the managed topic is deleted");
+    assert!(e.admin.calls().contains(&format!("delete {} orders", endpoint())));
+}
