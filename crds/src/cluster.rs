@@ -49,7 +49,11 @@ pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
         json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // The name names the cluster's Services (`<name>`, `<name>-brokers`): a DNS-1035 label.
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 55")
+        .message("the Cluster name names its Services, so it must be a DNS-1035 label of at most 55 characters: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit")
+        .field_path(".metadata.name")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {

@@ -338,3 +338,16 @@ fn validation_reports_every_problem() {
     long.metadata.name = Some("a-long-cluster-name".into());
     assert!(validate(&long).expect_err("too long").join(" ").contains("limit is 52"));
 }
+
+#[test]
+fn cluster_names_that_cannot_name_a_service_are_invalid() {
+    for bad in ["9lives", "my.cluster", "Demo", &"a".repeat(56)] {
+        let mut c = cluster(json!({"brokers": 1}));
+        c.metadata.name = Some(bad.to_string());
+        let problems = validate(&c).expect_err(bad).join(" ");
+        assert!(problems.contains("cannot name its Services"), "{bad}: {problems}");
+    }
+    let mut c = cluster(json!({"brokers": 1}));
+    c.metadata.name = Some("a".repeat(45));
+    assert!(validate(&c).is_ok(), "45 characters fit the StatefulSet limit too");
+}

@@ -357,6 +357,21 @@ async fn invalid_spec_is_reported_not_crashed_and_fixing_it_converges() {
 }
 
 #[tokio::test]
+async fn a_cluster_name_that_cannot_name_a_service_is_reported_as_invalid() {
+    let e = env();
+    e.add_cluster("9lives", json!({"brokers": 1}));
+    let action = e.reconcile_cluster("9lives").await;
+    assert_eq!(action, Action::await_change());
+    assert!(e.kube.keys(&format!("/api/v1/namespaces/{NS}/services")).is_empty());
+    let c = e.cluster("9lives").await;
+    let ready = condition(&c, "Ready").expect("status written");
+    assert_eq!((ready.0.as_str(), ready.1.as_str()), ("False", "InvalidSpec"));
+    assert!(ready.2.contains("cannot name its Services"), "{ready:?}");
+    assert_eq!(condition(&c, "Degraded").map(|c| c.0), Some("True".into()));
+    assert!(e.kube.event_reasons().contains(&"InvalidSpec".to_string()));
+}
+
+#[tokio::test]
 async fn paused_cluster_applies_nothing() {
     let e = env();
     e.add_cluster("demo", json!({"brokers": 3, "paused": true}));

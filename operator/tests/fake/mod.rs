@@ -102,6 +102,15 @@ fn labels_match(obj: &Value, selector: &str) -> bool {
     })
 }
 
+fn is_dns_1035_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// A field selector of `a.b=v` terms (e.g. `involvedObject.name=x,reason=FailedCreate`).
 fn fields_match(obj: &Value, selector: &str) -> bool {
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
@@ -174,6 +183,24 @@ impl FakeKube {
             if method == Method::POST || method == Method::PATCH {
                 state.events.push(body.clone());
                 return ok(StatusCode::CREATED, &body);
+            }
+        }
+        // The API server's name validation for the kinds where it is stricter than for the
+        // Cluster itself: a Service name is a DNS-1035 label.
+        if matches!(method, Method::POST | Method::PATCH) && path.contains("/services") {
+            let name = if method == Method::POST {
+                body["metadata"]["name"].as_str().unwrap_or_default().to_string()
+            } else {
+                key.rsplit('/').next().unwrap_or_default().to_string()
+            };
+            if !is_dns_1035_label(&name) {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    &format!(
+                        "Service \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character"
+                    ),
+                );
             }
         }
         match method {
