@@ -254,11 +254,16 @@ pub struct RackStatus {
 pub struct DrainStatus {
     /// Broker ids being drained.
     pub broker_ids: Vec<i32>,
-    /// `InProgress`, `Blocked` or `Done`.
+    /// `InProgress`, `Blocked`, `Done`, or `Cancelling` (only drains of brokers that stay are
+    /// left to cancel).
     pub state: String,
     /// What the drain is waiting for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Brokers that stay after all (the scale-in was reverted) whose drain the operator still has
+    /// to cancel through their admin API; retried until it succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancelling: Vec<i32>,
 }
 
 impl ClusterSpec {

@@ -608,3 +608,100 @@ async fn adding_topic_name_to_an_existing_topic_is_refused_and_delete_removes_th
     assert!(e.admin.topic("orders").is_none(), "the managed topic is deleted");
     assert!(e.admin.calls().contains(&format!("delete {} orders", endpoint())));
 }
+
+fn broker1() -> String {
+    format!("http://demo-broker-1.demo-brokers.{NS}.svc:9645")
+}
+
+#[tokio::test]
+async fn scale_in_of_a_broker_the_cluster_does_not_know_finishes() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 1}));
+    e.converge_cluster("demo").await;
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    // Broker 1 never registered: its admin API answers NOT_FOUND ("not in this cluster").
+    e.admin.set_unknown(1);
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 1}));
+    let c = e.converge_cluster("demo").await;
+    assert_eq!(e.replicas("demo-broker"), 1);
+    assert!(c.status.expect("status").drain.is_none());
+    assert!(e.admin.calls().contains(&format!("drain {} 1", broker1())));
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_drained_only_if_its_pod_never_ran() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    e.admin.set_unreachable(true);
+    let pod_key = format!("/api/v1/namespaces/{NS}/pods/demo-broker-1");
+    let claim_key = format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/data-demo-broker-1");
+    // The pod ran (and restarted): it may hold data, so the drain waits.
+    e.kube.put(
+        &pod_key,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-broker-1", "namespace": NS,
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "broker", "image": "x", "imageID": "",
+                "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}),
+    );
+    e.kube.put(
+        &claim_key,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data-demo-broker-1", "namespace": NS, "creationTimestamp": "2026-01-01T00:00:00Z"}}),
+    );
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 1}));
+    e.reconcile_cluster("demo").await;
+    assert_eq!(
+        e.replicas("demo-broker"),
+        2,
+        "not shrunk while the broker may hold data"
+    );
+    let c = e.cluster("demo").await;
+    let drain = c.status.expect("status").drain.expect("drain");
+    assert_eq!(drain.state, "InProgress");
+    assert!(drain.message.contains("admin api unreachable"), "{drain:?}");
+    // The pod is Pending and never started a container, with a volume made for it: nothing to drain.
+    e.kube.put(
+        &pod_key,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-broker-1", "namespace": NS,
+            "creationTimestamp": "2026-01-01T00:00:01Z"},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable"}]}}),
+    );
+    e.reconcile_cluster("demo").await;
+    assert_eq!(
+        e.replicas("demo-broker"),
+        1,
+        "a broker that never ran is drained by definition"
+    );
+}
+
+#[tokio::test]
+async fn a_reverted_scale_in_cancels_the_drain() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 1}));
+    e.reconcile_cluster("demo").await;
+    assert_eq!(e.admin.drain_state(1), Some(pb::DrainState::InProgress));
+    // Scaled out again before the drain finished: broker 1 stays, its drain is cancelled; while
+    // its admin API cannot be reached the cancellation is kept in status and retried.
+    e.admin.set_unreachable(true);
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 2}));
+    e.reconcile_cluster("demo").await;
+    let drain = e.cluster("demo").await.status.expect("status").drain.expect("drain");
+    assert_eq!(
+        (drain.state.as_str(), drain.cancelling.clone()),
+        ("Cancelling", vec![1]),
+        "{drain:?}"
+    );
+    assert_eq!(e.admin.drain_state(1), Some(pb::DrainState::InProgress));
+    e.admin.set_unreachable(false);
+    let c = e.converge_cluster("demo").await;
+    assert!(c.status.expect("status").drain.is_none());
+    assert_eq!(e.admin.drain_state(1), Some(pb::DrainState::NotDraining));
+    assert!(e.admin.calls().contains(&format!("cancel {} 1", broker1())));
+    assert!(e.kube.event_reasons().contains(&"DrainCancelled".to_string()));
+    assert_eq!(e.replicas("demo-broker"), 2);
+}
