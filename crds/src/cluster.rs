@@ -149,10 +149,9 @@ pub struct ObjectStoreSpec {
     /// (e.g. IRSA / workload identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<CredentialsSecretRef>,
-    /// Defaults for how long data stays on local disk after it is uploaded. Absent: broker
-    /// defaults.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_retention: Option<LocalRetentionSpec>,
+    // How long uploaded data stays on local disk is a topic config (`local.retention.ms`,
+    // `local.retention.bytes`, e.g. in a Topic's spec.config); the broker has no cluster-wide
+    // default for it, so the Cluster has no field for it either.
 }
 
 /// A Secret in the Cluster's namespace with an S3 access key pair.
@@ -167,20 +166,6 @@ pub struct CredentialsSecretRef {
     /// Key of the secret access key. Absent: `AWS_SECRET_ACCESS_KEY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_key: Option<String>,
-}
-
-/// Local retention defaults (Kafka's `local.retention.bytes` / `local.retention.ms`).
-#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LocalRetentionSpec {
-    /// Bytes per partition kept locally. Absent: the broker default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -2))]
-    pub bytes: Option<i64>,
-    /// Milliseconds of data kept locally. Absent: the broker default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -2))]
-    pub ms: Option<i64>,
 }
 
 /// Listener ports.

@@ -40,7 +40,6 @@ pub const FIELD_MANAGER: &str = "fjord-operator";
 pub const DATA_MOUNT: &str = "/var/lib/fjord";
 pub const CONFIG_MOUNT: &str = "/etc/fjord";
 const BROKER_TOML: &str = "broker.toml";
-const OBJECT_STORE_TOML: &str = "object-store.toml";
 
 /// Labels every broker pod of a cluster carries (also the scale subresource's selector). The
 /// Cluster's own labels are deliberately not copied (GitOps tools would claim the children).
@@ -149,35 +148,10 @@ pub fn broker_toml(v: &ValidCluster) -> String {
     )
 }
 
-/// Object store settings for the brokers' tiering (credentials come from the Secret as env).
-fn object_store_toml(v: &ValidCluster) -> Option<String> {
-    let store = v.object_store.as_ref()?;
-    let mut table = toml::Table::new();
-    table.insert("url".into(), store.url.clone().into());
-    if let Some(e) = &store.endpoint {
-        table.insert("endpoint".into(), e.clone().into());
-    }
-    if let Some(r) = &store.region {
-        table.insert("region".into(), r.clone().into());
-    }
-    if let Some(lr) = &store.local_retention {
-        if let Some(b) = lr.bytes {
-            table.insert("local_retention_bytes".into(), b.into());
-        }
-        if let Some(ms) = lr.ms {
-            table.insert("local_retention_ms".into(), ms.into());
-        }
-    }
-    Some(toml::to_string(&table).expect("a toml table always serialises"))
-}
-
-/// The ConfigMap's data.
+/// The ConfigMap's data: only what the broker reads, its `broker.toml` (the object store is in
+/// its `[tiering]` section).
 pub fn config_data(v: &ValidCluster) -> BTreeMap<String, String> {
-    let mut data = BTreeMap::from([(BROKER_TOML.to_string(), broker_toml(v))]);
-    if let Some(store) = object_store_toml(v) {
-        data.insert(OBJECT_STORE_TOML.to_string(), store);
-    }
-    data
+    BTreeMap::from([(BROKER_TOML.to_string(), broker_toml(v))])
 }
 
 /// A stable hash of everything the pods read from config: the ConfigMap data and the object
