@@ -350,3 +350,37 @@ fn cluster_names_that_cannot_name_a_service_are_invalid() {
     c.metadata.name = Some("a".repeat(45));
     assert!(validate(&c).is_ok(), "45 characters fit the StatefulSet limit too");
 }
+
+#[test]
+fn broker_pods_meet_the_restricted_pod_security_level() {
+    let (c, v) = valid(json!({"brokers": 1}));
+    let sts = &render_all(&c, &v)[0];
+    let pod = sts.spec.template.spec.as_ref().expect("pod");
+    let psc = pod.security_context.as_ref().expect("pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert!(psc.run_as_user.is_some_and(|u| u != 0), "{psc:?}");
+    assert!(psc.fs_group.is_some(), "the data volume must be writable by the broker");
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    for container in &pod.containers {
+        let sc = container.security_context.as_ref().expect("container securityContext");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert!(sc.privileged.is_none_or(|p| !p));
+        assert!(sc.capabilities.as_ref().is_some_and(|c| c.add.is_none()));
+    }
+    // restricted allows only these volume types.
+    for volume in pod.volumes.iter().flatten() {
+        assert!(
+            volume.config_map.is_some() || volume.empty_dir.is_some() || volume.persistent_volume_claim.is_some(),
+            "{volume:?}"
+        );
+    }
+    assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+}

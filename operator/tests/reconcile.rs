@@ -705,3 +705,67 @@ async fn a_reverted_scale_in_cancels_the_drain() {
     assert!(e.kube.event_reasons().contains(&"DrainCancelled".to_string()));
     assert_eq!(e.replicas("demo-broker"), 2);
 }
+
+#[tokio::test]
+async fn a_rolling_update_with_every_broker_ready_says_rolling_update() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    e.kube
+        .edit_spec(&cluster_key("demo"), json!({"config": {"topics.num_partitions": "6"}}));
+    e.reconcile_cluster("demo").await;
+    // The StatefulSet controller has replaced one pod; both are ready.
+    let mut sts = e.sts("demo-broker");
+    sts["status"] = json!({"replicas": 2, "readyReplicas": 2, "updatedReplicas": 1, "availableReplicas": 2});
+    e.kube.put(&sts_key("demo-broker"), sts);
+    e.reconcile_cluster("demo").await;
+    let c = e.cluster("demo").await;
+    let ready = condition(&c, "Ready").expect("ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "RollingUpdate"),
+        "{ready:?}"
+    );
+    assert!(ready.2.contains("1/2 brokers updated"), "{ready:?}");
+    assert_eq!(condition(&c, "Progressing").map(|c| c.1), Some("RollingUpdate".into()));
+    e.converge_cluster("demo").await;
+}
+
+#[tokio::test]
+async fn pods_the_statefulset_cannot_create_make_the_cluster_degraded() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 1}));
+    e.reconcile_cluster("demo").await;
+    // What the StatefulSet controller reports when admission refuses the pod.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    e.kube.put(
+        &format!("/api/v1/namespaces/{NS}/events/demo-broker.1"),
+        json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "demo-broker.1", "namespace": NS},
+            "involvedObject": {"kind": "StatefulSet", "name": "demo-broker", "namespace": NS},
+            "reason": "FailedCreate", "type": "Warning", "lastTimestamp": now,
+            "message": "create Pod demo-broker-0 in StatefulSet demo-broker failed error: pods \"demo-broker-0\" is forbidden: violates PodSecurity \"restricted:latest\""}),
+    );
+    // An old one of another StatefulSet does not count.
+    e.kube.put(
+        &format!("/api/v1/namespaces/{NS}/events/other.1"),
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "other.1", "namespace": NS},
+            "involvedObject": {"kind": "StatefulSet", "name": "other"}, "reason": "FailedCreate",
+            "lastTimestamp": now, "message": "not ours"}),
+    );
+    e.reconcile_cluster("demo").await;
+    let c = e.cluster("demo").await;
+    let degraded = condition(&c, "Degraded").expect("degraded");
+    assert_eq!(
+        (degraded.0.as_str(), degraded.1.as_str()),
+        ("True", "PodCreationFailed"),
+        "{degraded:?}"
+    );
+    assert!(degraded.2.contains("violates PodSecurity"), "{degraded:?}");
+    assert!(!degraded.2.contains("not ours"), "{degraded:?}");
+    assert_eq!(condition(&c, "Ready").map(|c| c.1), Some("PodCreationFailed".into()));
+    assert!(e.kube.event_reasons().contains(&"PodCreationFailed".to_string()));
+    // Once the pods exist, the old event no longer matters.
+    let c = e.converge_cluster("demo").await;
+    assert_eq!(condition(&c, "Degraded").map(|c| c.0), Some("False".into()));
+}

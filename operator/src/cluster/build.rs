@@ -7,11 +7,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
-    HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
-    Probe, SecretKeySelector, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    GRPCAction, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,6 +33,9 @@ pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// User and group the broker runs as (not root; any image runs as it, the data volume is
+/// group-owned through fsGroup).
+pub const BROKER_UID: i64 = 65532;
 /// Field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "fjord-operator";
 
@@ -443,6 +446,16 @@ pub fn stateful_set(
             ..Probe::default()
         }),
         resources: v.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "data".to_string(),
@@ -511,6 +524,20 @@ pub fn stateful_set(
                     automount_service_account_token: Some(false),
                     affinity: Some(affinity(v, rack)),
                     termination_grace_period_seconds: Some(60),
+                    // The Pod Security `restricted` level: non-root, RuntimeDefault seccomp (and
+                    // the container's own settings above). fsGroup makes the data volume writable.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(BROKER_UID),
+                        run_as_group: Some(BROKER_UID),
+                        fs_group: Some(BROKER_UID),
+                        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_string(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
                     containers: vec![container],
                     volumes: Some(vec![Volume {
                         name: "config".to_string(),

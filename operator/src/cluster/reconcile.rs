@@ -264,7 +264,36 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         }
     }
 
-    let status = status(&valid, &previous, generation, &applied, &orphans_left, drain, hash);
+    let mut pod_failures = Vec::new();
+    for (_, sts) in &applied {
+        let missing = sts.status.as_ref().map_or(0, |st| st.replicas) < sts.spec.replicas.unwrap_or(0);
+        if missing && let Some(message) = failed_create(&ctx, &namespace, &sts.name_any()).await {
+            pod_failures.push(format!("StatefulSet {} cannot create pods: {message}", sts.name_any()));
+        }
+    }
+    let status = status(
+        &valid,
+        &previous,
+        generation,
+        &applied,
+        &orphans_left,
+        drain,
+        hash,
+        &pod_failures,
+    );
+    let failing = crate::conditions::find(&status.conditions, DEGRADED).filter(|c| c.reason == "PodCreationFailed");
+    if let Some(failing) = failing
+        && crate::conditions::find(&previous.conditions, DEGRADED).is_none_or(|c| c.reason != "PodCreationFailed")
+    {
+        ctx.event(
+            cluster.as_ref(),
+            true,
+            "PodCreationFailed",
+            "CreatePods",
+            failing.message.clone(),
+        )
+        .await;
+    }
     // A drain to cancel is retried soon too.
     let progressing = crate::conditions::find(&status.conditions, PROGRESSING).is_some_and(|c| c.status == "True")
         || status.drain.is_some();
@@ -477,6 +506,43 @@ async fn never_ran(ctx: &Context, namespace: &str, pod_name: &str) -> bool {
     }
 }
 
+/// The message of the latest FailedCreate event of a StatefulSet from the last ten minutes (the
+/// StatefulSet controller retries and repeats it while pods cannot be created). None if there is
+/// none or events cannot be listed.
+async fn failed_create(ctx: &Context, namespace: &str, statefulset: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Event;
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("involvedObject.kind=StatefulSet,involvedObject.name={statefulset},reason=FailedCreate");
+    let events = match api.list(&ListParams::default().fields(&selector)).await {
+        Ok(list) => list.items,
+        Err(error) => {
+            tracing::warn!(%error, statefulset, "listing StatefulSet events failed");
+            return None;
+        }
+    };
+    let seen = |e: &Event| {
+        [
+            e.last_timestamp.as_ref().map(|t| t.0),
+            e.event_time.as_ref().map(|t| t.0),
+            e.series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref())
+                .map(|t| t.0),
+            e.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    };
+    let recent = k8s_openapi::jiff::Timestamp::now().as_second() - 600;
+    events
+        .iter()
+        .filter_map(|e| seen(e).map(|t| (t, e)))
+        .filter(|(t, _)| t.as_second() >= recent)
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, e)| e.message.clone().unwrap_or_default())
+}
+
 /// Cancels the drains of brokers that stay. Returns the ids still to cancel (admin API not
 /// reachable) and why. A broker whose pod is gone or that the cluster does not know has no
 /// drain left to cancel.
@@ -530,6 +596,8 @@ async fn cancel_drains(
     (pending, message)
 }
 
+// Each argument is one observed input of the status; a struct just for this call adds nothing.
+#[allow(clippy::too_many_arguments)]
 fn status(
     v: &ValidCluster,
     previous: &ClusterStatus,
@@ -538,17 +606,19 @@ fn status(
     orphans: &[Observed],
     drain: Option<DrainStatus>,
     hash: String,
+    pod_failures: &[String],
 ) -> ClusterStatus {
     let mut racks = Vec::new();
-    let (mut brokers, mut ready, mut updated_all) = (0, 0, true);
+    let (mut brokers, mut ready, mut updated, mut updated_all) = (0, 0, 0, true);
     for (plan, sts) in applied {
         let replicas = sts.spec.replicas.unwrap_or(0);
         let st = sts.status.as_ref();
         let rack_ready = st.and_then(|s| s.ready_replicas).unwrap_or(0);
-        let updated = st.and_then(|s| s.updated_replicas).unwrap_or(0);
-        if updated < replicas {
+        let rack_updated = st.and_then(|s| s.updated_replicas).unwrap_or(0);
+        if rack_updated < replicas {
             updated_all = false;
         }
+        updated += rack_updated.min(replicas);
         brokers += replicas;
         ready += rack_ready;
         racks.push(RackStatus {
@@ -597,29 +667,46 @@ fn status(
             condition(c, PROGRESSING, false, "Stable", "", generation),
             condition(c, DEGRADED, false, "AsExpected", "", generation),
         ],
-        None => vec![
-            condition(
-                c,
-                READY,
-                false,
-                "BrokersNotReady",
-                format!("{ready}/{desired} brokers ready"),
-                generation,
-            ),
-            condition(
-                c,
-                PROGRESSING,
-                true,
-                if updated_all {
-                    "BrokersStarting"
-                } else {
-                    "RollingUpdate"
-                },
-                format!("{ready}/{desired} brokers ready"),
-                generation,
-            ),
-            condition(c, DEGRADED, false, "AsExpected", "", generation),
-        ],
+        None => {
+            // Every broker ready but not all on the current spec is a rolling update, not
+            // "not ready": say which.
+            let rolling = !updated_all && ready > 0;
+            let (reason, message) = if !rolling {
+                ("BrokersNotReady", format!("{ready}/{desired} brokers ready"))
+            } else {
+                (
+                    "RollingUpdate",
+                    format!("rolling update: {updated}/{brokers} brokers updated, {ready}/{desired} ready"),
+                )
+            };
+            vec![
+                condition(c, READY, false, reason, message.clone(), generation),
+                condition(
+                    c,
+                    PROGRESSING,
+                    true,
+                    if rolling { "RollingUpdate" } else { "BrokersStarting" },
+                    message,
+                    generation,
+                ),
+                condition(c, DEGRADED, false, "AsExpected", "", generation),
+            ]
+        }
+    };
+    // Pods a StatefulSet cannot create (a Pod Security level, a quota, a missing ServiceAccount)
+    // are only visible as its FailedCreate events: surface them.
+    let conditions = if pod_failures.is_empty() {
+        conditions
+    } else {
+        let message = pod_failures.join("; ");
+        conditions
+            .into_iter()
+            .map(|cond| match cond.type_.as_str() {
+                READY => condition(c, READY, false, "PodCreationFailed", message.clone(), generation),
+                DEGRADED => condition(c, DEGRADED, true, "PodCreationFailed", message.clone(), generation),
+                _ => cond,
+            })
+            .collect()
     };
     ClusterStatus {
         observed_generation: generation,
