@@ -132,7 +132,7 @@ where
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+    if let Err(error) = ctx.publish(&event, &reference).await {
         tracing::warn!(%error, "publishing an event failed");
     }
     let condition = crate::conditions::condition(

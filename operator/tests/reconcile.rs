@@ -769,3 +769,32 @@ async fn pods_the_statefulset_cannot_create_make_the_cluster_degraded() {
     let c = e.converge_cluster("demo").await;
     assert_eq!(condition(&c, "Degraded").map(|c| c.0), Some("False".into()));
 }
+
+#[tokio::test]
+async fn events_with_the_same_reason_keep_their_own_message() {
+    let e = env();
+    e.add_cluster("demo", three_zones(3));
+    e.converge_cluster("demo").await;
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 6}));
+    e.converge_cluster("demo").await;
+    e.add_topic("orders", json!({"clusterRef": {"name": "demo"}, "partitions": 1}));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    e.add_topic("events", json!({"clusterRef": {"name": "demo"}, "partitions": 1}));
+    e.reconcile_topic("events").await.expect("reconcile");
+    let notes = e.kube.event_notes();
+    let scaled: Vec<&String> = notes.iter().filter(|(r, _)| r == "ScaledOut").map(|(_, n)| n).collect();
+    for rack in ["zone-a", "zone-b", "zone-c"] {
+        assert_eq!(
+            scaled.iter().filter(|n| n.contains(&format!("rack {rack} "))).count(),
+            1,
+            "one ScaledOut event names {rack}: {scaled:?}"
+        );
+    }
+    let created: Vec<&String> = notes
+        .iter()
+        .filter(|(r, n)| r == "Created" && n.starts_with("created topic"))
+        .map(|(_, n)| n)
+        .collect();
+    assert!(created.iter().any(|n| n.contains("topic orders ")), "{created:?}");
+    assert!(created.iter().any(|n| n.contains("topic events ")), "{created:?}");
+}

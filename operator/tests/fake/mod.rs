@@ -179,7 +179,13 @@ impl FakeKube {
             Some(k) => (k.to_string(), Some("status")),
             None => (path.clone(), None),
         };
-        if path.contains("/events") {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let resource = match segments.first() {
+            Some(&"api") => segments.get(4),
+            _ => segments.get(5),
+        };
+        // The events the recorder writes (not, say, a Topic named "events").
+        if resource == Some(&"events") {
             if method == Method::POST || method == Method::PATCH {
                 state.events.push(body.clone());
                 return ok(StatusCode::CREATED, &body);
@@ -429,6 +435,22 @@ impl FakeKube {
             .events
             .iter()
             .filter_map(|e| e["reason"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// (reason, note) of every event posted or patched (a series repeat) so far, in order.
+    pub(crate) fn event_notes(&self) -> Vec<(String, String)> {
+        self.state
+            .lock()
+            .expect("lock")
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_string(),
+                    e["note"].as_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect()
     }
 
