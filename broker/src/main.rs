@@ -12,6 +12,9 @@ use fjord_broker::config::{BrokerConfig, Cli};
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
+    // One rustls crypto provider for the process (the S3 client of tiering uses rustls): with more
+    // than one provider feature compiled in, rustls cannot pick one by itself.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

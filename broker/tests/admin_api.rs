@@ -319,6 +319,31 @@ async fn describe_cluster_drain_and_health() {
         .expect("describe")
         .into_inner();
     assert_eq!(cluster.brokers[0].state(), pb::BrokerState::Draining);
+    // A reverted scale-in cancels the drain: the broker is running again (idempotent), and an
+    // unknown broker has no drain to cancel.
+    for _ in 0..2 {
+        let status = admin
+            .cancel_drain(pb::CancelDrainRequest { broker_id: 7 })
+            .await
+            .expect("cancel")
+            .into_inner();
+        assert_eq!(status.state(), pb::DrainState::NotDraining, "{status:?}");
+    }
+    let cluster = admin
+        .describe_cluster(pb::DescribeClusterRequest {})
+        .await
+        .expect("describe")
+        .into_inner();
+    assert_eq!(cluster.brokers[0].state(), pb::BrokerState::Running);
+    let err = admin
+        .cancel_drain(pb::CancelDrainRequest { broker_id: 3 })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    admin
+        .drain_broker(pb::DrainBrokerRequest { broker_id: 7 })
+        .await
+        .expect("drain again");
     // Once it holds nothing, the drain is done.
     admin
         .delete_topic(pb::DeleteTopicRequest { name: "t".into() })

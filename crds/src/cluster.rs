@@ -49,7 +49,11 @@ pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
         json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // The name names the cluster's Services (`<name>`, `<name>-brokers`): a DNS-1035 label.
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 55")
+        .message("the Cluster name names its Services, so it must be a DNS-1035 label of at most 55 characters: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit")
+        .field_path(".metadata.name")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
@@ -145,10 +149,9 @@ pub struct ObjectStoreSpec {
     /// (e.g. IRSA / workload identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<CredentialsSecretRef>,
-    /// Defaults for how long data stays on local disk after it is uploaded. Absent: broker
-    /// defaults.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_retention: Option<LocalRetentionSpec>,
+    // How long uploaded data stays on local disk is a topic config (`local.retention.ms`,
+    // `local.retention.bytes`, e.g. in a Topic's spec.config); the broker has no cluster-wide
+    // default for it, so the Cluster has no field for it either.
 }
 
 /// A Secret in the Cluster's namespace with an S3 access key pair.
@@ -163,20 +166,6 @@ pub struct CredentialsSecretRef {
     /// Key of the secret access key. Absent: `AWS_SECRET_ACCESS_KEY`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key_key: Option<String>,
-}
-
-/// Local retention defaults (Kafka's `local.retention.bytes` / `local.retention.ms`).
-#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LocalRetentionSpec {
-    /// Bytes per partition kept locally. Absent: the broker default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -2))]
-    pub bytes: Option<i64>,
-    /// Milliseconds of data kept locally. Absent: the broker default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -2))]
-    pub ms: Option<i64>,
 }
 
 /// Listener ports.
@@ -250,11 +239,16 @@ pub struct RackStatus {
 pub struct DrainStatus {
     /// Broker ids being drained.
     pub broker_ids: Vec<i32>,
-    /// `InProgress`, `Blocked` or `Done`.
+    /// `InProgress`, `Blocked`, `Done`, or `Cancelling` (only drains of brokers that stay are
+    /// left to cancel).
     pub state: String,
     /// What the drain is waiting for.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Brokers that stay after all (the scale-in was reverted) whose drain the operator still has
+    /// to cancel through their admin API; retried until it succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancelling: Vec<i32>,
 }
 
 impl ClusterSpec {

@@ -42,17 +42,22 @@ use serde::{Deserialize, Serialize};
         json_path = r#".status.conditions[?(@.type=="Ready")].reason"#,
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // The Kafka topic a Topic manages never changes: adding, changing or removing spec.topicName
+    // is refused unless the effective name stays the same (metadata.name is immutable itself).
+    validation = Rule::new("(has(self.spec.topicName) ? self.spec.topicName : self.metadata.name) == (has(oldSelf.spec.topicName) ? oldSelf.spec.topicName : oldSelf.metadata.name)")
+        .message("topicName cannot be changed: the Kafka topic name (spec.topicName, else metadata.name) is fixed when the Topic is created")
+        .field_path(".spec.topicName")
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.partitions) || (has(self.partitions) && self.partitions >= oldSelf.partitions)").message("partitions can only be increased"))]
-#[x_kube(validation = Rule::new("!has(oldSelf.topicName) || (has(self.topicName) && self.topicName == oldSelf.topicName)").message("topicName cannot be changed"))]
 #[serde(rename_all = "camelCase")]
 pub struct TopicSpec {
     /// The Cluster (same namespace) that holds the topic. Required and immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("clusterRef cannot be changed"))]
     pub cluster_ref: ClusterRef,
     /// Kafka topic name, for names that are not valid Kubernetes names. Absent: metadata.name.
-    /// Cannot change once set.
+    /// Fixed at creation: it cannot be added, changed or removed later if that would change the
+    /// Kafka topic name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]+$"))]
     pub topic_name: Option<String>,
@@ -109,7 +114,9 @@ pub struct TopicStatus {
     /// `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready (with reasons such as NotSupported, ClusterNotFound, AdminApiError) and Degraded.
+    /// One condition, Ready: True when the Kafka topic matches the spec; otherwise its reason says
+    /// why (NotSupported, Rejected, TopicNameChanged, ClusterNotFound, AdminApiUnavailable,
+    /// AdminApiError, ReconciliationPaused, InvalidObject).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The Kafka topic name in use.

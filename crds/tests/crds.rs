@@ -110,6 +110,20 @@ fn topic_has_cel_rules_columns_and_defaults() {
 }
 
 #[test]
+fn topic_status_documents_only_the_condition_the_operator_sets() {
+    // The Topic reconcile sets Ready only (operator/src/topic.rs); a documented Degraded that
+    // never appears would send users waiting for it.
+    let crd = serde_json::to_value(Topic::crd()).expect("json");
+    let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"]
+        ["description"];
+    let text = conditions.as_str().expect("description");
+    assert!(text.contains("Ready"), "{text}");
+    for never in ["Degraded", "Progressing"] {
+        assert!(!text.contains(never), "{text}");
+    }
+}
+
+#[test]
 fn absent_fields_take_the_documented_defaults() {
     let cluster: Cluster = serde_json::from_value(
         serde_json::json!({"apiVersion": "fjord.dev/v1alpha1", "kind": "Cluster",

@@ -105,6 +105,10 @@ fn kcat(name: &str, args: &str, stdin: Option<&str>) -> String {
         Some(data) => format!("printf '{data}' | kcat -b e2e:9092 {args}"),
         None => format!("kcat -b e2e:9092 {args}"),
     };
+    // The namespace enforces the `restricted` Pod Security level, so the client pod complies too.
+    let overrides = format!(
+        r#"{{"spec":{{"securityContext":{{"runAsNonRoot":true,"runAsUser":65532,"seccompProfile":{{"type":"RuntimeDefault"}}}},"containers":[{{"name":"{name}","image":"edenhill/kcat:1.7.1","command":["sh","-c",{script:?}],"stdin":true,"securityContext":{{"allowPrivilegeEscalation":false,"capabilities":{{"drop":["ALL"]}}}}}}]}}}}"#
+    );
     kubectl(&[
         "run",
         name,
@@ -112,12 +116,34 @@ fn kcat(name: &str, args: &str, stdin: Option<&str>) -> String {
         "-i",
         "--restart=Never",
         "--image=edenhill/kcat:1.7.1",
+        &format!("--overrides={overrides}"),
         "--command",
         "--",
         "sh",
         "-c",
         &script,
     ])
+}
+
+/// `kubectl apply` that must be refused; returns kubectl's stderr.
+fn kubectl_apply_refused(yaml: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(["-n", NS, "apply", "--server-side", "--force-conflicts", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write manifest");
+    let out = child.wait_with_output().expect("kubectl apply");
+    assert!(!out.status.success(), "kubectl apply was accepted:\n{yaml}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
@@ -149,8 +175,21 @@ fn chart_cluster_topic_lifecycle() {
         ]);
     }
     run(&mut install);
+    // Broker pods comply with the `restricted` Pod Security level (issue 18): enforce it.
+    run(Command::new("kubectl").args([
+        "label",
+        "namespace",
+        NS,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "--overwrite",
+    ]));
 
-    // A one-broker Cluster becomes Ready.
+    // A Cluster whose name cannot name its Services is refused by the API server (CEL).
+    let refused = kubectl_apply_refused(&cluster_yaml(1, false).replace("name: e2e", "name: 9lives"));
+    assert!(refused.contains("names its Services"), "{refused}");
+
+    // A one-broker Cluster becomes Ready. (The operator reaching the API server over HTTPS at
+    // all is the regression test of its rustls provider, issue 18 defect 1.)
     kubectl_apply(&cluster_yaml(1, false));
     run(Command::new("kubectl").args(["-n", NS, "wait", "cluster/e2e", "--for=condition=Ready", "--timeout=5m"]));
     assert_eq!(jsonpath("cluster/e2e", "{.status.readyBrokers}"), "1");
@@ -166,6 +205,10 @@ fn chart_cluster_topic_lifecycle() {
         "--timeout=2m",
     ]));
     assert_eq!(jsonpath("topic/e2e-events", "{.status.partitions}"), "3");
+    // Adding spec.topicName would move the Topic to another Kafka topic: refused.
+    let refused =
+        kubectl_apply_refused(&TOPIC.replace("  partitions: 3\n", "  partitions: 3\n  topicName: e2e-renamed\n"));
+    assert!(refused.contains("topicName cannot be changed"), "{refused}");
     kcat("e2e-produce", "-t e2e-events -P -p 0", Some("one\\ntwo\\nthree\\n"));
     let consumed = kcat("e2e-consume", "-t e2e-events -C -p 0 -o beginning -c 3 -e", None);
     assert_eq!(
@@ -209,6 +252,77 @@ fn chart_cluster_topic_lifecycle() {
         "a paused Cluster must not scale"
     );
     kubectl_apply(&cluster_yaml(1, false));
+
+    // Scale out and back in before the drain could finish: the Cluster converges (the drain
+    // of the stayed broker is cancelled) and has no drain left in status.
+    kubectl(&["scale", "cluster/e2e", "--replicas=2"]);
+    kubectl(&["scale", "cluster/e2e", "--replicas=1"]);
+    kubectl(&["scale", "cluster/e2e", "--replicas=2"]);
+    wait_for(
+        "2 ready brokers after a reverted scale-in",
+        Duration::from_secs(300),
+        || {
+            jsonpath("cluster/e2e", "{.status.readyBrokers}") == "2"
+                && jsonpath("cluster/e2e", "{.status.drain}").is_empty()
+        },
+    );
+    kubectl(&["scale", "cluster/e2e", "--replicas=1"]);
+    wait_for("scale-in to 1 broker", Duration::from_secs(300), || {
+        jsonpath("cluster/e2e", "{.status.brokers}") == "1"
+    });
+
+    // Leader election: an operator that loses its Lease exits (its container restarts) and an
+    // operator leads again.
+    let mut elect = Command::new(&helm);
+    elect.args(["upgrade", "fjord-e2e"]).arg(&chart).args([
+        "-n",
+        NS,
+        "--reuse-values",
+        "--wait",
+        "--set",
+        "leaderElection.enabled=true",
+    ]);
+    run(&mut elect);
+    let holder = || {
+        kubectl(&[
+            "get",
+            "lease",
+            "fjord-operator",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    };
+    wait_for("an operator to hold the lease", Duration::from_secs(120), || {
+        holder().starts_with("fjord-e2e")
+    });
+    let leader = holder();
+    let restarts = |pod: &str| {
+        kubectl(&[
+            "get",
+            "pod",
+            pod,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ])
+    };
+    let before = restarts(&leader);
+    let now = String::from_utf8_lossy(&run(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])).stdout)
+        .trim()
+        .to_string();
+    kubectl(&[
+        "patch",
+        "lease",
+        "fjord-operator",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"holderIdentity":"intruder","renewTime":"{now}","leaseDurationSeconds":15}}}}"#),
+    ]);
+    wait_for("the deposed operator to restart", Duration::from_secs(120), || {
+        restarts(&leader) != before
+    });
+    wait_for("an operator to lead again", Duration::from_secs(120), || {
+        holder().starts_with("fjord-e2e")
+    });
 
     // Delete the Topic (finalizer removed by the operator), then the Cluster: nothing hangs.
     run(Command::new("kubectl").args(["-n", NS, "delete", "topic/e2e-events", "--timeout=2m"]));

@@ -67,7 +67,10 @@ pub trait AdminApi: Send + Sync {
     ) -> BoxFuture<'a, AdminResult<pb::Topic>>;
     /// Deletes the topic; Ok(false) if it did not exist.
     fn delete_topic<'a>(&'a self, endpoint: &'a str, name: &'a str) -> BoxFuture<'a, AdminResult<bool>>;
+    /// Starts (or checks) a broker's drain. NOT_FOUND: the broker is not in the cluster.
     fn drain_broker<'a>(&'a self, endpoint: &'a str, broker_id: i32) -> BoxFuture<'a, AdminResult<pb::DrainStatus>>;
+    /// Cancels a broker's drain (a reverted scale-in). NOT_FOUND: the broker is not in the cluster.
+    fn cancel_drain<'a>(&'a self, endpoint: &'a str, broker_id: i32) -> BoxFuture<'a, AdminResult<pb::DrainStatus>>;
 }
 
 /// Admin endpoint of a cluster as a whole: its client Service.
@@ -171,6 +174,20 @@ impl AdminApi for GrpcAdmin {
                 .client(endpoint)
                 .await?
                 .drain_broker(pb::DrainBrokerRequest { broker_id })
+                .await
+            {
+                Ok(r) => Ok(r.into_inner()),
+                Err(s) => Err(self.failed(endpoint, s).await),
+            }
+        })
+    }
+
+    fn cancel_drain<'a>(&'a self, endpoint: &'a str, broker_id: i32) -> BoxFuture<'a, AdminResult<pb::DrainStatus>> {
+        Box::pin(async move {
+            match self
+                .client(endpoint)
+                .await?
+                .cancel_drain(pb::CancelDrainRequest { broker_id })
                 .await
             {
                 Ok(r) => Ok(r.into_inner()),

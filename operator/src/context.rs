@@ -14,7 +14,14 @@ use crate::metrics::Metrics;
 pub struct Context {
     pub client: Client,
     pub admin: Arc<dyn AdminApi>,
+    /// Publishes events without a note of their own (see [`Context::publish`] for the rest).
     pub recorder: Recorder,
+    /// One recorder per distinct note: kube's `Recorder` counts an event with the same object,
+    /// reason and action as a repeat of the first (an `EventSeries`) and keeps the first note, so
+    /// "rack zone-b scaled" would show as another "rack zone-a scaled". Keyed by note, a repeat is
+    /// only the very same message.
+    recorders: std::sync::Mutex<std::collections::HashMap<String, Recorder>>,
+    reporter: Reporter,
     pub metrics: Arc<Metrics>,
     /// How often a converged Topic is re-checked for drift.
     pub topic_resync: Duration,
@@ -34,7 +41,9 @@ impl Context {
             instance,
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            recorders: std::sync::Mutex::default(),
+            reporter,
             client,
             admin,
             metrics,
@@ -66,8 +75,29 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(error) = self.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(%error, reason, "publishing an event failed");
         }
+    }
+
+    /// Publishes an event through the recorder of its note, so events that differ in their note
+    /// are never merged into one series.
+    pub async fn publish(
+        &self,
+        event: &Event,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+    ) -> Result<(), kube::Error> {
+        let recorder = {
+            let mut recorders = self.recorders.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Bounded: a forgotten recorder only means a repeat starts a new series.
+            if recorders.len() >= 1024 {
+                recorders.clear();
+            }
+            recorders
+                .entry(event.note.clone().unwrap_or_default())
+                .or_insert_with(|| Recorder::new(self.client.clone(), self.reporter.clone()))
+                .clone()
+        };
+        recorder.publish(event, reference).await
     }
 }

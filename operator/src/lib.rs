@@ -15,3 +15,13 @@ pub mod telemetry;
 pub mod topic;
 
 pub use error::{Error, Result};
+
+/// Installs aws-lc-rs as the process's rustls crypto provider. Every binary that may make a TLS
+/// connection (the operator to the API server, the broker to S3) calls this first: rustls picks a
+/// provider by itself only when exactly one provider feature is compiled in, and feature
+/// unification in a workspace build can turn on more than one (then `kube::Client` panics with
+/// "Could not automatically determine the process-level CryptoProvider").
+pub fn install_crypto_provider() {
+    // Err only if a provider is already installed (a second call): nothing to do.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

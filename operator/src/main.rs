@@ -31,6 +31,10 @@ struct Args {
     /// Identity in the Lease and in events [default: the pod name or hostname].
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Seconds a Lease holds without renewal; it is renewed every third of that, and leadership
+    /// counts as lost (the process exits) when it cannot be renewed for two thirds of it.
+    #[arg(long, env = "FJORD_OPERATOR_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
     /// Seconds between drift checks of a converged Topic.
     #[arg(long, env = "FJORD_OPERATOR_TOPIC_RESYNC_SECONDS", default_value_t = 60)]
     topic_resync_seconds: u64,
@@ -46,6 +50,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    fjord_operator::install_crypto_provider();
     let args = Args::parse();
     let provider = args
         .otlp_endpoint
@@ -73,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
             identity,
             topic_resync: Duration::from_secs(args.topic_resync_seconds.max(1)),
             admin_endpoint_override: args.admin_endpoint,
+            lease_duration: Duration::from_secs(args.lease_duration_seconds.max(3)),
         },
     )
     .await;

@@ -41,10 +41,37 @@ pub struct Settings {
     pub topic_resync: Duration,
     /// Send every admin call to this URL (out-of-cluster development with a port-forward).
     pub admin_endpoint_override: Option<String>,
+    /// How long a Lease holds without renewal (renewed every third of it).
+    pub lease_duration: Duration,
 }
 
-const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// Lease duration when none is configured.
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 const ERROR_REQUEUE: Duration = Duration::from_secs(30);
+/// After losing leadership, how long running reconciles get to finish before the process exits.
+const LOST_LEADERSHIP_GRACE: Duration = Duration::from_secs(10);
+
+/// What `/health` answers: 200 until something makes this process useless (lost leadership),
+/// then 503 with the reason, so a liveness probe restarts it even if exiting stalls.
+#[derive(Debug, Default)]
+pub struct Health {
+    problem: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Marks the process unhealthy.
+    pub fn fail(&self, reason: impl Into<String>) {
+        *self.problem.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.into());
+    }
+
+    /// None while healthy, else why not.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// The Cluster reconcile as the controller runs it: objects that cannot be read are reported.
 pub async fn reconcile_cluster(guard: Arc<DeserializeGuard<Cluster>>, ctx: Arc<Context>) -> Result<Action> {
@@ -105,7 +132,7 @@ where
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+    if let Err(error) = ctx.publish(&event, &reference).await {
         tracing::warn!(%error, "publishing an event failed");
     }
     let condition = crate::conditions::condition(
@@ -146,23 +173,36 @@ where
     }
 }
 
-/// Runs the operator until SIGTERM/SIGINT or lost leadership.
+/// Runs the operator until SIGTERM/SIGINT (Ok) or lost leadership (Err: the process exits
+/// non-zero and Kubernetes restarts it as a candidate; `/health` answers 503 meanwhile).
 pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested");
-        let _ = shutdown_tx.send(true);
-    });
+    // The HTTP endpoint stops on a signal or once the controllers have stopped after a loss.
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    {
+        let http_stop_tx = http_stop_tx.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested");
+            let _ = shutdown_tx.send(true);
+            let _ = http_stop_tx.send(true);
+        });
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen).await?;
     tracing::info!(addr = %settings.listen, "serving /metrics and /health");
-    let http = tokio::spawn(serve_http(listener, metrics.clone(), shutdown_rx.clone()));
+    let http = tokio::spawn(serve_http_with_health(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        http_stop_rx,
+    ));
 
     let lease = settings
         .lease
         .as_ref()
-        .map(|(name, ns)| LeaseLock::new(client.clone(), ns, name, &settings.identity, LEASE_DURATION));
+        .map(|(name, ns)| LeaseLock::new(client.clone(), ns, name, &settings.identity, settings.lease_duration));
     if let Some(lease) = &lease {
         let mut rx = shutdown_rx.clone();
         loop {
@@ -173,30 +213,50 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
             }
             tokio::select! {
                 _ = tokio::time::sleep(lease.renew_interval()) => {}
-                _ = rx.wait_for(|s| *s) => { let _ = http.await; return Ok(()); }
+                () = async { let _ = rx.wait_for(|s| *s).await; } => {
+                    let _ = http.await;
+                    return Ok(());
+                }
             }
         }
     }
-    // Lost leadership: stop reconciling at once (the process exits and restarts as a candidate).
+    // Lost leadership (another candidate holds the Lease, or it could not be renewed within two
+    // thirds of its duration, after which another may take it): stop reconciling at once, report
+    // it on /health and exit, so Kubernetes restarts the process as a candidate.
     let (lost_tx, lost_rx) = watch::channel(false);
     if let Some((name, ns)) = settings.lease.clone() {
-        let lease = LeaseLock::new(client.clone(), &ns, &name, &settings.identity, LEASE_DURATION);
+        let lease = LeaseLock::new(client.clone(), &ns, &name, &settings.identity, settings.lease_duration);
+        let renew_deadline = settings.lease_duration * 2 / 3;
         let mut rx = shutdown_rx.clone();
+        let health = health.clone();
         tokio::spawn(async move {
+            let mut renewed = Instant::now();
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(lease.renew_interval()) => {}
                     _ = rx.wait_for(|s| *s) => return,
                 }
-                match lease.try_acquire_or_renew().await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!("lost leadership");
-                        let _ = lost_tx.send(true);
-                        return;
+                let reason = match lease.try_acquire_or_renew().await {
+                    Ok(true) => {
+                        renewed = Instant::now();
+                        continue;
                     }
-                    Err(error) => tracing::warn!(%error, "renewing the lease failed"),
-                }
+                    Ok(false) => "lost leadership: another operator holds the lease".to_string(),
+                    Err(error) if renewed.elapsed() >= renew_deadline => {
+                        format!(
+                            "lost leadership: the lease could not be renewed for {:?}: {error}",
+                            renewed.elapsed()
+                        )
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "renewing the lease failed; retrying");
+                        continue;
+                    }
+                };
+                tracing::error!(%reason, "stopping");
+                health.fail(reason);
+                let _ = lost_tx.send(true);
+                return;
             }
         });
     }
@@ -250,16 +310,29 @@ pub async fn run(client: Client, settings: Settings) -> anyhow::Result<()> {
         namespace = settings.namespace.as_deref().unwrap_or("(all)"),
         "controllers running"
     );
-    tokio::join!(clusters, topics);
-    if let Some(lease) = &lease
+    let controllers = async {
+        tokio::join!(clusters, topics);
+    };
+    let mut lost_wait = lost_rx.clone();
+    tokio::pin!(controllers);
+    tokio::select! {
+        () = &mut controllers => {}
+        () = async {
+            let _ = lost_wait.wait_for(|l| *l).await;
+            tokio::time::sleep(LOST_LEADERSHIP_GRACE).await;
+        } => tracing::warn!("reconciles did not finish after leadership was lost; exiting anyway"),
+    }
+    let lost = *lost_rx.borrow();
+    if !lost
+        && let Some(lease) = &lease
         && let Err(error) = lease.release().await
     {
         tracing::warn!(%error, "releasing the lease failed");
     }
-    let lost = *lost_rx.borrow();
+    let _ = http_stop_tx.send(true);
     let _ = http.await;
     if lost {
-        anyhow::bail!("lost leadership");
+        anyhow::bail!("{}", health.problem().unwrap_or_else(|| "lost leadership".to_string()));
     }
     tracing::info!("shutdown complete");
     Ok(())
@@ -277,11 +350,31 @@ async fn wait_for_signal() {
     }
 }
 
-/// `/metrics` (OpenMetrics) and `/health` until shutdown.
-pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, mut shutdown: watch::Receiver<bool>) {
+/// `/metrics` (OpenMetrics) and `/health` (always healthy) until shutdown.
+pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) {
+    serve_http_with_health(listener, metrics, Arc::new(Health::default()), shutdown).await;
+}
+
+/// `/metrics` (OpenMetrics) and `/health` (200, or 503 with the reason once `health` failed)
+/// until shutdown.
+pub async fn serve_http_with_health(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let health_handler = move || {
+        let health = health.clone();
+        async move {
+            match health.problem() {
+                None => (StatusCode::OK, "ok\n".to_string()),
+                Some(problem) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")),
+            }
+        }
+    };
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route("/health", get(health_handler))
         .with_state(metrics);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

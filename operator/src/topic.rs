@@ -2,7 +2,9 @@
 //! admin API → create, grow partitions or correct config drift → status. Partitions never shrink:
 //! a live topic with more partitions than the spec is `Ready=False, reason=NotSupported` and
 //! nothing is changed. The finalizer deletes the topic (policy Delete) and is removed without
-//! blocking when the Cluster or its brokers are gone, so namespaces never hang.
+//! blocking when the Cluster or its brokers are gone, so namespaces never hang. The Kafka topic
+//! name is fixed at the first reconcile (status.topicName): a spec that changes it is refused
+//! (`Ready=False, reason=TopicNameChanged`), never acted on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +56,29 @@ pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action> {
     let ready = |status: &mut TopicStatus, ok: bool, reason: &str, message: String| {
         status.conditions = vec![condition(&previous.conditions, READY, ok, reason, message, generation)];
     };
+
+    // The Kafka topic a Topic manages is fixed by its first reconcile (status.topicName). The CRD
+    // refuses a spec.topicName that changes it; an API server without that rule (or an edit of
+    // the status) must not make the operator create a second topic and orphan the first.
+    if let Some(managed) = previous.topic_name.clone()
+        && managed != kafka_name
+    {
+        let message = format!(
+            "spec.topicName makes the Kafka topic name {kafka_name}, but this Topic manages {managed}: \
+             a Topic cannot move to another Kafka topic; nothing was changed (restore spec.topicName, \
+             or create a new Topic for {kafka_name})"
+        );
+        let was = crate::conditions::find(&previous.conditions, READY).is_some_and(|c| c.reason == "TopicNameChanged");
+        if !was {
+            ctx.event(topic.as_ref(), true, "TopicNameChanged", "Reconcile", message.clone())
+                .await;
+        }
+        status.topic_name = Some(managed);
+        ready(&mut status, false, "TopicNameChanged", message);
+        patch_status(&api, &name, &status).await?;
+        // Fixed by editing the Topic, which triggers a reconcile.
+        return Ok(Action::await_change());
+    }
 
     if topic.spec.paused {
         ready(
@@ -252,9 +277,14 @@ fn endpoint(cluster: &Cluster, namespace: &str) -> String {
     cluster_endpoint(&cluster.name_any(), namespace, port)
 }
 
-/// Deletes the Kafka topic (policy Delete) unless the Cluster or its brokers are gone.
+/// Deletes the Kafka topic (policy Delete) unless the Cluster or its brokers are gone. The topic
+/// is the one this Topic manages (status.topicName), even if the spec names another.
 async fn cleanup(topic: &Topic, ctx: &Context, namespace: &str) -> Result<()> {
-    let kafka_name = topic.kafka_name();
+    let kafka_name = topic
+        .status
+        .as_ref()
+        .and_then(|s| s.topic_name.clone())
+        .unwrap_or_else(|| topic.kafka_name());
     if topic.spec.deletion_policy == DeletionPolicy::Retain {
         ctx.event(
             topic,

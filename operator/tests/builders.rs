@@ -283,13 +283,12 @@ fn config_hash_changes_only_with_config() {
 fn object_store_renders_config_and_secret_env() {
     let (c, v) = valid(
         json!({"brokers": 1, "objectStore": {"url": "s3://bucket/prefix", "region": "eu-west-1",
-        "endpoint": "http://minio:9000", "credentialsSecret": {"name": "s3", "accessKeyIdKey": "id"},
-        "localRetention": {"ms": 3600000}}}),
+        "endpoint": "http://minio:9000", "credentialsSecret": {"name": "s3", "accessKeyIdKey": "id"}}}),
     );
     let data = build::config_data(&v);
-    let store: toml::Table = data["object-store.toml"].parse().expect("toml");
-    assert_eq!(store["url"].as_str(), Some("s3://bucket/prefix"));
-    assert_eq!(store["local_retention_ms"].as_integer(), Some(3600000));
+    // Only the file the broker reads (a second file with settings nobody read made local
+    // retention defaults look set while they had no effect).
+    assert_eq!(data.keys().collect::<Vec<_>>(), vec!["broker.toml"]);
     // The broker reads its object store from [tiering] of broker.toml.
     let broker: toml::Table = data["broker.toml"].parse().expect("toml");
     assert_eq!(broker["tiering"]["enabled"].as_bool(), Some(true));
@@ -337,4 +336,51 @@ fn validation_reports_every_problem() {
     let mut long = cluster(json!({"racks": [{"name": "a-very-long-rack-name-that-goes-on-and-on-x"}]}));
     long.metadata.name = Some("a-long-cluster-name".into());
     assert!(validate(&long).expect_err("too long").join(" ").contains("limit is 52"));
+}
+
+#[test]
+fn cluster_names_that_cannot_name_a_service_are_invalid() {
+    for bad in ["9lives", "my.cluster", "Demo", &"a".repeat(56)] {
+        let mut c = cluster(json!({"brokers": 1}));
+        c.metadata.name = Some(bad.to_string());
+        let problems = validate(&c).expect_err(bad).join(" ");
+        assert!(problems.contains("cannot name its Services"), "{bad}: {problems}");
+    }
+    let mut c = cluster(json!({"brokers": 1}));
+    c.metadata.name = Some("a".repeat(45));
+    assert!(validate(&c).is_ok(), "45 characters fit the StatefulSet limit too");
+}
+
+#[test]
+fn broker_pods_meet_the_restricted_pod_security_level() {
+    let (c, v) = valid(json!({"brokers": 1}));
+    let sts = &render_all(&c, &v)[0];
+    let pod = sts.spec.template.spec.as_ref().expect("pod");
+    let psc = pod.security_context.as_ref().expect("pod securityContext");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert!(psc.run_as_user.is_some_and(|u| u != 0), "{psc:?}");
+    assert!(psc.fs_group.is_some(), "the data volume must be writable by the broker");
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    for container in &pod.containers {
+        let sc = container.security_context.as_ref().expect("container securityContext");
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+            Some(vec!["ALL".to_string()])
+        );
+        assert!(sc.privileged.is_none_or(|p| !p));
+        assert!(sc.capabilities.as_ref().is_some_and(|c| c.add.is_none()));
+    }
+    // restricted allows only these volume types.
+    for volume in pod.volumes.iter().flatten() {
+        assert!(
+            volume.config_map.is_some() || volume.empty_dir.is_some() || volume.persistent_volume_claim.is_some(),
+            "{volume:?}"
+        );
+    }
+    assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
 }

@@ -1,7 +1,8 @@
 //! The operator's admin client against a real `fjord-broker` process (Kubernetes still faked):
 //! a Topic is created, grown, refused a decrease, drift-corrected and deleted on the broker; a
 //! Cluster scale-in asks the real broker to drain and reports honestly that one node has
-//! nowhere to move its partitions. Needs target/debug/fjord-broker (scripts/test.sh and
+//! nowhere to move its partitions; reverting it cancels the drain on the broker; a scale-in of a
+//! broker that never joined finishes. Needs target/debug/fjord-broker (scripts/test.sh and
 //! `cargo test --workspace` build it; or set FJORD_BROKER_BIN).
 
 mod fake;
@@ -224,6 +225,50 @@ async fn topic_and_drain_against_a_real_broker() {
         .get(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets/demo-broker"))
         .expect("sts");
     assert_eq!(sts["spec"]["replicas"], 1, "not shrunk while the drain is blocked");
+    let drain_state = || async {
+        let channel = tonic::transport::Endpoint::from_shared(broker.admin.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        fjord_api::v1::admin_client::AdminClient::new(channel)
+            .get_drain_status(pb::GetDrainStatusRequest { broker_id: 0 })
+            .await
+            .expect("drain status")
+            .into_inner()
+            .state()
+    };
+    assert_eq!(drain_state().await, pb::DrainState::Blocked);
+
+    // The scale-in is reverted: the operator cancels the drain on the broker.
+    let reconcile_cluster = || async {
+        let c = clusters.get("demo").await.expect("cluster");
+        fjord_operator::cluster::reconcile::reconcile(Arc::new(c), ctx.clone())
+            .await
+            .expect("reconcile")
+    };
+    kube.edit_spec(&cluster_key, json!({"brokers": 1}));
+    reconcile_cluster().await;
+    assert_eq!(drain_state().await, pb::DrainState::NotDraining);
+    let stored = kube.get(&cluster_key).expect("cluster");
+    assert!(stored["status"]["drain"].is_null(), "{stored}");
+
+    // 1 -> 2 -> 1 while broker 1 never joined: the broker answers NOT_FOUND for it ("not in this
+    // cluster"), which is drained by definition, so the scale-in finishes.
+    kube.edit_spec(&cluster_key, json!({"brokers": 2}));
+    reconcile_cluster().await;
+    kube.set_ready();
+    kube.edit_spec(&cluster_key, json!({"brokers": 1}));
+    reconcile_cluster().await;
+    let sts = kube
+        .get(&format!("/apis/apps/v1/namespaces/{NS}/statefulsets/demo-broker"))
+        .expect("sts");
+    assert_eq!(
+        sts["spec"]["replicas"],
+        1,
+        "{}",
+        kube.get(&cluster_key).expect("cluster")
+    );
 
     // Delete with policy Delete removes the topic from the broker.
     kube.delete(&topic_key);

@@ -357,6 +357,21 @@ async fn invalid_spec_is_reported_not_crashed_and_fixing_it_converges() {
 }
 
 #[tokio::test]
+async fn a_cluster_name_that_cannot_name_a_service_is_reported_as_invalid() {
+    let e = env();
+    e.add_cluster("9lives", json!({"brokers": 1}));
+    let action = e.reconcile_cluster("9lives").await;
+    assert_eq!(action, Action::await_change());
+    assert!(e.kube.keys(&format!("/api/v1/namespaces/{NS}/services")).is_empty());
+    let c = e.cluster("9lives").await;
+    let ready = condition(&c, "Ready").expect("status written");
+    assert_eq!((ready.0.as_str(), ready.1.as_str()), ("False", "InvalidSpec"));
+    assert!(ready.2.contains("cannot name its Services"), "{ready:?}");
+    assert_eq!(condition(&c, "Degraded").map(|c| c.0), Some("True".into()));
+    assert!(e.kube.event_reasons().contains(&"InvalidSpec".to_string()));
+}
+
+#[tokio::test]
 async fn paused_cluster_applies_nothing() {
     let e = env();
     e.add_cluster("demo", json!({"brokers": 3, "paused": true}));
@@ -560,4 +575,226 @@ async fn topic_waits_for_its_cluster_and_reports_refusals_and_pause() {
     e.reconcile_topic("t").await.expect("reconcile");
     let t = e.topic("t").await.expect("topic");
     assert_eq!(condition(&t, "Ready").map(|c| c.0), Some("True".into()));
+}
+
+#[tokio::test]
+async fn adding_topic_name_to_an_existing_topic_is_refused_and_delete_removes_the_managed_topic() {
+    let e = topic_env().await;
+    e.add_topic("orders", json!({"clusterRef": {"name": "demo"}, "partitions": 3}));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    assert!(e.admin.topic("orders").is_some());
+    // An API server without the CRD's transition rule lets the edit through.
+    e.kube
+        .edit_spec(&topic_key("orders"), json!({"topicName": "orders.v2"}));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    assert!(e.admin.topic("orders.v2").is_none(), "no second Kafka topic");
+    let t = e.topic("orders").await.expect("topic");
+    let ready = condition(&t, "Ready").expect("ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "TopicNameChanged"),
+        "{ready:?}"
+    );
+    assert!(
+        ready.2.contains("orders.v2") && ready.2.contains("manages orders"),
+        "{ready:?}"
+    );
+    assert_eq!(t.status.as_ref().and_then(|s| s.topic_name.as_deref()), Some("orders"));
+    assert!(e.kube.event_reasons().contains(&"TopicNameChanged".to_string()));
+    // Deleting the Topic deletes the Kafka topic it manages, not the name in the spec.
+    e.kube.delete(&topic_key("orders"));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    assert!(e.topic("orders").await.is_none());
+    assert!(e.admin.topic("orders").is_none(), "the managed topic is deleted");
+    assert!(e.admin.calls().contains(&format!("delete {} orders", endpoint())));
+}
+
+fn broker1() -> String {
+    format!("http://demo-broker-1.demo-brokers.{NS}.svc:9645")
+}
+
+#[tokio::test]
+async fn scale_in_of_a_broker_the_cluster_does_not_know_finishes() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 1}));
+    e.converge_cluster("demo").await;
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    // Broker 1 never registered: its admin API answers NOT_FOUND ("not in this cluster").
+    e.admin.set_unknown(1);
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 1}));
+    let c = e.converge_cluster("demo").await;
+    assert_eq!(e.replicas("demo-broker"), 1);
+    assert!(c.status.expect("status").drain.is_none());
+    assert!(e.admin.calls().contains(&format!("drain {} 1", broker1())));
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_drained_only_if_its_pod_never_ran() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    e.admin.set_unreachable(true);
+    let pod_key = format!("/api/v1/namespaces/{NS}/pods/demo-broker-1");
+    let claim_key = format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/data-demo-broker-1");
+    // The pod ran (and restarted): it may hold data, so the drain waits.
+    e.kube.put(
+        &pod_key,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-broker-1", "namespace": NS,
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "broker", "image": "x", "imageID": "",
+                "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}),
+    );
+    e.kube.put(
+        &claim_key,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data-demo-broker-1", "namespace": NS, "creationTimestamp": "2026-01-01T00:00:00Z"}}),
+    );
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 1}));
+    e.reconcile_cluster("demo").await;
+    assert_eq!(
+        e.replicas("demo-broker"),
+        2,
+        "not shrunk while the broker may hold data"
+    );
+    let c = e.cluster("demo").await;
+    let drain = c.status.expect("status").drain.expect("drain");
+    assert_eq!(drain.state, "InProgress");
+    assert!(drain.message.contains("admin api unreachable"), "{drain:?}");
+    // The pod is Pending and never started a container, with a volume made for it: nothing to drain.
+    e.kube.put(
+        &pod_key,
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-broker-1", "namespace": NS,
+            "creationTimestamp": "2026-01-01T00:00:01Z"},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable"}]}}),
+    );
+    e.reconcile_cluster("demo").await;
+    assert_eq!(
+        e.replicas("demo-broker"),
+        1,
+        "a broker that never ran is drained by definition"
+    );
+}
+
+#[tokio::test]
+async fn a_reverted_scale_in_cancels_the_drain() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 1}));
+    e.reconcile_cluster("demo").await;
+    assert_eq!(e.admin.drain_state(1), Some(pb::DrainState::InProgress));
+    // Scaled out again before the drain finished: broker 1 stays, its drain is cancelled; while
+    // its admin API cannot be reached the cancellation is kept in status and retried.
+    e.admin.set_unreachable(true);
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 2}));
+    e.reconcile_cluster("demo").await;
+    let drain = e.cluster("demo").await.status.expect("status").drain.expect("drain");
+    assert_eq!(
+        (drain.state.as_str(), drain.cancelling.clone()),
+        ("Cancelling", vec![1]),
+        "{drain:?}"
+    );
+    assert_eq!(e.admin.drain_state(1), Some(pb::DrainState::InProgress));
+    e.admin.set_unreachable(false);
+    let c = e.converge_cluster("demo").await;
+    assert!(c.status.expect("status").drain.is_none());
+    assert_eq!(e.admin.drain_state(1), Some(pb::DrainState::NotDraining));
+    assert!(e.admin.calls().contains(&format!("cancel {} 1", broker1())));
+    assert!(e.kube.event_reasons().contains(&"DrainCancelled".to_string()));
+    assert_eq!(e.replicas("demo-broker"), 2);
+}
+
+#[tokio::test]
+async fn a_rolling_update_with_every_broker_ready_says_rolling_update() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 2}));
+    e.converge_cluster("demo").await;
+    e.kube
+        .edit_spec(&cluster_key("demo"), json!({"config": {"topics.num_partitions": "6"}}));
+    e.reconcile_cluster("demo").await;
+    // The StatefulSet controller has replaced one pod; both are ready.
+    let mut sts = e.sts("demo-broker");
+    sts["status"] = json!({"replicas": 2, "readyReplicas": 2, "updatedReplicas": 1, "availableReplicas": 2});
+    e.kube.put(&sts_key("demo-broker"), sts);
+    e.reconcile_cluster("demo").await;
+    let c = e.cluster("demo").await;
+    let ready = condition(&c, "Ready").expect("ready");
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "RollingUpdate"),
+        "{ready:?}"
+    );
+    assert!(ready.2.contains("1/2 brokers updated"), "{ready:?}");
+    assert_eq!(condition(&c, "Progressing").map(|c| c.1), Some("RollingUpdate".into()));
+    e.converge_cluster("demo").await;
+}
+
+#[tokio::test]
+async fn pods_the_statefulset_cannot_create_make_the_cluster_degraded() {
+    let e = env();
+    e.add_cluster("demo", json!({"brokers": 1}));
+    e.reconcile_cluster("demo").await;
+    // What the StatefulSet controller reports when admission refuses the pod.
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    e.kube.put(
+        &format!("/api/v1/namespaces/{NS}/events/demo-broker.1"),
+        json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "demo-broker.1", "namespace": NS},
+            "involvedObject": {"kind": "StatefulSet", "name": "demo-broker", "namespace": NS},
+            "reason": "FailedCreate", "type": "Warning", "lastTimestamp": now,
+            "message": "create Pod demo-broker-0 in StatefulSet demo-broker failed error: pods \"demo-broker-0\" is forbidden: violates PodSecurity \"restricted:latest\""}),
+    );
+    // An old one of another StatefulSet does not count.
+    e.kube.put(
+        &format!("/api/v1/namespaces/{NS}/events/other.1"),
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "other.1", "namespace": NS},
+            "involvedObject": {"kind": "StatefulSet", "name": "other"}, "reason": "FailedCreate",
+            "lastTimestamp": now, "message": "not ours"}),
+    );
+    e.reconcile_cluster("demo").await;
+    let c = e.cluster("demo").await;
+    let degraded = condition(&c, "Degraded").expect("degraded");
+    assert_eq!(
+        (degraded.0.as_str(), degraded.1.as_str()),
+        ("True", "PodCreationFailed"),
+        "{degraded:?}"
+    );
+    assert!(degraded.2.contains("violates PodSecurity"), "{degraded:?}");
+    assert!(!degraded.2.contains("not ours"), "{degraded:?}");
+    assert_eq!(condition(&c, "Ready").map(|c| c.1), Some("PodCreationFailed".into()));
+    assert!(e.kube.event_reasons().contains(&"PodCreationFailed".to_string()));
+    // Once the pods exist, the old event no longer matters.
+    let c = e.converge_cluster("demo").await;
+    assert_eq!(condition(&c, "Degraded").map(|c| c.0), Some("False".into()));
+}
+
+#[tokio::test]
+async fn events_with_the_same_reason_keep_their_own_message() {
+    let e = env();
+    e.add_cluster("demo", three_zones(3));
+    e.converge_cluster("demo").await;
+    e.kube.edit_spec(&cluster_key("demo"), json!({"brokers": 6}));
+    e.converge_cluster("demo").await;
+    e.add_topic("orders", json!({"clusterRef": {"name": "demo"}, "partitions": 1}));
+    e.reconcile_topic("orders").await.expect("reconcile");
+    e.add_topic("events", json!({"clusterRef": {"name": "demo"}, "partitions": 1}));
+    e.reconcile_topic("events").await.expect("reconcile");
+    let notes = e.kube.event_notes();
+    let scaled: Vec<&String> = notes.iter().filter(|(r, _)| r == "ScaledOut").map(|(_, n)| n).collect();
+    for rack in ["zone-a", "zone-b", "zone-c"] {
+        assert_eq!(
+            scaled.iter().filter(|n| n.contains(&format!("rack {rack} "))).count(),
+            1,
+            "one ScaledOut event names {rack}: {scaled:?}"
+        );
+    }
+    let created: Vec<&String> = notes
+        .iter()
+        .filter(|(r, n)| r == "Created" && n.starts_with("created topic"))
+        .map(|(_, n)| n)
+        .collect();
+    assert!(created.iter().any(|n| n.contains("topic orders ")), "{created:?}");
+    assert!(created.iter().any(|n| n.contains("topic events ")), "{created:?}");
 }

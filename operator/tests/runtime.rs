@@ -1,6 +1,7 @@
 //! The operator runtime pieces without an API server: leader election through a Lease kept by
-//! the fake Kubernetes API (two candidates, expiry, release) and the `/metrics` + `/health`
-//! endpoint with graceful shutdown.
+//! the fake Kubernetes API (two candidates, expiry, release), losing the Lease (health 503, the
+//! run ends with an error so the process exits), and the `/metrics` + `/health` endpoint with
+//! graceful shutdown.
 
 mod fake;
 
@@ -43,12 +44,17 @@ async fn only_one_candidate_holds_the_lease_until_it_expires_or_is_released() {
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    try_http_get(addr, path).await.expect("http get")
+}
+
+/// None if the endpoint is closed.
+async fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(request.as_bytes()).await.ok()?;
     let mut out = String::new();
-    stream.read_to_string(&mut out).await.expect("read");
-    out
+    stream.read_to_string(&mut out).await.ok()?;
+    Some(out)
 }
 
 #[tokio::test]
@@ -80,6 +86,28 @@ async fn metrics_and_health_are_served_until_shutdown() {
         .await
         .expect("server stops on shutdown")
         .expect("join");
+}
+
+#[tokio::test]
+async fn health_answers_503_with_the_reason_once_failed() {
+    use fjord_operator::run::{Health, serve_http_with_health};
+    let health = Arc::new(Health::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(serve_http_with_health(
+        listener,
+        Arc::new(Metrics::default()),
+        health.clone(),
+        rx,
+    ));
+    assert!(http_get(addr, "/health").await.starts_with("HTTP/1.1 200"));
+    health.fail("lost leadership: another operator holds the lease");
+    let answer = http_get(addr, "/health").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("another operator holds the lease"), "{answer}");
+    tx.send(true).expect("shutdown");
+    server.await.expect("join");
 }
 
 #[tokio::test]
@@ -115,4 +143,67 @@ async fn an_unreadable_object_is_reported_in_status_and_skipped() {
         "{stored}"
     );
     assert!(kube.event_reasons().contains(&"InvalidObject".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_lease_reports_it_on_health_and_ends_the_process() {
+    use fjord_operator::run::{Settings, run};
+    let kube = FakeKube::default();
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let settings = Settings {
+        listen,
+        namespace: None,
+        lease: Some(("fjord-operator".into(), "ops".into())),
+        identity: "a".into(),
+        topic_resync: Duration::from_secs(60),
+        admin_endpoint_override: None,
+        lease_duration: Duration::from_secs(3),
+    };
+    let operator = tokio::spawn(run(kube.client(), settings));
+    let key = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/fjord-operator";
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while kube.get(key).is_none_or(|l| l["spec"]["holderIdentity"] != "a") {
+        assert!(std::time::Instant::now() < deadline, "a takes the lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(http_get(listen, "/health").await.starts_with("HTTP/1.1 200"));
+    // Another replica holds the Lease now (a's renewals did not get through in time).
+    let mut lease = kube.get(key).expect("lease");
+    lease["spec"]["holderIdentity"] = serde_json::json!("b");
+    lease["spec"]["renewTime"] = serde_json::json!(k8s_openapi::jiff::Timestamp::now().to_string());
+    lease["spec"]["leaseDurationSeconds"] = serde_json::json!(60);
+    kube.put(key, lease);
+    // Within a renew interval (1s here) a stops: its /health turns 503 and its HTTP endpoint
+    // closes once the controllers have stopped ...
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let Some(health) = try_http_get(listen, "/health").await else {
+            break;
+        };
+        if health.starts_with("HTTP/1.1 503") {
+            assert!(health.contains("lost leadership"), "{health}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "health still says: {health}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ... and the run ends with an error (the process exits non-zero and is restarted).
+    let result = tokio::time::timeout(Duration::from_secs(20), operator)
+        .await
+        .expect("the operator stops after losing its lease")
+        .expect("join");
+    let error = result.expect_err("lost leadership is an error exit");
+    assert!(
+        error
+            .to_string()
+            .contains("lost leadership: another operator holds the lease"),
+        "{error}"
+    );
+    assert_eq!(
+        kube.get(key).expect("lease")["spec"]["holderIdentity"],
+        "b",
+        "the new holder keeps the lease"
+    );
 }

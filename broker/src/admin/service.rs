@@ -1,5 +1,6 @@
 //! `fjord.admin.v1.Admin` implemented on the broker: topic administration through the
-//! controller, cluster description from the config and metadata image, and broker drain.
+//! controller, cluster description from the config and metadata image, and broker drain (start,
+//! progress, cancel; an id that is not a broker of this cluster is NOT_FOUND).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -284,6 +285,17 @@ impl Admin for AdminService {
 
     async fn get_drain_status(&self, request: Request<pb::GetDrainStatusRequest>) -> AdminResult<pb::DrainStatus> {
         let id = request.into_inner().broker_id;
+        Ok(Response::new(self.drain_status(id)?))
+    }
+
+    async fn cancel_drain(&self, request: Request<pb::CancelDrainRequest>) -> AdminResult<pb::DrainStatus> {
+        let id = request.into_inner().broker_id;
+        self.check_running()?;
+        // An unknown broker is NOT_FOUND here too (it was never draining).
+        self.drain_status(id)?;
+        if self.draining.lock().remove(&id).is_some() {
+            tracing::info!(broker = id, "drain cancelled");
+        }
         Ok(Response::new(self.drain_status(id)?))
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
+    fjord_operator::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [cluster, root, rest @ ..] = args.as_slice() else {
         anyhow::bail!("usage: fjord-e2e-render CLUSTER.yaml ROOT [SECRETS.json]");

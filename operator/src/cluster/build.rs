@@ -7,11 +7,11 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction,
-    HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
-    Probe, SecretKeySelector, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    GRPCAction, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,6 +33,9 @@ pub const NAME_LABEL: &str = "app.kubernetes.io/name";
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// User and group the broker runs as (not root; any image runs as it, the data volume is
+/// group-owned through fsGroup).
+pub const BROKER_UID: i64 = 65532;
 /// Field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "fjord-operator";
 
@@ -40,7 +43,6 @@ pub const FIELD_MANAGER: &str = "fjord-operator";
 pub const DATA_MOUNT: &str = "/var/lib/fjord";
 pub const CONFIG_MOUNT: &str = "/etc/fjord";
 const BROKER_TOML: &str = "broker.toml";
-const OBJECT_STORE_TOML: &str = "object-store.toml";
 
 /// Labels every broker pod of a cluster carries (also the scale subresource's selector). The
 /// Cluster's own labels are deliberately not copied (GitOps tools would claim the children).
@@ -149,35 +151,10 @@ pub fn broker_toml(v: &ValidCluster) -> String {
     )
 }
 
-/// Object store settings for the brokers' tiering (credentials come from the Secret as env).
-fn object_store_toml(v: &ValidCluster) -> Option<String> {
-    let store = v.object_store.as_ref()?;
-    let mut table = toml::Table::new();
-    table.insert("url".into(), store.url.clone().into());
-    if let Some(e) = &store.endpoint {
-        table.insert("endpoint".into(), e.clone().into());
-    }
-    if let Some(r) = &store.region {
-        table.insert("region".into(), r.clone().into());
-    }
-    if let Some(lr) = &store.local_retention {
-        if let Some(b) = lr.bytes {
-            table.insert("local_retention_bytes".into(), b.into());
-        }
-        if let Some(ms) = lr.ms {
-            table.insert("local_retention_ms".into(), ms.into());
-        }
-    }
-    Some(toml::to_string(&table).expect("a toml table always serialises"))
-}
-
-/// The ConfigMap's data.
+/// The ConfigMap's data: only what the broker reads, its `broker.toml` (the object store is in
+/// its `[tiering]` section).
 pub fn config_data(v: &ValidCluster) -> BTreeMap<String, String> {
-    let mut data = BTreeMap::from([(BROKER_TOML.to_string(), broker_toml(v))]);
-    if let Some(store) = object_store_toml(v) {
-        data.insert(OBJECT_STORE_TOML.to_string(), store);
-    }
-    data
+    BTreeMap::from([(BROKER_TOML.to_string(), broker_toml(v))])
 }
 
 /// A stable hash of everything the pods read from config: the ConfigMap data and the object
@@ -469,6 +446,16 @@ pub fn stateful_set(
             ..Probe::default()
         }),
         resources: v.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "data".to_string(),
@@ -537,6 +524,20 @@ pub fn stateful_set(
                     automount_service_account_token: Some(false),
                     affinity: Some(affinity(v, rack)),
                     termination_grace_period_seconds: Some(60),
+                    // The Pod Security `restricted` level: non-root, RuntimeDefault seccomp (and
+                    // the container's own settings above). fsGroup makes the data volume writable.
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(BROKER_UID),
+                        run_as_group: Some(BROKER_UID),
+                        fs_group: Some(BROKER_UID),
+                        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_string(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
                     containers: vec![container],
                     volumes: Some(vec![Volume {
                         name: "config".to_string(),

@@ -1,7 +1,7 @@
 //! The Cluster reconcile: validate → plan → apply (ServiceAccount, ConfigMap, Services, PDB, then
 //! the StatefulSets that mount the config) → drain brokers before any scale-in → status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fjord_api::v1 as pb;
@@ -9,6 +9,7 @@ use fjord_crds::cluster::{DrainStatus, RackStatus};
 use fjord_crds::conditions::{DEGRADED, PROGRESSING, READY};
 use fjord_crds::{Cluster, ClusterStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -17,9 +18,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::build::{self, BROKER_ID_BASE_ANNOTATION, FIELD_MANAGER, RACK_LABEL};
-use super::plan::{RackPlan, rack_plans};
+use super::plan::{BROKER_ID_STRIDE, RackPlan, rack_plans};
 use super::validate::{ValidCluster, validate};
-use crate::admin::broker_endpoint;
+use crate::admin::{AdminError, broker_endpoint};
 use crate::conditions::condition;
 use crate::context::Context;
 use crate::{Error, Result};
@@ -168,12 +169,40 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
 
     // Brokers that a scale-in (or a removed rack) takes away.
     let leaving = leaving_brokers(&plans, &observed);
+    // Drains started earlier for brokers that now stay (the scale-in was reverted) are cancelled,
+    // so those brokers do not go on draining.
+    let staying: BTreeSet<i32> = previous
+        .drain
+        .iter()
+        .flat_map(|d| d.broker_ids.iter().chain(&d.cancelling))
+        .copied()
+        .filter(|id| !leaving.iter().any(|l| l.id == *id))
+        .collect();
+    let (cancelling, cancel_message) = cancel_drains(&ctx, &cluster, &valid, &observed, &staying).await;
     let drain = if leaving.is_empty() {
-        None
+        (!cancelling.is_empty()).then(|| DrainStatus {
+            broker_ids: Vec::new(),
+            state: "Cancelling".to_string(),
+            message: cancel_message,
+            cancelling,
+        })
     } else {
-        Some(drain(&ctx, &cluster, &valid, &leaving, &previous).await)
+        let d = drain(&ctx, &cluster, &valid, &leaving, &previous).await;
+        Some(if d.state == "Done" && !cancelling.is_empty() {
+            // Done with the leaving brokers; only the cancellations are left to make.
+            DrainStatus {
+                broker_ids: Vec::new(),
+                state: "Cancelling".to_string(),
+                message: cancel_message,
+                cancelling,
+            }
+        } else {
+            DrainStatus { cancelling, ..d }
+        })
     };
-    let drained = drain.as_ref().is_none_or(|d| d.state == "Done");
+    let drained = drain
+        .as_ref()
+        .is_none_or(|d| d.state == "Done" || d.state == "Cancelling");
 
     let mut applied = Vec::new();
     for plan in &plans {
@@ -235,8 +264,39 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         }
     }
 
-    let status = status(&valid, &previous, generation, &applied, &orphans_left, drain, hash);
-    let progressing = crate::conditions::find(&status.conditions, PROGRESSING).is_some_and(|c| c.status == "True");
+    let mut pod_failures = Vec::new();
+    for (_, sts) in &applied {
+        let missing = sts.status.as_ref().map_or(0, |st| st.replicas) < sts.spec.replicas.unwrap_or(0);
+        if missing && let Some(message) = failed_create(&ctx, &namespace, &sts.name_any()).await {
+            pod_failures.push(format!("StatefulSet {} cannot create pods: {message}", sts.name_any()));
+        }
+    }
+    let status = status(
+        &valid,
+        &previous,
+        generation,
+        &applied,
+        &orphans_left,
+        drain,
+        hash,
+        &pod_failures,
+    );
+    let failing = crate::conditions::find(&status.conditions, DEGRADED).filter(|c| c.reason == "PodCreationFailed");
+    if let Some(failing) = failing
+        && crate::conditions::find(&previous.conditions, DEGRADED).is_none_or(|c| c.reason != "PodCreationFailed")
+    {
+        ctx.event(
+            cluster.as_ref(),
+            true,
+            "PodCreationFailed",
+            "CreatePods",
+            failing.message.clone(),
+        )
+        .await;
+    }
+    // A drain to cancel is retried soon too.
+    let progressing = crate::conditions::find(&status.conditions, PROGRESSING).is_some_and(|c| c.status == "True")
+        || status.drain.is_some();
     if !previous.conditions.is_empty() || !status.conditions.is_empty() {
         let became_ready = crate::conditions::find(&status.conditions, READY).is_some_and(|c| c.status == "True")
             && !crate::conditions::find(&previous.conditions, READY).is_some_and(|c| c.status == "True");
@@ -359,7 +419,22 @@ async fn drain(
                 )),
                 _ => waiting.push(format!("broker {}: {} partitions left", l.id, s.partitions_remaining)),
             },
-            Err(e) => waiting.push(format!("broker {}: admin api unreachable ({})", l.id, e.message())),
+            // Not a broker of the cluster (it never registered): it holds nothing, so it is drained.
+            Err(AdminError::Status(s)) if s.code() == tonic::Code::NotFound => {
+                tracing::info!(
+                    broker = l.id,
+                    message = s.message(),
+                    "broker is not in the cluster: nothing to drain"
+                );
+            }
+            Err(AdminError::Unreachable(message)) => {
+                if never_ran(ctx, &v.namespace, &pod).await {
+                    tracing::info!(broker = l.id, %pod, "broker pod never ran: nothing to drain");
+                } else {
+                    waiting.push(format!("broker {}: admin api unreachable ({message})", l.id));
+                }
+            }
+            Err(e) => waiting.push(format!("broker {}: admin api error ({})", l.id, e.message())),
         }
     }
     let (state, message) = if !blocked.is_empty() {
@@ -381,9 +456,148 @@ async fn drain(
         broker_ids: ids,
         state: state.to_string(),
         message,
+        cancelling: Vec::new(),
     }
 }
 
+/// True when a broker pod certainly holds no data because it never ran: neither the pod nor its
+/// volume exists, or the pod has not started a container yet (no restart, no running or
+/// terminated state) and its volume was made for this pod (not kept from an earlier one). Any
+/// failure to tell counts as "may hold data".
+async fn never_ran(ctx: &Context, namespace: &str, pod_name: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), namespace);
+    let (Ok(pod), Ok(claim)) = (
+        pods.get_opt(pod_name).await,
+        claims.get_opt(&format!("data-{pod_name}")).await,
+    ) else {
+        return false;
+    };
+    let Some(pod) = pod else {
+        return claim.is_none();
+    };
+    let started = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|statuses| {
+            statuses.iter().any(|c| {
+                c.restart_count > 0
+                    || c.started == Some(true)
+                    || c.state
+                        .as_ref()
+                        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                    || c.last_state.as_ref().is_some_and(|s| s.terminated.is_some())
+            })
+        });
+    if started {
+        return false;
+    }
+    let created = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.creation_timestamp.as_ref().map(|t| t.0.as_second())
+    };
+    match claim {
+        None => true,
+        // The StatefulSet controller makes a pod's claim just before the pod.
+        Some(claim) => match (created(&claim.metadata), created(&pod.metadata)) {
+            (Some(c), Some(p)) => c >= p - 60,
+            _ => false,
+        },
+    }
+}
+
+/// The message of the latest FailedCreate event of a StatefulSet from the last ten minutes (the
+/// StatefulSet controller retries and repeats it while pods cannot be created). None if there is
+/// none or events cannot be listed.
+async fn failed_create(ctx: &Context, namespace: &str, statefulset: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Event;
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = format!("involvedObject.kind=StatefulSet,involvedObject.name={statefulset},reason=FailedCreate");
+    let events = match api.list(&ListParams::default().fields(&selector)).await {
+        Ok(list) => list.items,
+        Err(error) => {
+            tracing::warn!(%error, statefulset, "listing StatefulSet events failed");
+            return None;
+        }
+    };
+    let seen = |e: &Event| {
+        [
+            e.last_timestamp.as_ref().map(|t| t.0),
+            e.event_time.as_ref().map(|t| t.0),
+            e.series
+                .as_ref()
+                .and_then(|s| s.last_observed_time.as_ref())
+                .map(|t| t.0),
+            e.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+    };
+    let recent = k8s_openapi::jiff::Timestamp::now().as_second() - 600;
+    events
+        .iter()
+        .filter_map(|e| seen(e).map(|t| (t, e)))
+        .filter(|(t, _)| t.as_second() >= recent)
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, e)| e.message.clone().unwrap_or_default())
+}
+
+/// Cancels the drains of brokers that stay. Returns the ids still to cancel (admin API not
+/// reachable) and why. A broker whose pod is gone or that the cluster does not know has no
+/// drain left to cancel.
+async fn cancel_drains(
+    ctx: &Context,
+    cluster: &Cluster,
+    v: &ValidCluster,
+    observed: &[Observed],
+    ids: &BTreeSet<i32>,
+) -> (Vec<i32>, String) {
+    let mut pending = Vec::new();
+    let mut problems = Vec::new();
+    let mut cancelled = Vec::new();
+    for &id in ids {
+        let pod = observed.iter().find_map(|o| {
+            let base = o.id_base.unwrap_or(0);
+            let ordinal = id - base;
+            ((0..BROKER_ID_STRIDE).contains(&ordinal) && ordinal < o.replicas).then(|| format!("{}-{ordinal}", o.name))
+        });
+        let Some(pod) = pod else { continue };
+        let endpoint = ctx.admin_endpoint(broker_endpoint(
+            &pod,
+            &v.headless_service_name(),
+            &v.namespace,
+            v.ports.admin,
+        ));
+        match ctx.admin.cancel_drain(&endpoint, id).await {
+            Ok(_) => cancelled.push(id),
+            Err(AdminError::Status(s)) if s.code() == tonic::Code::NotFound => cancelled.push(id),
+            Err(e) => {
+                pending.push(id);
+                problems.push(format!("broker {id}: {}", e.message()));
+            }
+        }
+    }
+    if !cancelled.is_empty() {
+        ctx.event(
+            cluster,
+            false,
+            "DrainCancelled",
+            "Drain",
+            format!("brokers {cancelled:?} stay: their drain was cancelled"),
+        )
+        .await;
+    }
+    let message = if problems.is_empty() {
+        String::new()
+    } else {
+        format!("cancelling the drain of brokers that stay: {}", problems.join("; "))
+    };
+    (pending, message)
+}
+
+// Each argument is one observed input of the status; a struct just for this call adds nothing.
+#[allow(clippy::too_many_arguments)]
 fn status(
     v: &ValidCluster,
     previous: &ClusterStatus,
@@ -392,17 +606,19 @@ fn status(
     orphans: &[Observed],
     drain: Option<DrainStatus>,
     hash: String,
+    pod_failures: &[String],
 ) -> ClusterStatus {
     let mut racks = Vec::new();
-    let (mut brokers, mut ready, mut updated_all) = (0, 0, true);
+    let (mut brokers, mut ready, mut updated, mut updated_all) = (0, 0, 0, true);
     for (plan, sts) in applied {
         let replicas = sts.spec.replicas.unwrap_or(0);
         let st = sts.status.as_ref();
         let rack_ready = st.and_then(|s| s.ready_replicas).unwrap_or(0);
-        let updated = st.and_then(|s| s.updated_replicas).unwrap_or(0);
-        if updated < replicas {
+        let rack_updated = st.and_then(|s| s.updated_replicas).unwrap_or(0);
+        if rack_updated < replicas {
             updated_all = false;
         }
+        updated += rack_updated.min(replicas);
         brokers += replicas;
         ready += rack_ready;
         racks.push(RackStatus {
@@ -419,7 +635,9 @@ fn status(
     }
     let c = &previous.conditions;
     let desired = v.brokers;
-    let draining = drain.as_ref().filter(|d| d.state != "Done");
+    let draining = drain
+        .as_ref()
+        .filter(|d| d.state == "InProgress" || d.state == "Blocked");
     let conditions = match draining {
         Some(d) => vec![
             condition(
@@ -449,29 +667,46 @@ fn status(
             condition(c, PROGRESSING, false, "Stable", "", generation),
             condition(c, DEGRADED, false, "AsExpected", "", generation),
         ],
-        None => vec![
-            condition(
-                c,
-                READY,
-                false,
-                "BrokersNotReady",
-                format!("{ready}/{desired} brokers ready"),
-                generation,
-            ),
-            condition(
-                c,
-                PROGRESSING,
-                true,
-                if updated_all {
-                    "BrokersStarting"
-                } else {
-                    "RollingUpdate"
-                },
-                format!("{ready}/{desired} brokers ready"),
-                generation,
-            ),
-            condition(c, DEGRADED, false, "AsExpected", "", generation),
-        ],
+        None => {
+            // Every broker ready but not all on the current spec is a rolling update, not
+            // "not ready": say which.
+            let rolling = !updated_all && ready > 0;
+            let (reason, message) = if !rolling {
+                ("BrokersNotReady", format!("{ready}/{desired} brokers ready"))
+            } else {
+                (
+                    "RollingUpdate",
+                    format!("rolling update: {updated}/{brokers} brokers updated, {ready}/{desired} ready"),
+                )
+            };
+            vec![
+                condition(c, READY, false, reason, message.clone(), generation),
+                condition(
+                    c,
+                    PROGRESSING,
+                    true,
+                    if rolling { "RollingUpdate" } else { "BrokersStarting" },
+                    message,
+                    generation,
+                ),
+                condition(c, DEGRADED, false, "AsExpected", "", generation),
+            ]
+        }
+    };
+    // Pods a StatefulSet cannot create (a Pod Security level, a quota, a missing ServiceAccount)
+    // are only visible as its FailedCreate events: surface them.
+    let conditions = if pod_failures.is_empty() {
+        conditions
+    } else {
+        let message = pod_failures.join("; ");
+        conditions
+            .into_iter()
+            .map(|cond| match cond.type_.as_str() {
+                READY => condition(c, READY, false, "PodCreationFailed", message.clone(), generation),
+                DEGRADED => condition(c, DEGRADED, true, "PodCreationFailed", message.clone(), generation),
+                _ => cond,
+            })
+            .collect()
     };
     ClusterStatus {
         observed_generation: generation,

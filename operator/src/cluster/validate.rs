@@ -39,6 +39,9 @@ pub const BROKER_CONFIG_SECTIONS: &[&str] = &[
     "tiering",
 ];
 
+/// Longest Cluster name: `<name>-brokers`, the headless Service, is a DNS label (63 characters).
+pub const MAX_CLUSTER_NAME: usize = 63 - "-brokers".len();
+
 /// Longest StatefulSet name: pod names add `-<ordinal>` and the controller-revision-hash label
 /// must stay within 63 characters.
 const MAX_STATEFULSET_NAME: usize = 52;
@@ -117,6 +120,15 @@ pub fn validate(cluster: &Cluster) -> Result<ValidCluster, Vec<String>> {
     let namespace = cluster.metadata.namespace.clone().unwrap_or_default();
     if namespace.is_empty() {
         problems.push("the Cluster has no namespace".to_string());
+    }
+    // The name is the client Service's name and the prefix of the headless one: both must be
+    // DNS-1035 labels, or every Service apply fails.
+    if !is_dns_1035_label(&name) || name.len() > MAX_CLUSTER_NAME {
+        problems.push(format!(
+            "Cluster name {name:?} cannot name its Services: it must be at most {MAX_CLUSTER_NAME} \
+             lowercase letters, digits and '-', start with a letter and end with a letter or digit \
+             (a DNS-1035 label); create the Cluster under another name"
+        ));
     }
     let spec: &ClusterSpec = &cluster.spec;
     if spec.brokers < 0 {
@@ -223,6 +235,11 @@ pub fn validate(cluster: &Cluster) -> Result<ValidCluster, Vec<String>> {
         object_store: spec.object_store.clone(),
         resources: spec.resources.clone(),
     })
+}
+
+/// A DNS-1035 label, what a Service name must be: a DNS label that starts with a letter.
+fn is_dns_1035_label(s: &str) -> bool {
+    is_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 fn is_dns_label(s: &str) -> bool {

@@ -13,6 +13,8 @@ use futures_util::future::BoxFuture;
 struct State {
     topics: BTreeMap<String, pb::Topic>,
     drains: BTreeMap<i32, pb::DrainState>,
+    /// Broker ids the admin API does not know (never registered): NOT_FOUND.
+    unknown: std::collections::BTreeSet<i32>,
     unreachable: bool,
     calls: Vec<String>,
     next_id: u32,
@@ -37,6 +39,16 @@ impl FakeAdmin {
     /// What DrainBroker answers for a broker from now on (default IN_PROGRESS).
     pub(crate) fn set_drain(&self, broker: i32, state: pb::DrainState) {
         self.state.lock().expect("lock").drains.insert(broker, state);
+    }
+
+    /// From now on the admin API answers NOT_FOUND for this broker (it never registered).
+    pub(crate) fn set_unknown(&self, broker: i32) {
+        self.state.lock().expect("lock").unknown.insert(broker);
+    }
+
+    /// The drain state the fake holds for a broker (None: never asked).
+    pub(crate) fn drain_state(&self, broker: i32) -> Option<pb::DrainState> {
+        self.state.lock().expect("lock").drains.get(&broker).copied()
     }
 
     pub(crate) fn set_unreachable(&self, unreachable: bool) {
@@ -142,12 +154,18 @@ impl AdminApi for FakeAdmin {
 
     fn drain_broker<'a>(&'a self, endpoint: &'a str, broker_id: i32) -> BoxFuture<'a, AdminResult<pb::DrainStatus>> {
         Box::pin(async move {
-            let state = self.call(format!("drain {endpoint} {broker_id}"))?;
-            let drain = state
-                .drains
-                .get(&broker_id)
-                .copied()
-                .unwrap_or(pb::DrainState::InProgress);
+            let mut state = self.call(format!("drain {endpoint} {broker_id}"))?;
+            if state.unknown.contains(&broker_id) {
+                return Err(status(
+                    tonic::Code::NotFound,
+                    format!("broker {broker_id} is not in this cluster"),
+                ));
+            }
+            let drain = match state.drains.get(&broker_id).copied() {
+                None | Some(pb::DrainState::NotDraining) => pb::DrainState::InProgress,
+                Some(d) => d,
+            };
+            state.drains.insert(broker_id, drain);
             Ok(pb::DrainStatus {
                 broker_id,
                 state: drain as i32,
@@ -157,6 +175,25 @@ impl AdminApi for FakeAdmin {
                 } else {
                     String::new()
                 },
+            })
+        })
+    }
+
+    fn cancel_drain<'a>(&'a self, endpoint: &'a str, broker_id: i32) -> BoxFuture<'a, AdminResult<pb::DrainStatus>> {
+        Box::pin(async move {
+            let mut state = self.call(format!("cancel {endpoint} {broker_id}"))?;
+            if state.unknown.contains(&broker_id) {
+                return Err(status(
+                    tonic::Code::NotFound,
+                    format!("broker {broker_id} is not in this cluster"),
+                ));
+            }
+            state.drains.insert(broker_id, pb::DrainState::NotDraining);
+            Ok(pb::DrainStatus {
+                broker_id,
+                state: pb::DrainState::NotDraining as i32,
+                partitions_remaining: 3,
+                message: String::new(),
             })
         })
     }

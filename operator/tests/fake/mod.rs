@@ -18,6 +18,7 @@ use kube::client::Body;
 use serde_json::{Value, json};
 
 pub(crate) mod admin;
+pub(crate) mod tls;
 
 #[derive(Default)]
 struct State {
@@ -48,6 +49,14 @@ fn ok(code: StatusCode, value: &Value) -> Response<Body> {
         .status(code)
         .header("content-type", "application/json")
         .body(Body::from(serde_json::to_vec(value).expect("json")))
+        .expect("response")
+}
+
+fn ok_empty() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(Vec::new()))
         .expect("response")
 }
 
@@ -93,6 +102,24 @@ fn labels_match(obj: &Value, selector: &str) -> bool {
     })
 }
 
+fn is_dns_1035_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A field selector of `a.b=v` terms (e.g. `involvedObject.name=x,reason=FailedCreate`).
+fn fields_match(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let (path, v) = term.split_once('=').unwrap_or((term, ""));
+        let found = path.split('.').fold(obj, |o, k| &o[k]);
+        found.as_str() == Some(v)
+    })
+}
+
 impl FakeKube {
     pub(crate) fn client(&self) -> kube::Client {
         let fake = self.clone();
@@ -108,7 +135,7 @@ impl FakeKube {
         state.resource_version.to_string()
     }
 
-    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+    pub(crate) async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let query: BTreeMap<String, String> = req
@@ -125,6 +152,21 @@ impl FakeKube {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        if method == Method::GET && matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+            // A watch that sees no change: it stays open (bounded, so a test never waits on it)
+            // and ends empty, like a server-side watch timeout; the watcher then watches again.
+            self.state
+                .lock()
+                .expect("lock")
+                .requests
+                .push(format!("WATCH {}", req.uri().path()));
+            let seconds = query
+                .get("timeoutSeconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60u64);
+            tokio::time::sleep(std::time::Duration::from_secs(seconds.min(60))).await;
+            return ok_empty();
+        }
         let body = req.into_body().collect_bytes().await.unwrap_or_default();
         let body: Value = if body.is_empty() {
             Value::Null
@@ -137,10 +179,34 @@ impl FakeKube {
             Some(k) => (k.to_string(), Some("status")),
             None => (path.clone(), None),
         };
-        if path.contains("/events") {
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let resource = match segments.first() {
+            Some(&"api") => segments.get(4),
+            _ => segments.get(5),
+        };
+        // The events the recorder writes (not, say, a Topic named "events").
+        if resource == Some(&"events") {
             if method == Method::POST || method == Method::PATCH {
                 state.events.push(body.clone());
                 return ok(StatusCode::CREATED, &body);
+            }
+        }
+        // The API server's name validation for the kinds where it is stricter than for the
+        // Cluster itself: a Service name is a DNS-1035 label.
+        if matches!(method, Method::POST | Method::PATCH) && path.contains("/services") {
+            let name = if method == Method::POST {
+                body["metadata"]["name"].as_str().unwrap_or_default().to_string()
+            } else {
+                key.rsplit('/').next().unwrap_or_default().to_string()
+            };
+            if !is_dns_1035_label(&name) {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    &format!(
+                        "Service \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character"
+                    ),
+                );
             }
         }
         match method {
@@ -155,13 +221,31 @@ impl FakeKube {
                     (segments.first(), segments.len()),
                     (Some(&"api"), 5) | (Some(&"apis"), 6)
                 );
-                if collection {
+                // All namespaces: `/api/v1/<resource>` or `/apis/<group>/<version>/<resource>`.
+                let all_namespaces = matches!(
+                    (segments.first(), segments.len()),
+                    (Some(&"api"), 3) | (Some(&"apis"), 4)
+                );
+                if collection || all_namespaces {
                     let selector = query.get("labelSelector").cloned().unwrap_or_default();
+                    let fields = query.get("fieldSelector").cloned().unwrap_or_default();
+                    let in_collection = |k: &str| {
+                        if collection {
+                            return k.starts_with(&prefix) && !k[prefix.len()..].contains('/');
+                        }
+                        // <base>/namespaces/<ns>/<resource>/<name>
+                        let (base, resource) = key.rsplit_once('/').expect("a path");
+                        let Some(rest) = k.strip_prefix(&format!("{base}/namespaces/")) else {
+                            return false;
+                        };
+                        let parts: Vec<&str> = rest.split('/').collect();
+                        parts.len() == 3 && parts[1] == resource
+                    };
                     let items: Vec<Value> = state
                         .objects
                         .iter()
-                        .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
-                        .filter(|(_, v)| labels_match(v, &selector))
+                        .filter(|(k, _)| in_collection(k))
+                        .filter(|(_, v)| labels_match(v, &selector) && fields_match(v, &fields))
                         .map(|(_, v)| v.clone())
                         .collect();
                     let rv = state.resource_version.to_string();
@@ -351,6 +435,22 @@ impl FakeKube {
             .events
             .iter()
             .filter_map(|e| e["reason"].as_str().map(String::from))
+            .collect()
+    }
+
+    /// (reason, note) of every event posted or patched (a series repeat) so far, in order.
+    pub(crate) fn event_notes(&self) -> Vec<(String, String)> {
+        self.state
+            .lock()
+            .expect("lock")
+            .events
+            .iter()
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_string(),
+                    e["note"].as_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect()
     }
 
