@@ -219,7 +219,7 @@ fn chart_cluster_topic_lifecycle() {
 
     // The admin API answers through a port-forward (health of the broker's gRPC service).
     let mut pf = Command::new("kubectl")
-        .args(["-n", NS, "port-forward", "svc/e2e", "19645:9645"])
+        .args(["-n", NS, "port-forward", "svc/e2e-brokers", "19645:9645"])
         .spawn()
         .expect("port-forward");
     wait_for("the port-forward", Duration::from_secs(30), || {

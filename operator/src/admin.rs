@@ -73,9 +73,11 @@ pub trait AdminApi: Send + Sync {
     fn cancel_drain<'a>(&'a self, endpoint: &'a str, broker_id: i32) -> BoxFuture<'a, AdminResult<pb::DrainStatus>>;
 }
 
-/// Admin endpoint of a cluster as a whole: its client Service.
+/// Admin endpoint of a cluster as a whole: its headless Service (the client Service does not
+/// expose the admin API).
 pub fn cluster_endpoint(cluster: &str, namespace: &str, admin_port: i32) -> String {
-    format!("http://{cluster}.{namespace}.svc:{admin_port}")
+    let service = crate::cluster::validate::headless_service_name(cluster);
+    format!("http://{service}.{namespace}.svc:{admin_port}")
 }
 
 /// Admin endpoint of one broker pod, through the headless Service.

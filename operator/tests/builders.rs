@@ -208,7 +208,17 @@ fn services_pdb_service_account_and_owner_refs() {
         .and_then(|s| s.ports.as_ref())
         .map(|p| p.iter().map(|p| p.port).collect())
         .unwrap_or_default();
-    assert_eq!(ports, vec![9092, 9645, 9644]);
+    assert_eq!(
+        ports,
+        vec![9092, 9644],
+        "the admin API is not exposed through the client Service"
+    );
+    let headless_ports: Vec<i32> = hs
+        .ports
+        .as_ref()
+        .map(|p| p.iter().map(|p| p.port).collect())
+        .unwrap_or_default();
+    assert_eq!(headless_ports, vec![9092, 9645, 9644]);
     let pdb = build::pod_disruption_budget(&v, &o);
     let spec = pdb.spec.as_ref().expect("pdb spec");
     assert_eq!(

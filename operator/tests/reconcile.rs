@@ -391,7 +391,7 @@ async fn paused_cluster_applies_nothing() {
 // -- topics ---------------------------------------------------------------------------------
 
 fn endpoint() -> String {
-    format!("http://demo.{NS}.svc:9645")
+    format!("http://demo-brokers.{NS}.svc:9645")
 }
 
 async fn topic_env() -> Env {

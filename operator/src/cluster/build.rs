@@ -191,21 +191,21 @@ pub fn service_account(v: &ValidCluster, owner: &OwnerReference) -> ServiceAccou
     }
 }
 
-fn ports(v: &ValidCluster) -> Vec<ServicePort> {
-    [
-        ("kafka", v.ports.kafka),
-        ("admin", v.ports.admin),
-        ("http", v.ports.http),
-    ]
-    .into_iter()
-    .map(|(name, port)| ServicePort {
-        name: Some(name.to_string()),
-        port,
-        target_port: Some(IntOrString::String(name.to_string())),
-        protocol: Some("TCP".to_string()),
-        ..ServicePort::default()
-    })
-    .collect()
+/// Service ports: Kafka and HTTP (metrics, health) always; the admin gRPC API only on the
+/// headless Service, never on the client Service that applications are pointed at.
+fn ports(v: &ValidCluster, with_admin: bool) -> Vec<ServicePort> {
+    let admin = with_admin.then_some(("admin", v.ports.admin));
+    [Some(("kafka", v.ports.kafka)), admin, Some(("http", v.ports.http))]
+        .into_iter()
+        .flatten()
+        .map(|(name, port)| ServicePort {
+            name: Some(name.to_string()),
+            port,
+            target_port: Some(IntOrString::String(name.to_string())),
+            protocol: Some("TCP".to_string()),
+            ..ServicePort::default()
+        })
+        .collect()
 }
 
 /// Headless Service: a stable DNS name per broker pod (`<pod>.<service>.<ns>.svc`), published
@@ -217,21 +217,22 @@ pub fn headless_service(v: &ValidCluster, owner: &OwnerReference) -> Service {
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&v.name)),
-            ports: Some(ports(v)),
+            ports: Some(ports(v, true)),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
 }
 
-/// Client Service: the bootstrap address for Kafka clients and the admin API for the operator.
+/// Client Service: the bootstrap address for Kafka clients (and HTTP metrics/health). The admin
+/// API is not on it: the operator reaches brokers through the headless Service.
 pub fn client_service(v: &ValidCluster, owner: &OwnerReference) -> Service {
     Service {
         metadata: meta(v.client_service_name(), v, owner),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
             selector: Some(selector_labels(&v.name)),
-            ports: Some(ports(v)),
+            ports: Some(ports(v, false)),
             ..ServiceSpec::default()
         }),
         ..Service::default()

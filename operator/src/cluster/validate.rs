@@ -79,6 +79,11 @@ pub struct ValidCluster {
     pub resources: Option<ResourceRequirements>,
 }
 
+/// The headless Service of cluster `name`: per-pod DNS names and the admin API.
+pub fn headless_service_name(cluster: &str) -> String {
+    format!("{cluster}-brokers")
+}
+
 impl ValidCluster {
     /// StatefulSet name of a rack.
     pub fn statefulset_name(&self, rack: &str) -> String {
@@ -87,10 +92,10 @@ impl ValidCluster {
 
     /// Headless Service giving each broker pod a stable DNS name.
     pub fn headless_service_name(&self) -> String {
-        format!("{}-brokers", self.name)
+        headless_service_name(&self.name)
     }
 
-    /// Client Service (bootstrap and admin API).
+    /// Client Service (Kafka bootstrap and HTTP; not the admin API).
     pub fn client_service_name(&self) -> String {
         self.name.clone()
     }
