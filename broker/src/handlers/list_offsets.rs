@@ -66,9 +66,13 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16
     if (timestamp >= 0 || timestamp == MAX_TIMESTAMP)
         && let (Some(tiering), Some(remote)) = (broker.tiering.as_ref(), partition.remote())
     {
-        let (local_start, local_max) = {
+        let (local_start, local_max, limit) = {
             let log = partition.log.lock();
-            (log.log_start_offset().0, log.max_timestamp().map(|(_, ts)| ts))
+            (
+                log.log_start_offset().0,
+                log.max_timestamp().map(|(_, ts)| ts),
+                log.config().max_decompressed_read_bytes(),
+            )
         };
         // The first record with the largest timestamp: remote data wins a tie (it is earlier).
         let target = match timestamp {
@@ -78,9 +82,12 @@ fn lookup(broker: &Broker, topic: &str, index: i32, timestamp: i64, version: i16
         };
         // Blocking thread (see `handle`): wait for the remote lookup here.
         let remote_hit = match target {
-            Some(ts) => {
-                tokio::runtime::Handle::current().block_on(tiering.offset_for_timestamp(&remote, ts, local_start))
-            }
+            Some(ts) => tokio::runtime::Handle::current().block_on(tiering.offset_for_timestamp(
+                &remote,
+                ts,
+                local_start,
+                limit,
+            )),
             None => Ok(None),
         };
         match remote_hit {
