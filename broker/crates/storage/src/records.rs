@@ -653,3 +653,7 @@ pub fn first_record_at_or_after(
     })?;
     Ok(found)
 }
+
+#[cfg(test)]
+#[path = "records_tests.rs"]
+mod tests;
