@@ -319,6 +319,16 @@ impl<'a> Stream<'a> {
         Ok(true)
     }
 
+    /// Reads the rest of the section (within the cap), for its codec errors.
+    fn drain(&mut self) -> Result<(), BatchError> {
+        loop {
+            self.pos = self.data().len();
+            if !self.fill()? {
+                return Ok(());
+            }
+        }
+    }
+
     fn byte(&mut self) -> Result<u8, BatchError> {
         if !self.fill()? {
             return Err(invalid("records section ends inside a record"));
@@ -479,13 +489,29 @@ pub fn scan_records(
         .get(BATCH_HEADER_LEN..header.total_len().min(batch.len()))
         .unwrap_or(&[]);
     let mut s = Stream::new(header.compression(), body, limit)?;
+    match scan_stream(header, &mut s, &mut visit) {
+        // Records that do not parse out of a compressed stream are most often a corrupt stream
+        // that decoded into garbage before its checksum was reached: read on to tell.
+        Err(BatchError::InvalidRecords(reason)) => match s.drain() {
+            Err(corrupt @ BatchError::CorruptRecords(_)) => Err(corrupt),
+            _ => Err(BatchError::InvalidRecords(reason)),
+        },
+        other => other,
+    }
+}
+
+fn scan_stream(
+    header: &BatchHeader,
+    s: &mut Stream<'_>,
+    visit: &mut impl FnMut(&RecordMeta) -> Result<ControlFlow<()>, BatchError>,
+) -> Result<u32, BatchError> {
     let count = u32::try_from(header.record_count).map_err(|_| invalid("negative record count"))?;
     for i in 0..count {
         if !s.fill()? {
             return Err(invalid(format!("batch declares {count} records but holds {i}")));
         }
         let len = varint(5, || s.byte())?;
-        let (meta, _, _) = parse_body(&mut s, len)?;
+        let (meta, _, _) = parse_body(s, len)?;
         if visit(&meta)?.is_break() {
             return Ok(i + 1);
         }
