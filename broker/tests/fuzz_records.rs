@@ -7,7 +7,8 @@
 //!
 //! CI runs a fixed number of cases (a few seconds). A longer run:
 //! `FJORD_FUZZ_CASES=1000000 cargo test --release -p fjord-broker --test fuzz_records -- --nocapture`
-//! (`FJORD_FUZZ_SEED` picks another deterministic sequence).
+//! (`FJORD_FUZZ_SEED` picks another deterministic sequence, `FJORD_FUZZ_DUMP=<file>` keeps the
+//! last mutated frame for reproducing an abort).
 
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -20,6 +21,11 @@ use fjord_storage::records::{
     AppendOrigin, RecordChecks, RecordIter, decompress_bounded, first_record_at_or_after, scan_records,
     validate_records,
 };
+
+/// The broker's allocator, so allocation behaviour (a huge up-front reservation for a lying
+/// array length is only reserved, not touched) is the broker's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const DEFAULT_CASES: u64 = 10_000;
 /// Decompression cap for the fuzzed batches: small, so bombs are cheap to refuse.
@@ -185,6 +191,9 @@ fn fuzz_decode_validate() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5eed_f10d);
+    // FJORD_FUZZ_DUMP=<file>: each mutated frame is written there before it is decoded, so
+    // after an abort (an allocation failure cannot be caught) the file holds the culprit.
+    let dump = std::env::var("FJORD_FUZZ_DUMP").ok();
     let frames = frames();
     // The captured frames are real produce input: every codec decodes and validates.
     let batches: Vec<(String, Vec<u8>)> = frames
@@ -204,6 +213,9 @@ fn fuzz_decode_validate() {
             let (_, frame) = &frames[rng.below(frames.len())];
             let mut f = frame.clone();
             mutate(&mut rng, &mut f);
+            if let Some(path) = &dump {
+                std::fs::write(path, &f).expect("dump the frame");
+            }
             if let Some(records) = produce_records(&f) {
                 decoded += 1;
                 for r in records {
