@@ -3,7 +3,8 @@ the real broker process: decompression bombs (hand-made gzip frames and a real c
 zstd producer) are refused with MESSAGE_TOO_LARGE while the broker's peak RSS (VmHWM in
 /proc/<pid>/status) stays bounded; produce validation as Kafka's LogValidator (a gzip stream that
 is corrupt under a valid CRC is CORRUPT_MESSAGE; a record count, last offset delta or offset
-deltas that disagree with the records, and control batches from clients, are INVALID_RECORD);
+deltas that disagree with the records, and control batches from clients, are INVALID_RECORD;
+timestamps outside message.timestamp.before/after.max.ms are INVALID_TIMESTAMP);
 and ListOffsets by timestamp over a malformed stored batch (a corrupt stream or a bomb, planted in
 the segment file while the broker is stopped) answers CORRUPT_MESSAGE with bounded memory."""
 
@@ -172,6 +173,19 @@ def test_control_batch_from_a_client_is_invalid_record(broker):
     for attributes in (0x20, 0x20 | 0x10):
         assert produce_raw(broker, topic, batch(marker, 1, 0, ts, attributes)) == INVALID_RECORD
     assert watermarks(broker.bootstrap, topic) == (0, 0)
+
+
+def test_timestamps_outside_message_timestamp_bounds_are_invalid_timestamp(broker):
+    topic = unique("ts-bounds")
+    create_topic(broker.bootstrap, topic, config={"message.timestamp.after.max.ms": "60000",
+                                                  "message.timestamp.before.max.ms": "86400000"})
+    now = int(time.time() * 1000)
+    p = producer(broker.bootstrap, compression_type="lz4", retries=0)
+    d = produce_all(p, topic, [{"value": b"future", "timestamp": now + 3_600_000},
+                               {"value": b"ancient", "timestamp": now - 2 * 86_400_000}])
+    assert sorted(e.code() for e, _ in d.errors) == [KafkaError.INVALID_TIMESTAMP] * 2, d.errors
+    d = produce_all(p, topic, [{"value": b"now", "timestamp": now}])
+    assert not d.errors and watermarks(broker.bootstrap, topic) == (0, 1)
 
 
 # -- defect 4: decompression bombs --------------------------------------------------------------
