@@ -4,6 +4,8 @@ here, RUNS times; prints the median wall time (records/s) and the broker's CPU s
 (utime+stime from /proc/<pid>/stat), which is where validation shows.
 
     .venv/bin/python bench/produce_validation.py target/release/fjord-broker [N] [RUNS]
+
+Every record's delivery report is checked (all delivered, no error).
 """
 
 import os
@@ -55,15 +57,21 @@ def main() -> None:
                 topic = f"bench-{codec}-{run}"
                 p.produce(topic, b"warm-up")
                 p.flush(30)
+                outcome = {"ok": 0, "err": 0}
+
+                def report(err, _msg):
+                    outcome["err" if err else "ok"] += 1
+
                 cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
                 for v in values:
                     while True:
                         try:
-                            p.produce(topic, v)
+                            p.produce(topic, v, on_delivery=report)
                             break
                         except BufferError:
                             p.poll(0.01)
-                assert p.flush(120) == 0
+                assert p.flush(300) == 0
+                assert outcome == {"ok": n, "err": 0}, outcome
                 walls.append(time.monotonic() - t0)
                 cpus.append(cpu_seconds(proc.pid) - cpu0)
             wall = statistics.median(walls)
