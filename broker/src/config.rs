@@ -237,6 +237,11 @@ pub struct StorageConfig {
     /// metadata write finds the disk full, so DeleteTopics can always commit and free space.
     /// 0 = no reserve.
     pub metadata_reserve_bytes: ByteSize,
+    /// The records of one batch may decompress to at most the topic's `max.message.bytes`
+    /// times this; a batch that decompresses to more is refused (MESSAGE_TOO_LARGE) as a
+    /// decompression bomb. Stored batches are read with the same cap (never below it at
+    /// Kafka's default `max.message.bytes`).
+    pub max_compression_ratio: u32,
 }
 
 /// The log cleaner (compaction of `cleanup.policy=compact` topics), Kafka's `log.cleaner.*`.
@@ -412,6 +417,7 @@ impl Default for StorageConfig {
             checkpoint_interval: Duration::from_secs(60),
             max_open_files: 0,
             metadata_reserve_bytes: ByteSize::mib(8),
+            max_compression_ratio: fjord_storage::DEFAULT_MAX_COMPRESSION_RATIO as u32,
         }
     }
 }
@@ -577,6 +583,9 @@ impl BrokerConfig {
             if d.is_zero() {
                 problems.push(format!("{name} must be greater than zero"));
             }
+        }
+        if self.storage.max_compression_ratio < 1 {
+            problems.push("storage.max_compression_ratio must be at least 1".to_string());
         }
         if self.cleaner.dedupe_buffer_size.as_u64() < 1024 * 1024 {
             problems.push("cleaner.dedupe_buffer_size must be at least 1 MiB".to_string());

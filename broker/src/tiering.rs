@@ -705,12 +705,14 @@ impl Tiering {
         self.reader.read(remote.tp, seg, offset, max_bytes, min_one_batch).await
     }
 
-    /// ListOffsets by timestamp over remote data below `below` (the local log start).
+    /// ListOffsets by timestamp over remote data below `below` (the local log start);
+    /// `limit` caps the bytes one batch may decompress to.
     pub async fn offset_for_timestamp(
         &self,
         remote: &RemoteLog,
         ts: i64,
         below: i64,
+        limit: usize,
     ) -> Result<Option<(Offset, i64)>, String> {
         let Some(manifest) = remote.manifest() else {
             return Ok(None);
@@ -723,7 +725,7 @@ impl Tiering {
             match self.reader.find_timestamp(remote.tp, seg, ts, from).await {
                 Ok(Some(hit)) => {
                     let last = hit.header.last_offset();
-                    match first_record_at_or_after(hit.batch, ts, from) {
+                    match first_record_at_or_after(hit.batch, ts, from, limit) {
                         Ok(Some(found)) if found.0.0 < below => return Ok(Some(found)),
                         Ok(Some(_)) => return Ok(None),
                         Ok(None) => from = last + 1,

@@ -176,7 +176,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Kind::Long { min: 0 },
         "3600000",
         5,
-        "how far in the future a timestamp may be",
+        "(honoured) how far in the future a CreateTime timestamp may be",
     ),
     def(
         "message.timestamp.before.max.ms",
@@ -184,7 +184,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         Kind::Long { min: 0 },
         "9223372036854775807",
         5,
-        "how far in the past a timestamp may be",
+        "(honoured) how far in the past a CreateTime timestamp may be",
     ),
     def(
         "message.timestamp.type",
@@ -478,6 +478,10 @@ pub fn log_config(defaults: &TopicDefaults, overrides: &BTreeMap<String, String>
         } else {
             TimestampType::CreateTime
         },
+        timestamp_before_max_ms: positive(long("message.timestamp.before.max.ms")).unwrap_or(i64::MAX),
+        timestamp_after_max_ms: positive(long("message.timestamp.after.max.ms")).unwrap_or(i64::MAX),
+        // A broker setting (storage.max_compression_ratio), filled in by the replica manager.
+        max_compression_ratio: base.max_compression_ratio,
         index_interval_bytes: positive(long("index.interval.bytes")).map_or(base.index_interval_bytes, |v| v as usize),
         segment_index_bytes: positive(long("segment.index.bytes")).map_or(base.segment_index_bytes, |v| v as usize),
         file_delete_delay_ms: positive(long("file.delete.delay.ms")).map_or(base.file_delete_delay_ms, |v| v as u64),

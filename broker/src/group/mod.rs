@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use fjord_protocol::kafka_protocol::error::ResponseError;
 use fjord_protocol::kafka_protocol::protocol::Decodable;
 use fjord_protocol::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use fjord_storage::Offset;
 use parking_lot::Mutex;
@@ -458,6 +458,8 @@ fn read_partition(
     mut visit: impl FnMut(RecordKey, Option<Bytes>),
 ) -> Result<(), String> {
     let (start, hw, _) = partition.offsets();
+    // Stored batches decompress within the same cap as everywhere else.
+    let limit = partition.log.lock().config().max_decompressed_read_bytes();
     let mut offset = start;
     while offset < hw {
         let plan = partition
@@ -476,15 +478,18 @@ fn read_partition(
             if batch.header.is_control() {
                 continue;
             }
-            let mut buf = Bytes::copy_from_slice(batch.bytes);
-            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| e.to_string())?;
-            for record in set.records {
-                if record.offset < offset.0 {
+            let h = batch.header;
+            let body = &batch.bytes[fjord_storage::batch::BATCH_HEADER_LEN..];
+            let data = fjord_storage::records::decompress_bounded(h.compression(), body, limit)
+                .map_err(|e| format!("batch at offset {}: {e}", h.base_offset))?;
+            for record in fjord_storage::records::RecordIter::new(&data) {
+                let record = record.map_err(|e| format!("batch at offset {}: {e}", h.base_offset))?;
+                if h.base_offset + i64::from(record.meta.offset_delta) < offset.0 {
                     continue;
                 }
                 let Some(key) = record.key else { continue };
-                match RecordKey::decode(&key) {
-                    Ok(Some(key)) => visit(key, record.value),
+                match RecordKey::decode(key) {
+                    Ok(Some(key)) => visit(key, record.value.map(Bytes::copy_from_slice)),
                     Ok(None) => {}
                     Err(error) => tracing::warn!(%error, "skipping unreadable __consumer_offsets key"),
                 }
@@ -595,7 +600,10 @@ impl Broker {
             tracing::error!(%error, "cannot encode __consumer_offsets batch");
             ResponseError::UnknownServerError
         })?;
-        match self.replicas.append_as_leader(&partition, &batch, now) {
+        match self
+            .replicas
+            .append_as_leader(&partition, fjord_storage::AppendOrigin::Coordinator, &batch, now)
+        {
             Ok(_) => Ok(()),
             Err(error) => {
                 tracing::error!(%group, %error, "appending to __consumer_offsets failed");
@@ -910,7 +918,7 @@ mod tests {
             ),
         ];
         let mut bytes = encode_batch(&records, 1).expect("encodes");
-        let set = RecordBatchDecoder::decode(&mut bytes).expect("decodes");
+        let set = fjord_protocol::kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decodes");
         assert_eq!(set.records.len(), 2);
         assert_eq!(set.records[1].value, None);
         assert_eq!(

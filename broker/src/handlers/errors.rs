@@ -16,6 +16,8 @@ pub(super) fn storage_error_code(error: &StorageError) -> ResponseError {
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         StorageError::InvalidSequence { .. } => ResponseError::InvalidRecord,
         StorageError::TransactionalBatch { .. } => ResponseError::InvalidTxnState,
+        // A stored batch that cannot be read (Kafka's CorruptRecordException).
+        StorageError::CorruptBatch { .. } => ResponseError::CorruptMessage,
         _ => ResponseError::KafkaStorageError,
     }
 }
@@ -23,8 +25,13 @@ pub(super) fn storage_error_code(error: &StorageError) -> ResponseError {
 /// Kafka error code for an invalid record batch.
 pub(super) fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
-        BatchError::TooLarge { .. } => ResponseError::MessageTooLarge,
-        BatchError::InvalidRecordCount { .. } | BatchError::KeylessRecord => ResponseError::InvalidRecord,
+        BatchError::TooLarge { .. } | BatchError::DecompressedTooLarge { .. } => ResponseError::MessageTooLarge,
+        BatchError::InvalidRecordCount { .. }
+        | BatchError::KeylessRecord
+        | BatchError::InvalidRecords(_)
+        | BatchError::ControlBatch
+        | BatchError::Empty => ResponseError::InvalidRecord,
+        BatchError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
         _ => ResponseError::CorruptMessage,
     }
 }

@@ -76,9 +76,13 @@ fn lookup(
     if (timestamp >= 0 || timestamp == MAX_TIMESTAMP)
         && let (Some(tiering), Some(remote)) = (broker.tiering.as_ref(), partition.remote())
     {
-        let (local_start, local_max) = {
+        let (local_start, local_max, limit) = {
             let log = partition.log.lock();
-            (log.log_start_offset().0, log.max_timestamp().map(|(_, ts)| ts))
+            (
+                log.log_start_offset().0,
+                log.max_timestamp().map(|(_, ts)| ts),
+                log.config().max_decompressed_read_bytes(),
+            )
         };
         // The first record with the largest timestamp: remote data wins a tie (it is earlier).
         let target = match timestamp {
@@ -89,13 +93,13 @@ fn lookup(
         // Blocking thread (see `handle`): wait for the remote lookup here.
         let remote_hit = match target {
             Some(ts) => {
-                let lookup = tiering.offset_for_timestamp(&remote, ts, local_start);
+                let lookup = tiering.offset_for_timestamp(&remote, ts, local_start, limit);
                 let runtime = tokio::runtime::Handle::current();
                 match remote_timeout {
-                    Some(limit) => match runtime.block_on(tokio::time::timeout(limit, lookup)) {
+                    Some(timeout) => match runtime.block_on(tokio::time::timeout(timeout, lookup)) {
                         Ok(hit) => hit,
                         Err(_) => {
-                            tracing::debug!(topic, partition = index, ?limit, "remote timestamp lookup timed out");
+                            tracing::debug!(topic, partition = index, ?timeout, "remote timestamp lookup timed out");
                             return response.with_error_code(ResponseError::RequestTimedOut.code());
                         }
                     },

@@ -125,7 +125,9 @@ fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
     let Some((partition, records)) = slot.append.take() else {
         return slot;
     };
-    let result = broker.replicas.append_as_leader(&partition, &records, now_ms);
+    let result = broker
+        .replicas
+        .append_as_leader(&partition, fjord_storage::AppendOrigin::Client, &records, now_ms);
     match result {
         Ok((info, log_start)) => {
             broker.metrics.records_appended.inc_by(info.record_count);

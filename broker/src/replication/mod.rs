@@ -70,20 +70,22 @@ fn stray_dir_name(dir: &Path, owner: uuid::Uuid) -> PathBuf {
 }
 
 impl ReplicaManager {
-    /// Appends record batches to a partition this broker leads: validates and writes them,
+    /// Appends record batches from `origin` (a producer, or the broker's group coordinator) to a
+    /// partition this broker leads: validates and writes them,
     /// moves the high watermark to the log end (single node: the ISR is this broker), wakes
     /// fetch waiters and queues the partition for the group-commit flush. Returns the append
     /// and the log start offset.
     pub fn append_as_leader(
         &self,
         partition: &Arc<Partition>,
+        origin: fjord_storage::AppendOrigin,
         records: &[u8],
         now_ms: i64,
     ) -> fjord_storage::Result<(fjord_storage::AppendInfo, fjord_storage::Offset)> {
         let result = {
             let mut log = partition.log.lock();
             let epoch = partition.leader_epoch();
-            log.append(records, epoch, now_ms).map(|info| {
+            log.append_from(origin, records, epoch, now_ms).map(|info| {
                 let leo = log.log_end_offset();
                 log.set_high_watermark(leo);
                 (info, log.log_start_offset())
@@ -184,6 +186,7 @@ impl ReplicaManager {
         for topic in image.topics() {
             let mut log_config = topic_config::log_config(&defaults, &topic.configs);
             log_config.producer_id_expiration_ms = self.config.producers.id_expiration_ms;
+            log_config.max_compression_ratio = self.config.storage.max_compression_ratio as usize;
             let (flush_messages, flush_ms) = topic_config::flush_policy(&defaults, &topic.configs);
             for p in &topic.partitions {
                 if let Some(existing) = self.get(&topic.name, p.partition.0) {

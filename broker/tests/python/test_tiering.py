@@ -238,7 +238,7 @@ def test_list_offsets_max_timestamp_and_latest_tiered(broker, s3):
     topic = tiered_topic(broker, "tier-lo")
     assert list_offsets_v9(broker, topic, -5) == (0, -1, -1)
     recs = records(0, 200, size=300)
-    recs[17]["timestamp"] = 1_800_000_000_000  # the largest, far below the local log start
+    recs[17]["timestamp"] = 1_750_000_000_000  # largest, in the past, far below the local log start
     produce_in_order(broker, topic, recs)
     # segment.ms rolls the active segment too (old timestamps), so in the end everything is remote.
     wait_tiered(broker, topic, "every record remote and older segments gone locally",
@@ -249,7 +249,7 @@ def test_list_offsets_max_timestamp_and_latest_tiered(broker, s3):
     a = admin(broker.bootstrap)
     got = a.list_offsets({TopicPartition(topic, 0): OffsetSpec.max_timestamp()}, request_timeout=15)
     info = got[TopicPartition(topic, 0)].result(timeout=20)
-    assert (info.offset, info.timestamp) == (17, 1_800_000_000_000)
+    assert (info.offset, info.timestamp) == (17, 1_750_000_000_000)
     # On a topic that does not tier, -5 is -1 and -3 comes from the local log.
     plain = unique("tier-lo-plain")
     # retention.ms=-1: the 2023 record timestamps would otherwise be deleted by time retention.

@@ -396,3 +396,21 @@ def roundtrip(addr: str, request: bytes, timeout: float = 10.0) -> tuple[int, by
     with connect(addr, timeout) as s:
         s.sendall(request)
         return read_response(s)
+
+
+def list_offsets_v1_request(correlation_id: int, topic: str, partition: int, timestamp: int) -> bytes:
+    body = i32(-1) + array([string(topic) + array([i32(partition) + i64(timestamp)])])
+    return frame(request_header_v1(2, 1, correlation_id) + body)
+
+
+def parse_list_offsets_v1(body: bytes) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """{(topic, partition): (error_code, timestamp, offset)}"""
+    r = Reader(body)
+    out = {}
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            out[(topic, p)] = (r.i16(), r.i64(), r.i64())
+    assert r.remaining() == 0, f"{r.remaining()} trailing bytes in ListOffsets v1 response"
+    return out

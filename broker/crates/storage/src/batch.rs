@@ -8,7 +8,7 @@
 //!
 //! baseOffset, batchLength and partitionLeaderEpoch are outside the CRC, so the leader stamps
 //! offsets and its epoch in place without recomputing it. Nothing here copies or decompresses
-//! the payload.
+//! the payload; the record-level checks are in [`crate::records`].
 
 use std::ops::Range;
 
@@ -42,10 +42,11 @@ const CONTROL_BIT: i16 = 1 << 5;
 /// Highest compression codec id Kafka defines (zstd).
 const MAX_COMPRESSION: u8 = 4;
 
-/// Why a record batch was rejected. The broker maps these to Kafka error codes:
-/// `Truncated`, `InvalidMagic`, `CorruptCrc`, `InvalidLength`, `InvalidCompression`,
-/// `InvalidRecords` -> CORRUPT_MESSAGE; `TooLarge` -> MESSAGE_TOO_LARGE; `InvalidRecordCount`,
-/// `Empty`, `KeylessRecord` -> INVALID_RECORD.
+/// Why a record batch was rejected. The broker maps these to Kafka error codes
+/// (`broker/src/handlers/errors.rs`): `Truncated`, `InvalidMagic`, `CorruptCrc`,
+/// `InvalidLength`, `InvalidCompression`, `CorruptRecords` -> CORRUPT_MESSAGE; `TooLarge`,
+/// `DecompressedTooLarge` -> MESSAGE_TOO_LARGE; `InvalidRecordCount`, `Empty`, `KeylessRecord`,
+/// `InvalidRecords`, `ControlBatch` -> INVALID_RECORD; `InvalidTimestamp` -> INVALID_TIMESTAMP.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BatchError {
@@ -91,9 +92,30 @@ pub enum BatchError {
     /// A record without a key was sent to a compacted topic (Kafka: INVALID_RECORD).
     #[error("compacted topic cannot accept a record without a key")]
     KeylessRecord,
-    /// The records inside a batch cannot be decompressed or parsed.
+    /// The records do not parse as Kafka records or do not match the batch header (record
+    /// count, offset deltas, bytes after the last record). Kafka: INVALID_RECORD.
     #[error("invalid records in batch: {0}")]
     InvalidRecords(String),
+    /// The compressed records section is not a valid stream of its codec (Kafka:
+    /// CORRUPT_MESSAGE).
+    #[error("corrupt compressed records: {0}")]
+    CorruptRecords(String),
+    /// The records decompress to more than the cap (`max.message.bytes` times
+    /// `storage.max_compression_ratio`): a decompression bomb (Kafka: MESSAGE_TOO_LARGE).
+    #[error("records decompress to more than {limit} bytes")]
+    DecompressedTooLarge {
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// A client sent a control batch (transaction marker); only the broker writes them
+    /// (Kafka: INVALID_RECORD).
+    #[error("clients are not allowed to write control records")]
+    ControlBatch,
+    /// A record timestamp is outside `message.timestamp.before.max.ms` /
+    /// `message.timestamp.after.max.ms`, or a producer set LogAppendTime (Kafka:
+    /// INVALID_TIMESTAMP).
+    #[error("invalid timestamp: {0}")]
+    InvalidTimestamp(String),
 }
 
 /// The fixed 61-byte header of a v2 record batch.
@@ -280,8 +302,8 @@ pub struct ValidatedBatches {
 /// overhead, as Kafka's max.message.bytes), CRC-32C, known compression codec, and
 /// recordCount >= 1 and == lastOffsetDelta + 1.
 ///
-/// Never copies or decompresses the payload. Control batches are not rejected here: only the
-/// broker knows whether the append comes from a client.
+/// Never copies or decompresses the payload: [`crate::records::validate_records`] checks the
+/// records of each batch (control batches, record count, keys, timestamps).
 pub fn validate_produce_batches(buf: &[u8], max_batch_bytes: usize) -> Result<ValidatedBatches, BatchError> {
     if buf.is_empty() {
         return Err(BatchError::Empty);

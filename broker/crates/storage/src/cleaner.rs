@@ -1,7 +1,9 @@
 //! Log compaction (Kafka's log cleaner) for logs with `cleanup.policy=compact`: rewrites closed
 //! segments keeping the latest record per key. A child module of `log` (declared there), so it
-//! works on `Log`'s fields directly; `log.rs` only calls the three hooks: swap recovery on open,
-//! the keyless-record check on append, and `CleanupPolicy` in retention.
+//! works on `Log`'s fields directly; `log.rs` only calls two hooks: swap recovery on open and
+//! `CleanupPolicy` in retention (keyless records are refused on append by
+//! `records::validate_records`). Records are decompressed through `records` (capped at
+//! `LogConfig::max_decompressed_read_bytes`): a batch over the cap fails the pass as corrupt.
 //!
 //! One pass over a log (`clean_log`):
 //! 1. Under the log lock, plan: the cleanable range is every closed segment below the active
@@ -39,17 +41,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
 
 use super::Log;
-use crate::batch::{
-    ATTRIBUTES_POS, BATCH_HEADER_LEN, BatchError, BatchHeader, CRC_POS, LOG_OVERHEAD, ValidatedBatches,
-};
+use crate::batch::{ATTRIBUTES_POS, BATCH_HEADER_LEN, BatchHeader, CRC_POS, LOG_OVERHEAD};
 use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::files::{FileCache, FileHandle};
+use crate::records::{RecordIter, decompress_bounded};
 use crate::segment::{self, INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
 use crate::types::Offset;
 
@@ -292,6 +293,8 @@ struct Plan {
     limits: segment::IndexLimits,
     max_segment_bytes: u64,
     compaction: CompactionConfig,
+    /// Cap on the bytes one batch's records may decompress to.
+    decompress_limit: usize,
     sources: Vec<Source>,
     /// Sources from this index on are dirty.
     dirty_from: usize,
@@ -380,6 +383,7 @@ impl Log {
             limits: self.config.limits(),
             max_segment_bytes: self.config.max_segment_bytes(),
             compaction,
+            decompress_limit: self.config.max_decompressed_read_bytes(),
             sources,
             dirty_from,
             dirty_ratio,
@@ -507,7 +511,8 @@ pub fn clean_log(
                 last_batch.insert(h.producer_id, h.base_offset);
             }
             if dirty && !h.is_control() {
-                let records = decoded_records(&h, reader.batch()).map_err(|e| src.corrupt(&h, e))?;
+                let records =
+                    decoded_records(&h, reader.batch(), plan.decompress_limit).map_err(|e| src.corrupt(&h, e))?;
                 for r in parse_records(&records).map_err(|e| src.corrupt(&h, e))? {
                     if let Some(key) = r.key {
                         map.insert(&records[key.0..key.1], h.base_offset + r.offset_delta);
@@ -629,21 +634,27 @@ fn write_cleaned(
         while let Some(h) = reader.next_batch(throttler, false)? {
             let bytes = reader.batch();
             let keep_empty = h.producer_id >= 0 && last_batch.get(&h.producer_id) == Some(&h.base_offset);
-            let filtered = filter_batch(&h, bytes, keep_empty, |offset, key, tombstone| {
-                let Some(key) = key else {
-                    return Retain::Drop { tombstone: false };
-                };
-                if map.get(key).is_some_and(|latest| latest > offset) {
-                    return Retain::Drop { tombstone };
-                }
-                if tombstone && tombstones_expired {
-                    return Retain::Drop { tombstone: true };
-                }
-                if tombstone {
-                    retained_tombstones = true;
-                }
-                Retain::Keep
-            })
+            let filtered = filter_batch(
+                &h,
+                bytes,
+                plan.decompress_limit,
+                keep_empty,
+                |offset, key, tombstone| {
+                    let Some(key) = key else {
+                        return Retain::Drop { tombstone: false };
+                    };
+                    if map.get(key).is_some_and(|latest| latest > offset) {
+                        return Retain::Drop { tombstone };
+                    }
+                    if tombstone && tombstones_expired {
+                        return Retain::Drop { tombstone: true };
+                    }
+                    if tombstone {
+                        retained_tombstones = true;
+                    }
+                    Retain::Keep
+                },
+            )
             .map_err(|e| src.corrupt(&h, e))?;
             stats.records_removed += filtered.removed;
             stats.tombstones_removed += filtered.tombstones_removed;
@@ -808,100 +819,37 @@ struct RecordView {
     tombstone: bool,
 }
 
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut raw: u64 = 0;
-    let mut shift = 0u32;
-    loop {
-        let b = *buf.get(*pos)?;
-        *pos += 1;
-        raw |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    Some(((raw >> 1) as i64) ^ -((raw & 1) as i64))
-}
-
-/// Parses the records of a v2 records section (length, attributes, timestamp delta, offset
-/// delta, key, value, headers), without copying.
+/// Parses the records of a v2 records section with the shared record parser, as positions
+/// into `data` (no copy).
 fn parse_records(data: &[u8]) -> std::result::Result<Vec<RecordView>, String> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    let bad = |what: &str, at: usize| format!("malformed record ({what}) at byte {at} of the records section");
-    while pos < data.len() {
-        let start = pos;
-        let len = read_varint(data, &mut pos).ok_or_else(|| bad("length", start))?;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| pos.checked_add(l))
-            .filter(|e| *e <= data.len())
-            .ok_or_else(|| bad("length", start))?;
-        let body = &data[..end];
-        let mut p = pos + 1; // attributes
-        read_varint(body, &mut p).ok_or_else(|| bad("timestamp delta", start))?;
-        let offset_delta = read_varint(body, &mut p).ok_or_else(|| bad("offset delta", start))?;
-        let key_len = read_varint(body, &mut p).ok_or_else(|| bad("key length", start))?;
-        let key = if key_len < 0 {
-            None
-        } else {
-            let k_end = p.checked_add(key_len as usize).filter(|e| *e <= end);
-            let k_end = k_end.ok_or_else(|| bad("key", start))?;
-            let k = (p, k_end);
-            p = k_end;
-            Some(k)
-        };
-        let value_len = read_varint(body, &mut p).ok_or_else(|| bad("value length", start))?;
-        out.push(RecordView {
-            start,
-            end,
-            offset_delta,
-            key,
-            tombstone: value_len < 0,
-        });
-        pos = end;
-    }
-    Ok(out)
+    let at = |s: &[u8]| s.as_ptr() as usize - data.as_ptr() as usize;
+    RecordIter::new(data)
+        .map(|r| {
+            let r = r.map_err(|e| e.to_string())?;
+            Ok(RecordView {
+                start: r.position,
+                end: r.position + r.raw.len(),
+                offset_delta: i64::from(r.meta.offset_delta),
+                key: r.key.map(|k| (at(k), at(k) + k.len())),
+                tombstone: r.value.is_none(),
+            })
+        })
+        .collect()
 }
 
-/// The records section of a batch, decompressed if needed.
-fn decoded_records<'b>(h: &BatchHeader, batch: &'b [u8]) -> std::result::Result<Records<'b>, String> {
+/// The records section of a batch, decompressed (at most `limit` bytes) if needed.
+fn decoded_records<'b>(
+    h: &BatchHeader,
+    batch: &'b [u8],
+    limit: usize,
+) -> std::result::Result<std::borrow::Cow<'b, [u8]>, String> {
     let body = &batch[BATCH_HEADER_LEN..];
-    decompress(h.compression(), body)
-}
-
-/// A records section: borrowed from the batch, or decompressed (no further copy).
-enum Records<'a> {
-    Borrowed(&'a [u8]),
-    Decompressed(Bytes),
-}
-
-impl std::ops::Deref for Records<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match self {
-            Records::Borrowed(b) => b,
-            Records::Decompressed(b) => b,
-        }
+    if h.compression() == 0 {
+        return Ok(std::borrow::Cow::Borrowed(body));
     }
-}
-
-fn decompress(codec: u8, body: &[u8]) -> std::result::Result<Records<'_>, String> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let mut src = body;
-    let out = match codec {
-        0 => return Ok(Records::Borrowed(body)),
-        1 => Gzip::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
-        2 => Snappy::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
-        3 => Lz4::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
-        4 => Zstd::decompress(&mut src, |b: &mut Bytes| Ok(std::mem::take(b))),
-        other => return Err(format!("unknown compression codec {other}")),
-    };
-    out.map(Records::Decompressed)
-        .map_err(|e| format!("cannot decompress records: {e:#}"))
+    decompress_bounded(h.compression(), body, limit)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| e.to_string())
 }
 
 fn compress(codec: u8, raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
@@ -970,6 +918,7 @@ struct Filtered {
 fn filter_batch(
     h: &BatchHeader,
     bytes: &[u8],
+    decompress_limit: usize,
     keep_empty: bool,
     mut retain: impl FnMut(i64, Option<&[u8]>, bool) -> Retain,
 ) -> std::result::Result<Filtered, String> {
@@ -992,7 +941,7 @@ fn filter_batch(
             }
         });
     }
-    let records = decoded_records(h, bytes)?;
+    let records = decoded_records(h, bytes, decompress_limit)?;
     let views = parse_records(&records)?;
     let mut kept: Vec<RecordView> = Vec::with_capacity(views.len());
     let (mut removed, mut tombstones_removed) = (0u64, 0u64);
@@ -1029,23 +978,6 @@ fn filter_batch(
         removed,
         tombstones_removed,
     })
-}
-
-/// Produce-path check for compacted topics: every record of every non-control batch must have a
-/// key (Kafka refuses keyless records with INVALID_RECORD). Decompresses compressed batches.
-pub(crate) fn check_keys(records: &[u8], validated: &ValidatedBatches) -> std::result::Result<(), BatchError> {
-    for b in &validated.batches {
-        if b.header.is_control() {
-            continue;
-        }
-        let bytes = &records[b.range.clone()];
-        let data = decoded_records(&b.header, bytes).map_err(BatchError::InvalidRecords)?;
-        let views = parse_records(&data).map_err(BatchError::InvalidRecords)?;
-        if views.iter().any(|r| r.key.is_none()) {
-            return Err(BatchError::KeylessRecord);
-        }
-    }
-    Ok(())
 }
 
 /// Completes or rolls back swaps interrupted by a crash, before `Log::open` lists the segments.

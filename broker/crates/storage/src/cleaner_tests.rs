@@ -544,7 +544,7 @@ fn keyless_records_are_refused_on_compacted_logs_only() {
     for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
         let b = keyed_batch(&[kv("a", "1"), (None, Some("no key".into()))], compression, 1, None);
         let err = log.append(&b, LeaderEpoch(0), 1).expect_err("keyless refused");
-        assert!(matches!(err, Error::Batch(BatchError::KeylessRecord)), "{err:?}");
+        assert!(matches!(err, Error::Batch(crate::BatchError::KeylessRecord)), "{err:?}");
     }
     assert_eq!(log.log_end_offset().0, 0, "nothing appended");
     log.append(
@@ -752,7 +752,7 @@ fn record_parser_reads_keys_tombstones_and_offset_deltas() {
         None,
     );
     let h = BatchHeader::parse(&b).expect("header");
-    let data = decoded_records(&h, &b).expect("records");
+    let data = decoded_records(&h, &b, 1 << 20).expect("records");
     let views = parse_records(&data).expect("parse");
     assert_eq!(views.len(), 3);
     assert_eq!(views.iter().map(|v| v.offset_delta).collect::<Vec<_>>(), vec![0, 1, 2]);

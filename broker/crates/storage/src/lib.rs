@@ -6,7 +6,9 @@
 //! nothing about Kafka requests, sockets, tokio or object stores.
 //!
 //! Main entry points:
-//! - [`batch::validate_produce_batches`] checks a Produce payload without copying it;
+//! - [`batch::validate_produce_batches`] checks a Produce payload's batch headers without
+//!   copying it, [`records::validate_records`] its records (Kafka's LogValidator);
+//! - [`records`] is every decompression: streaming, capped, with Kafka's record parser;
 //! - [`Log`] is one partition's log: [`Log::open`], [`Log::append`], [`Log::read`], retention,
 //!   group-commit flushing, the leader epoch cache and idempotent-producer state
 //!   (`producer_state`: duplicate, sequence and epoch checks, snapshots);
@@ -22,6 +24,7 @@ mod files;
 mod index;
 mod log;
 mod producer_state;
+pub mod records;
 mod segment;
 mod types;
 
@@ -31,8 +34,9 @@ pub use error::{Error, Result};
 pub use files::{DEFAULT_MAX_OPEN_FILES, FileCache};
 pub use log::cleaner::{CleanStats, CleanerConfig, CleanupPolicy, CompactionConfig, Throttler, clean_log};
 pub use log::{
-    AppendInfo, ClosedSegment, FlushTicket, Log, LogConfig, OpenStats, ReadPlan, RetentionOutcome, TimestampType,
-    first_record_at_or_after,
+    AppendInfo, ClosedSegment, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_MAX_MESSAGE_BYTES, FlushTicket, Log, LogConfig,
+    OpenStats, ReadPlan, RetentionOutcome, TimestampType, first_record_at_or_after,
 };
 pub use producer_state::{BatchMetadata, NUM_BATCHES_TO_RETAIN, ProducerId, ProducerStateEntry, last_sequence};
+pub use records::AppendOrigin;
 pub use types::{LeaderEpoch, Offset};

@@ -25,6 +25,7 @@ use crate::epoch::LeaderEpochCache;
 use crate::error::{Error, Result};
 use crate::files::{FileCache, FileHandle};
 use crate::producer_state::{BatchOutcome, ProducerId, ProducerStateEntry, ProducerStateManager};
+use crate::records::{self, AppendOrigin, RecordChecks};
 use crate::segment::{self, INDEX_SUFFIX, IndexLimits, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
 use crate::types::{LeaderEpoch, Offset};
 
@@ -66,6 +67,16 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime record timestamp may
+    /// be.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future a CreateTime record timestamp may
+    /// be. `Default` leaves both unbounded; the broker passes the topic's effective values
+    /// (Kafka's default here is one hour).
+    pub timestamp_after_max_ms: i64,
+    /// The broker's `storage.max_compression_ratio`: one batch's records may decompress to at
+    /// most `max_message_bytes` times this ([`LogConfig::max_decompressed_bytes`]).
+    pub max_compression_ratio: usize,
     /// Bytes between sparse offset index entries (`index.interval.bytes`).
     pub index_interval_bytes: usize,
     /// Maximum index file size per segment; the segment rolls when full (`segment.index.bytes`).
@@ -84,6 +95,10 @@ pub struct LogConfig {
 }
 
 const SEVEN_DAYS_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// Kafka's default `max.message.bytes`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
+/// Default of the broker's `storage.max_compression_ratio`.
+pub const DEFAULT_MAX_COMPRESSION_RATIO: usize = 64;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -92,8 +107,11 @@ impl Default for LogConfig {
             segment_ms: Some(SEVEN_DAYS_MS),
             retention_ms: Some(SEVEN_DAYS_MS as i64),
             retention_bytes: None,
-            max_message_bytes: 1_048_588,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+            max_compression_ratio: DEFAULT_MAX_COMPRESSION_RATIO,
             index_interval_bytes: 4096,
             segment_index_bytes: 10 * 1024 * 1024,
             file_delete_delay_ms: 60_000,
@@ -105,6 +123,22 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// Most bytes the records of one produced batch may decompress to: `max.message.bytes`
+    /// times `max_compression_ratio`. More is refused as a decompression bomb.
+    pub fn max_decompressed_bytes(&self) -> usize {
+        self.max_message_bytes.saturating_mul(self.max_compression_ratio.max(1))
+    }
+
+    /// The cap for decompressing stored batches (timestamp lookups, the cleaner, the group
+    /// coordinator's load): as for produce, but never below the cap at Kafka's default
+    /// `max.message.bytes`, so lowering a topic's `max.message.bytes` leaves older batches
+    /// readable.
+    pub fn max_decompressed_read_bytes(&self) -> usize {
+        self.max_message_bytes
+            .max(DEFAULT_MAX_MESSAGE_BYTES)
+            .saturating_mul(self.max_compression_ratio.max(1))
+    }
+
     fn limits(&self) -> IndexLimits {
         IndexLimits {
             interval_bytes: self.index_interval_bytes as u64,
@@ -691,11 +725,33 @@ impl Log {
     /// a single vectored write, rolling first if needed. Updates the indexes and the epoch
     /// cache. Does not fsync and does not move the high watermark.
     ///
-    /// Invalid input returns `Error::Batch` and leaves the log untouched.
+    /// Invalid input returns `Error::Batch` and leaves the log untouched. The batches come
+    /// from a client (every check of Kafka's LogValidator); see [`Log::append_from`].
     pub fn append(&mut self, records: &[u8], leader_epoch: LeaderEpoch, now_ms: i64) -> Result<AppendInfo> {
+        self.append_from(AppendOrigin::Client, records, leader_epoch, now_ms)
+    }
+
+    /// [`Log::append`] for batches from `origin`: the broker's own batches skip the checks that
+    /// only concern clients (control batches, timestamp bounds).
+    pub fn append_from(
+        &mut self,
+        origin: AppendOrigin,
+        records: &[u8],
+        leader_epoch: LeaderEpoch,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
         let validated = batch::validate_produce_batches(records, self.config.max_message_bytes)?;
-        if self.config.cleanup_policy.compact {
-            cleaner::check_keys(records, &validated)?;
+        let checks = RecordChecks {
+            origin,
+            max_decompressed_bytes: self.config.max_decompressed_bytes(),
+            require_keys: self.config.cleanup_policy.compact,
+            create_time: self.config.timestamp_type == TimestampType::CreateTime,
+            timestamp_before_max_ms: self.config.timestamp_before_max_ms,
+            timestamp_after_max_ms: self.config.timestamp_after_max_ms,
+            now_ms,
+        };
+        for b in &validated.batches {
+            records::validate_records(&b.header, &records[b.range.clone()], &checks)?;
         }
         if records.len() > i32::MAX as usize {
             return Err(BatchError::TooLarge {
@@ -715,7 +771,7 @@ impl Log {
             log_append_time,
         )?;
         if check.outcomes.iter().any(|o| matches!(o, BatchOutcome::Duplicate(_))) {
-            return self.append_skipping_duplicates(records, &validated, &check.outcomes, leader_epoch, now_ms);
+            return self.append_skipping_duplicates(origin, records, &validated, &check.outcomes, leader_epoch, now_ms);
         }
         let last_offset = base_offset + validated.record_count as i64 - 1;
         let max_timestamp = log_append_time.unwrap_or(validated.max_timestamp);
@@ -801,6 +857,7 @@ impl Log {
     /// batch with the offsets it got the first time.
     fn append_skipping_duplicates(
         &mut self,
+        origin: AppendOrigin,
         records: &[u8],
         validated: &batch::ValidatedBatches,
         outcomes: &[BatchOutcome],
@@ -835,7 +892,7 @@ impl Log {
             }
         } else {
             // The kept batches check exactly as before: none of them duplicates another.
-            self.append(&kept, leader_epoch, now_ms)?
+            self.append_from(origin, &kept, leader_epoch, now_ms)?
         };
         if let Some(first) = dup(outcomes.first()) {
             info.base_offset = Offset(first.first_offset);
@@ -987,14 +1044,19 @@ impl Log {
                     return Ok(Some((Offset(offset), h.max_timestamp)));
                 }
                 let bytes = seg.read_exact(pos, h.total_len())?;
-                let mut buf = Bytes::from(bytes);
-                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
-                    .map_err(|e| seg.corrupt(pos, h.base_offset, e.to_string()))?;
-                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts && r.offset >= log_start) {
-                    if r.offset >= hw {
+                let found = records::first_record_at_or_after(
+                    &h,
+                    &bytes,
+                    ts,
+                    log_start,
+                    self.config.max_decompressed_read_bytes(),
+                )
+                .map_err(|e| seg.corrupt(pos, h.base_offset, e.to_string()))?;
+                if let Some((offset, timestamp)) = found {
+                    if offset >= hw {
                         return Ok(None);
                     }
-                    return Ok(Some((Offset(r.offset), r.timestamp)));
+                    return Ok(Some((Offset(offset), timestamp)));
                 }
                 from = h.last_offset() + 1;
             }

@@ -114,26 +114,20 @@ impl Log {
     }
 }
 
-/// The first record with timestamp >= `ts` and offset >= `from` in one record batch (decoded,
-/// decompressing if needed), as (offset, timestamp). LogAppendTime batches answer with their
-/// first record at or after `from`.
-pub fn first_record_at_or_after(batch: Bytes, ts: i64, from: i64) -> Result<Option<(Offset, i64)>> {
+/// The first record with timestamp >= `ts` and offset >= `from` in one record batch (scanned,
+/// decompressing at most `limit` bytes), as (offset, timestamp). LogAppendTime batches answer
+/// with their first record at or after `from`.
+pub fn first_record_at_or_after(batch: Bytes, ts: i64, from: i64, limit: usize) -> Result<Option<(Offset, i64)>> {
     let header = crate::batch::BatchHeader::parse(&batch)?;
-    if header.is_log_append_time() {
-        return Ok((header.max_timestamp >= ts).then(|| (Offset(header.base_offset.max(from)), header.max_timestamp)));
-    }
-    let mut buf = batch;
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| Error::CorruptBatch {
-        path: "remote".into(),
-        offset: Offset(header.base_offset),
-        position: 0,
-        reason: e.to_string(),
+    let found = crate::records::first_record_at_or_after(&header, &batch, ts, from, limit).map_err(|e| {
+        Error::CorruptBatch {
+            path: "remote".into(),
+            offset: Offset(header.base_offset),
+            position: 0,
+            reason: e.to_string(),
+        }
     })?;
-    Ok(set
-        .records
-        .iter()
-        .find(|r| r.timestamp >= ts && r.offset >= from)
-        .map(|r| (Offset(r.offset), r.timestamp)))
+    Ok(found.map(|(offset, timestamp)| (Offset(offset), timestamp)))
 }
 
 #[cfg(test)]
@@ -228,8 +222,8 @@ mod tests {
     #[test]
     fn record_lookup_inside_one_batch() {
         let b = Bytes::from(batch(5, 10, 1000));
-        let first = first_record_at_or_after(b.clone(), 0, 0).expect("decode");
+        let first = first_record_at_or_after(b.clone(), 0, 0, 1 << 20).expect("decode");
         assert_eq!(first.map(|(o, _)| o), Some(Offset(0)));
-        assert_eq!(first_record_at_or_after(b, i64::MAX, 0).expect("decode"), None);
+        assert_eq!(first_record_at_or_after(b, i64::MAX, 0, 1 << 20).expect("decode"), None);
     }
 }
