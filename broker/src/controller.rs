@@ -136,6 +136,75 @@ fn partition_records(
     })
 }
 
+/// Applies one config change to `next`. `list` gives a list config's current items (its override
+/// or effective value); `None` marks a key that is not a list config.
+fn apply_config_change(
+    next: &mut BTreeMap<String, String>,
+    key: &str,
+    change: &ConfigChange,
+    list: Option<Vec<String>>,
+) -> Result<(), ApiError> {
+    match (change, list) {
+        (ConfigChange::Set(v), _) => {
+            next.insert(key.to_string(), v.clone());
+        }
+        (ConfigChange::Delete, _) => {
+            next.remove(key);
+        }
+        (ConfigChange::Append(_) | ConfigChange::Subtract(_), None) => {
+            return Err(ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("{key} is not a list config"),
+            ));
+        }
+        (ConfigChange::Append(v), Some(mut items)) => {
+            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if !items.iter().any(|x| x == item) {
+                    items.push(item.to_string());
+                }
+            }
+            next.insert(key.to_string(), items.join(","));
+        }
+        (ConfigChange::Subtract(v), Some(items)) => {
+            let remove: Vec<&str> = v.split(',').map(str::trim).collect();
+            let kept: Vec<String> = items.into_iter().filter(|x| !remove.contains(&x.as_str())).collect();
+            next.insert(key.to_string(), kept.join(","));
+        }
+    }
+    Ok(())
+}
+
+/// Splits a list config value into its items.
+fn list_items(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The config records that turn `current` into `next` for `resource` (set changed keys, remove
+/// vanished ones).
+fn config_records(
+    resource: &ConfigResource,
+    current: &BTreeMap<String, String>,
+    next: &BTreeMap<String, String>,
+) -> Vec<MetadataRecord> {
+    let set = next
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| (k, Some(v.clone())));
+    let removed = current.keys().filter(|k| !next.contains_key(*k)).map(|k| (k, None));
+    set.chain(removed)
+        .map(|(k, value)| MetadataRecord::Config {
+            resource: resource.clone(),
+            name: k.clone(),
+            value,
+        })
+        .collect()
+}
+
 /// What a metadata-commit closure returns to refuse a request without writing records.
 type Refusal<T> = Result<(Vec<MetadataRecord>, Result<T, ApiError>), fjord_metadata::Error>;
 
@@ -432,101 +501,49 @@ impl Broker {
         replace_all: bool,
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let (image, result) = self
-            .metadata
-            .commit_with(|image| {
-                let Some(t) = image.topic(name) else {
-                    return refused(unknown_topic(name));
-                };
-                let defaults = topic_config::with_dynamic(&self.config.topics, image, BrokerId(self.node_id()));
-                let mut next = if replace_all {
-                    BTreeMap::new()
-                } else {
-                    t.configs.clone()
-                };
-                for (key, change) in &changes {
-                    let Some(def) = topic_config::find(key) else {
-                        return refused(ApiError::new(
-                            ResponseError::InvalidConfig,
-                            format!("unknown topic config {key}"),
-                        ));
+        let (image, result) =
+            self.metadata
+                .commit_with(|image| {
+                    let Some(t) = image.topic(name) else {
+                        return refused(unknown_topic(name));
                     };
-                    let current_list = |next: &BTreeMap<String, String>| -> Vec<String> {
-                        next.get(key)
-                            .cloned()
-                            .unwrap_or_else(|| topic_config::effective(&defaults, &t.configs, key).unwrap_or_default())
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(String::from)
-                            .collect()
+                    let defaults = topic_config::with_dynamic(&self.config.topics, image, BrokerId(self.node_id()));
+                    let mut next = if replace_all {
+                        BTreeMap::new()
+                    } else {
+                        t.configs.clone()
                     };
-                    let is_list = matches!(def.kind, topic_config::Kind::ListOf(_));
-                    match change {
-                        ConfigChange::Set(v) => {
-                            next.insert(key.clone(), v.clone());
-                        }
-                        ConfigChange::Delete => {
-                            next.remove(key);
-                        }
-                        ConfigChange::Append(v) | ConfigChange::Subtract(v) if !is_list => {
-                            let _ = v;
+                    for (key, change) in &changes {
+                        let Some(def) = topic_config::find(key) else {
                             return refused(ApiError::new(
                                 ResponseError::InvalidConfig,
-                                format!("{key} is not a list config"),
+                                format!("unknown topic config {key}"),
                             ));
-                        }
-                        ConfigChange::Append(v) => {
-                            let mut list = current_list(&next);
-                            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                                if !list.iter().any(|x| x == item) {
-                                    list.push(item.to_string());
-                                }
-                            }
-                            next.insert(key.clone(), list.join(","));
-                        }
-                        ConfigChange::Subtract(v) => {
-                            let remove: Vec<&str> = v.split(',').map(str::trim).collect();
-                            let list: Vec<String> = current_list(&next)
-                                .into_iter()
-                                .filter(|x| !remove.contains(&x.as_str()))
-                                .collect();
-                            next.insert(key.clone(), list.join(","));
-                        }
-                    }
-                }
-                if let Err(e) = self.validate_topic_configs(&next) {
-                    return refused(e);
-                }
-                if is_internal_topic(name)
-                    && let Err(e) = self.validate_internal_topic_configs(name, &next)
-                {
-                    return refused(e);
-                }
-                if validate_only {
-                    return Ok((Vec::new(), Ok(())));
-                }
-                let resource = ConfigResource::Topic(name.to_string());
-                let mut records = Vec::new();
-                for (k, v) in &next {
-                    if t.configs.get(k) != Some(v) {
-                        records.push(MetadataRecord::Config {
-                            resource: resource.clone(),
-                            name: k.clone(),
-                            value: Some(v.clone()),
+                        };
+                        let list = matches!(def.kind, topic_config::Kind::ListOf(_)).then(|| {
+                            list_items(&next.get(key).cloned().unwrap_or_else(|| {
+                                topic_config::effective(&defaults, &t.configs, key).unwrap_or_default()
+                            }))
                         });
+                        if let Err(e) = apply_config_change(&mut next, key, change, list) {
+                            return refused(e);
+                        }
                     }
-                }
-                for k in t.configs.keys().filter(|k| !next.contains_key(*k)) {
-                    records.push(MetadataRecord::Config {
-                        resource: resource.clone(),
-                        name: k.clone(),
-                        value: None,
-                    });
-                }
-                Ok((records, Ok(())))
-            })
-            .map_err(metadata_failure)?;
+                    if let Err(e) = self.validate_topic_configs(&next) {
+                        return refused(e);
+                    }
+                    if is_internal_topic(name)
+                        && let Err(e) = self.validate_internal_topic_configs(name, &next)
+                    {
+                        return refused(e);
+                    }
+                    if validate_only {
+                        return Ok((Vec::new(), Ok(())));
+                    }
+                    let records = config_records(&ConfigResource::Topic(name.to_string()), &t.configs, &next);
+                    Ok((records, Ok(())))
+                })
+                .map_err(metadata_failure)?;
         result?;
         if !validate_only {
             self.sync_partitions(&image)?;
@@ -561,49 +578,10 @@ impl Broker {
                             format!("cannot update {key} dynamically: set it in the broker's config file"),
                         ));
                     };
-                    let list = |next: &BTreeMap<String, String>| -> Vec<String> {
-                        next.get(key)
-                            .map(|v| {
-                                v.split(',')
-                                    .map(str::trim)
-                                    .filter(|s| !s.is_empty())
-                                    .map(String::from)
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                    };
-                    match change {
-                        ConfigChange::Set(v) => {
-                            next.insert(key.clone(), v.clone());
-                        }
-                        ConfigChange::Delete => {
-                            next.remove(key);
-                        }
-                        ConfigChange::Append(_) | ConfigChange::Subtract(_)
-                            if !matches!(def.kind, topic_config::Kind::ListOf(_)) =>
-                        {
-                            return refused(ApiError::new(
-                                ResponseError::InvalidConfig,
-                                format!("{key} is not a list config"),
-                            ));
-                        }
-                        ConfigChange::Append(v) => {
-                            let mut items = list(&next);
-                            for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                                if !items.iter().any(|x| x == item) {
-                                    items.push(item.to_string());
-                                }
-                            }
-                            next.insert(key.clone(), items.join(","));
-                        }
-                        ConfigChange::Subtract(v) => {
-                            let remove: Vec<&str> = v.split(',').map(str::trim).collect();
-                            let items: Vec<String> = list(&next)
-                                .into_iter()
-                                .filter(|x| !remove.contains(&x.as_str()))
-                                .collect();
-                            next.insert(key.clone(), items.join(","));
-                        }
+                    let list = matches!(def.kind, topic_config::Kind::ListOf(_))
+                        .then(|| next.get(key).map(|v| list_items(v)).unwrap_or_default());
+                    if let Err(e) = apply_config_change(&mut next, key, change, list) {
+                        return refused(e);
                     }
                 }
                 for (key, value) in &next {
@@ -616,25 +594,7 @@ impl Broker {
                     return Ok((Vec::new(), Ok(())));
                 }
                 let resource = broker.map_or(ConfigResource::BrokerDefault, ConfigResource::Broker);
-                let mut records: Vec<MetadataRecord> = next
-                    .iter()
-                    .filter(|(k, v)| current.get(*k) != Some(*v))
-                    .map(|(k, v)| MetadataRecord::Config {
-                        resource: resource.clone(),
-                        name: k.clone(),
-                        value: Some(v.clone()),
-                    })
-                    .collect();
-                records.extend(
-                    current
-                        .keys()
-                        .filter(|k| !next.contains_key(*k))
-                        .map(|k| MetadataRecord::Config {
-                            resource: resource.clone(),
-                            name: k.clone(),
-                            value: None,
-                        }),
-                );
+                let records = config_records(&resource, &current, &next);
                 Ok((records, Ok(())))
             })
             .map_err(metadata_failure)?;
@@ -662,19 +622,8 @@ impl Broker {
                 let current = image.group_configs(group).cloned().unwrap_or_default();
                 let mut next = current.clone();
                 for (key, change) in &changes {
-                    match change {
-                        ConfigChange::Set(v) => {
-                            next.insert(key.clone(), v.clone());
-                        }
-                        ConfigChange::Delete => {
-                            next.remove(key);
-                        }
-                        ConfigChange::Append(_) | ConfigChange::Subtract(_) => {
-                            return refused(ApiError::new(
-                                ResponseError::InvalidConfig,
-                                format!("{key} is not a list config"),
-                            ));
-                        }
+                    if let Err(e) = apply_config_change(&mut next, key, change, None) {
+                        return refused(e);
                     }
                 }
                 if let Err(m) = crate::group::configs::validate(defaults, &next) {
@@ -683,26 +632,7 @@ impl Broker {
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));
                 }
-                let resource = ConfigResource::Group(group.to_string());
-                let mut records: Vec<MetadataRecord> = next
-                    .iter()
-                    .filter(|(k, v)| current.get(*k) != Some(*v))
-                    .map(|(k, v)| MetadataRecord::Config {
-                        resource: resource.clone(),
-                        name: k.clone(),
-                        value: Some(v.clone()),
-                    })
-                    .collect();
-                records.extend(
-                    current
-                        .keys()
-                        .filter(|k| !next.contains_key(*k))
-                        .map(|k| MetadataRecord::Config {
-                            resource: resource.clone(),
-                            name: k.clone(),
-                            value: None,
-                        }),
-                );
+                let records = config_records(&ConfigResource::Group(group.to_string()), &current, &next);
                 Ok((records, Ok(())))
             })
             .map_err(metadata_failure)?

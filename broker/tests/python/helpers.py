@@ -146,3 +146,15 @@ def kafka_error_code(exc: BaseException) -> int:
     err = exc.args[0]
     assert isinstance(err, KafkaError), f"expected KafkaError inside, got {err!r}"
     return err.code()
+
+
+def future_codes(futures: dict) -> dict:
+    """Kafka error code per key of a dict of admin futures (0 for success)."""
+    out = {}
+    for key, f in futures.items():
+        try:
+            f.result(timeout=20)
+            out[key] = 0
+        except Exception as e:  # noqa: BLE001 - the code is what callers assert
+            out[key] = kafka_error_code(e)
+    return out

@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.protocol.consumer import OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse
 
-from helpers import create_topic, produce_ok, unique
+from helpers import create_topic, future_codes, produce_ok, unique
 
 NONE, UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_LEADER_EPOCH = 0, 3, 75
 
@@ -146,18 +146,6 @@ def _iter_producers(obj):
 INVALID_REQUEST, INVALID_REPLICA_ASSIGNMENT = 42, 39
 
 
-def _codes(futures: dict) -> dict:
-    from helpers import kafka_error_code
-    out = {}
-    for key, f in futures.items():
-        try:
-            f.result(timeout=20)
-            out[key] = 0
-        except Exception as e:  # noqa: BLE001 - the code is what is asserted
-            out[key] = kafka_error_code(e)
-    return out
-
-
 def test_create_topics_and_partitions_honour_replica_assignments(broker):
     from confluent_kafka.admin import NewPartitions, NewTopic
 
@@ -167,7 +155,7 @@ def test_create_topics_and_partitions_honour_replica_assignments(broker):
     topic = unique("assigned")
     # librdkafka wants the count alongside the assignment and sends -1/-1 on the wire, as Kafka requires.
     fs = a.create_topics([NewTopic(topic, 22, replica_assignment=[[node]] * 22)], request_timeout=15)
-    assert _codes(fs) == {topic: 0}
+    assert future_codes(fs) == {topic: 0}
     wait_until(lambda: len(a.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 22, 10,
                "22 partitions")
     bad = {
@@ -175,14 +163,14 @@ def test_create_topics_and_partitions_honour_replica_assignments(broker):
         unique("dup-broker"): [[node, node]],
     }
     fs = a.create_topics([NewTopic(n, len(r), replica_assignment=r) for n, r in bad.items()], request_timeout=15)
-    assert _codes(fs) == {n: INVALID_REPLICA_ASSIGNMENT for n in bad}
+    assert future_codes(fs) == {n: INVALID_REPLICA_ASSIGNMENT for n in bad}
     # CreatePartitions: the assignments must cover exactly the new partitions.
     fs = a.create_partitions([NewPartitions(topic, 25, replica_assignment=[[node]] * 2)], request_timeout=15)
-    assert set(_codes(fs).values()) == {INVALID_REPLICA_ASSIGNMENT}
+    assert set(future_codes(fs).values()) == {INVALID_REPLICA_ASSIGNMENT}
     fs = a.create_partitions([NewPartitions(topic, 25, replica_assignment=[[node + 3]] * 3)], request_timeout=15)
-    assert set(_codes(fs).values()) == {INVALID_REPLICA_ASSIGNMENT}
+    assert set(future_codes(fs).values()) == {INVALID_REPLICA_ASSIGNMENT}
     fs = a.create_partitions([NewPartitions(topic, 25, replica_assignment=[[node]] * 3)], request_timeout=15)
-    assert set(_codes(fs).values()) == {0}
+    assert set(future_codes(fs).values()) == {0}
     wait_until(lambda: len(a.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 25, 10,
                "25 partitions")
 
@@ -262,13 +250,13 @@ def test_empty_cleanup_policy_is_a_valid_empty_list(broker):
     a = admin(broker.bootstrap)
     topic = unique("nopolicy")
     fs = a.create_topics([NewTopic(topic, 1, 1, config={"cleanup.policy": ""})], request_timeout=15)
-    assert _codes(fs) == {topic: 0}
+    assert future_codes(fs) == {topic: 0}
     [f] = a.describe_configs([ConfigResource(ResourceType.TOPIC, topic)]).values()
     assert f.result(timeout=10)["cleanup.policy"].value == ""
     # An empty item inside a list is still refused (INVALID_CONFIG).
     bad = unique("badpolicy")
     fs = a.create_topics([NewTopic(bad, 1, 1, config={"cleanup.policy": "delete,,compact"})], request_timeout=15)
-    assert _codes(fs) == {bad: 40}
+    assert future_codes(fs) == {bad: 40}
 
 
 # -- item 5: consumer-group config resources (KIP-848) ----------------------------------------
@@ -348,7 +336,7 @@ def test_dynamic_broker_configs_apply_to_topics_and_survive_restart(broker_facto
 
     def alter(name, entries):
         fs = a.incremental_alter_configs([ConfigResource(ResourceType.BROKER, name, incremental_configs=entries)])
-        return _codes(fs)
+        return future_codes(fs)
 
     SET, DELETE = AlterConfigOpType.SET, AlterConfigOpType.DELETE
     # Cluster-wide default (resource name "", what `kafka-configs --entity-default` sends; both

@@ -24,7 +24,7 @@ from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResourc
                                    NewTopic, ResourceType)
 
 import wire
-from helpers import (admin, consumer, create_topic, kafka_error_code, produce_ok, unique,
+from helpers import (admin, consumer, create_topic, future_codes, produce_ok, unique,
                      wait_until, watermarks)
 from test_admin_grpc import ReflectedAdmin
 
@@ -47,20 +47,9 @@ def metadata_log(data_dir):
     return legacy if legacy.exists() and not current.exists() else current
 
 
-def result_codes(futures: dict) -> dict:
-    out = {}
-    for key, f in futures.items():
-        try:
-            f.result(timeout=20)
-            out[key] = 0
-        except Exception as e:  # noqa: BLE001 - the code is what is asserted
-            out[key] = kafka_error_code(e)
-    return out
-
-
 def create_codes(bootstrap: str, names: list[str]) -> dict:
     a = admin(bootstrap)
-    return result_codes(a.create_topics([NewTopic(n, 1, 1) for n in names], operation_timeout=10,
+    return future_codes(a.create_topics([NewTopic(n, 1, 1) for n in names], operation_timeout=10,
                                         request_timeout=15))
 
 
@@ -109,7 +98,7 @@ def test_the_reported_attack_no_longer_loses_topics(fresh):
     produce_ok(fresh.bootstrap, topic, [{"value": b"v%d" % i} for i in range(10)])
     a = admin(fresh.bootstrap)
     create_codes(fresh.bootstrap, ["__cluster_metadata"])
-    result_codes(a.delete_topics(["__cluster_metadata"], operation_timeout=10, request_timeout=15))
+    future_codes(a.delete_topics(["__cluster_metadata"], operation_timeout=10, request_timeout=15))
     assert (fresh.data_dir / "metadata" / "metadata.log").is_file()
     assert not (fresh.data_dir / "__cluster_metadata-0").exists()
     fresh.restart()
@@ -222,26 +211,26 @@ def test_internal_topics_refuse_client_changes_and_offsets_survive(fresh):
     assert wire.parse_produce_v3(body)[(OFFSETS, 0)][0] == INVALID_TOPIC_EXCEPTION
     # DeleteRecords.
     fs = a.delete_records([TopicPartition(OFFSETS, p, -1) for p in partitions[:3]], request_timeout=15)
-    assert set(result_codes(fs).values()) == {INVALID_TOPIC_EXCEPTION}
+    assert set(future_codes(fs).values()) == {INVALID_TOPIC_EXCEPTION}
     # AlterConfigs (full replace and incremental) that would let retention drop offsets.
     fs = a.alter_configs([ConfigResource(ResourceType.TOPIC, OFFSETS,
                                          set_config={"cleanup.policy": "delete", "retention.ms": "1"})])
-    assert set(result_codes(fs).values()) == {POLICY_VIOLATION}
+    assert set(future_codes(fs).values()) == {POLICY_VIOLATION}
     fs = a.alter_configs([ConfigResource(ResourceType.TOPIC, OFFSETS, set_config={"retention.ms": "1"})])
-    assert set(result_codes(fs).values()) == {POLICY_VIOLATION}, "replacing all configs drops compact"
+    assert set(future_codes(fs).values()) == {POLICY_VIOLATION}, "replacing all configs drops compact"
     fs = a.incremental_alter_configs([ConfigResource(ResourceType.TOPIC, OFFSETS, incremental_configs=[
         ConfigEntry("cleanup.policy", "delete", incremental_operation=AlterConfigOpType.APPEND)])])
-    assert set(result_codes(fs).values()) == {POLICY_VIOLATION}
+    assert set(future_codes(fs).values()) == {POLICY_VIOLATION}
     # CreatePartitions would remap every group to another partition.
     fs = a.create_partitions([NewPartitions(OFFSETS, len(partitions) + 1)], request_timeout=15)
-    assert set(result_codes(fs).values()) == {INVALID_REQUEST}
+    assert set(future_codes(fs).values()) == {INVALID_REQUEST}
     # DeleteTopics.
     fs = a.delete_topics([OFFSETS], operation_timeout=10, request_timeout=15)
-    assert result_codes(fs) == {OFFSETS: INVALID_TOPIC_EXCEPTION}
+    assert future_codes(fs) == {OFFSETS: INVALID_TOPIC_EXCEPTION}
     # A harmless change is still allowed, as Kafka allows tuning internal topics.
     fs = a.incremental_alter_configs([ConfigResource(ResourceType.TOPIC, OFFSETS, incremental_configs=[
         ConfigEntry("min.cleanable.dirty.ratio", "0.3", incremental_operation=AlterConfigOpType.SET)])])
-    assert set(result_codes(fs).values()) == {0}
+    assert set(future_codes(fs).values()) == {0}
 
     fresh.restart()
     assert committed(fresh.bootstrap, group, topic) == 3

@@ -26,7 +26,7 @@ import time
 import pytest
 
 import wire
-from helpers import create_topic, producer, unique
+from helpers import create_topic, producer, unique, wait_until
 
 READ_TIMEOUT_S = 2.0
 POOL_MIB = 64
@@ -302,7 +302,9 @@ def test_pipelined_fetch_long_polls_are_bounded_per_connection(broker):
     with wire.connect(broker.bootstrap, timeout=20) as s:
         started = time.monotonic()
         s.sendall(b"".join(wire.fetch_v4_request(i, topic, 0, 0, max_wait_ms=wait_ms) for i in range(polls)))
-        time.sleep(0.3)
+        # Wait until the connection's slots fill (12 polls sent, 4 slots), then read the gauge.
+        wait_until(lambda: metric(broker, "fjord_network_requests_in_flight") >= MAX_IN_FLIGHT, 5,
+                   "the connection's in-flight slots to fill")
         in_flight = metric(broker, "fjord_network_requests_in_flight")
         arrived = []
         for i in range(polls):
