@@ -13,7 +13,11 @@ use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::metrics::Metrics;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::publish::{MetadataPublisher, Publishing};
 use crate::replication::ReplicaManager;
+
+/// How long a metadata writer waits for its image to be published on this broker.
+const METADATA_PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Read buffers kept for reuse by fetches (a few fetch responses' worth).
 const READ_BUFFER_POOL_BYTES: usize = 256 * 1024 * 1024;
@@ -24,7 +28,9 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub metadata: MetadataStore,
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
+    /// Hands every committed metadata image to the components that follow it.
+    pub publishing: Arc<Publishing>,
     pub metrics: Arc<Metrics>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
@@ -47,18 +53,21 @@ impl Broker {
         let metadata = MetadataStore::open(&metadata_log).context("opening the metadata log")?;
         metadata.set_reserve(config.storage.metadata_reserve_bytes.as_u64());
         let metrics = Metrics::new(config.http.per_partition_metrics);
-        let replicas = ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?;
+        let replicas = Arc::new(ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?);
         let tiering = crate::tiering::Tiering::open(&config).context("opening tiered storage")?;
         let image = metadata.image();
         replicas.sync_with_image(&image).context("opening partition logs")?;
         tracing::info!(%cluster_id, node_id = config.node_id, topics = image.topic_count(),
             partitions = image.partition_count(), "broker state loaded");
         let groups = GroupCoordinator::new(config.groups.clone());
+        let publishers: Vec<Arc<dyn MetadataPublisher>> = vec![replicas.clone()];
+        let publishing = Arc::new(Publishing::new(image, publishers));
         Ok(Arc::new(Broker {
             config,
             cluster_id,
             metadata,
             replicas,
+            publishing,
             metrics,
             groups,
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
@@ -70,6 +79,15 @@ impl Broker {
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.metadata.image()
+    }
+
+    /// Hands a just-committed image to the publishers and waits until it (or a later one) has
+    /// been published on this broker, so the writer reads its own write.
+    pub fn await_published(&self, image: Arc<MetadataImage>) -> Result<(), String> {
+        let offset = image.offset;
+        self.publishing.offer(image);
+        self.publishing
+            .wait_published_blocking(offset, METADATA_PUBLISH_TIMEOUT)
     }
 
     pub fn node_id(&self) -> i32 {

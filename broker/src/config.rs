@@ -37,6 +37,19 @@ pub struct Cli {
     /// Create topics on first Metadata or Produce request [default: true].
     #[arg(long, env = "FJORD_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
+    /// This broker's node id (Kafka node.id) [default: 0].
+    #[arg(long, env = "FJORD_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Rack or zone of this broker (Kafka broker.rack).
+    #[arg(long, env = "FJORD_RACK")]
+    pub rack: Option<String>,
+    /// Controller quorum voters, `id@host:port,...` (Kafka controller.quorum.voters); unset = a
+    /// one-node quorum of this broker.
+    #[arg(long, env = "FJORD_CONTROLLER_VOTERS", value_delimiter = ',')]
+    pub controller_voters: Option<Vec<String>>,
+    /// Controller listener address (Raft and broker-to-controller RPC) [default: 127.0.0.1:9093].
+    #[arg(long, env = "FJORD_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
     /// Override any config key, e.g. `--set storage.flush_interval=500ms` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
@@ -70,6 +83,104 @@ pub struct BrokerConfig {
     pub groups: GroupConfig,
     pub producers: ProducerConfig,
     pub tiering: TieringConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Cluster membership: the controller quorum and broker lifecycle timings (Kafka's
+/// `controller.quorum.*` and `broker.*` settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Controller quorum voters as `id@host:port` of their controller listeners (Kafka
+    /// `controller.quorum.voters`): 1, 3 or 5. Empty: this broker alone is the quorum (the
+    /// embedded single-node default); every broker not named here is a learner (observer).
+    pub voters: Vec<String>,
+    /// Address of the controller listener (Raft and broker-to-controller RPC); bound only when
+    /// `voters` is set.
+    pub listen: SocketAddr,
+    /// host:port other brokers use to reach this broker's controller listener; unset = `listen`.
+    pub advertised_listener: Option<String>,
+    /// A broker that has not heartbeaten for this long is fenced (broker.session.timeout.ms).
+    #[serde(with = "humantime_serde")]
+    pub broker_session_timeout: Duration,
+    /// How often a broker heartbeats to the active controller (broker.heartbeat.interval.ms).
+    #[serde(with = "humantime_serde")]
+    pub broker_heartbeat_interval: Duration,
+    /// A follower that hears nothing from the leader for this long (randomised up to twice it)
+    /// starts an election (controller.quorum.election.timeout.ms).
+    #[serde(with = "humantime_serde")]
+    pub election_timeout: Duration,
+    /// How often the quorum leader sends heartbeats to the other nodes.
+    #[serde(with = "humantime_serde")]
+    pub raft_heartbeat_interval: Duration,
+    /// A metadata snapshot is taken after this many new log entries, and the log behind it trimmed.
+    pub snapshot_every: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            voters: Vec::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9093)),
+            advertised_listener: None,
+            broker_session_timeout: Duration::from_secs(9),
+            broker_heartbeat_interval: Duration::from_secs(2),
+            election_timeout: Duration::from_secs(1),
+            raft_heartbeat_interval: Duration::from_millis(100),
+            snapshot_every: 1000,
+        }
+    }
+}
+
+/// One controller quorum voter: its node id and controller listener address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voter {
+    pub id: i32,
+    pub address: String,
+}
+
+impl ClusterConfig {
+    /// The parsed voter list (validated by [`BrokerConfig::validate`]).
+    pub fn parsed_voters(&self) -> Result<Vec<Voter>, String> {
+        let mut voters: Vec<Voter> = Vec::new();
+        for raw in &self.voters {
+            let (id, address) = raw
+                .split_once('@')
+                .ok_or_else(|| format!("cluster.voters entry {raw:?} must be id@host:port"))?;
+            let id: i32 = id
+                .trim()
+                .parse()
+                .ok()
+                .filter(|id| *id >= 0)
+                .ok_or_else(|| format!("cluster.voters entry {raw:?} has an invalid node id"))?;
+            let address = address.trim();
+            match address.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
+                _ => return Err(format!("cluster.voters entry {raw:?} must be id@host:port")),
+            }
+            if voters.iter().any(|v| v.id == id) {
+                return Err(format!("cluster.voters names node {id} twice"));
+            }
+            voters.push(Voter {
+                id,
+                address: address.to_string(),
+            });
+        }
+        Ok(voters)
+    }
+
+    /// Whether this broker runs in cluster mode (a configured quorum) rather than as the
+    /// embedded one-node quorum of itself.
+    pub fn is_clustered(&self) -> bool {
+        !self.voters.is_empty()
+    }
+
+    /// host:port of this broker's controller listener as other brokers reach it.
+    pub fn advertised(&self) -> String {
+        self.advertised_listener
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
 }
 
 /// Idempotent producers.
@@ -496,6 +607,22 @@ impl BrokerConfig {
         if let Some(v) = cli.auto_create_topics {
             config.topics.auto_create = v;
         }
+        if let Some(v) = cli.node_id {
+            config.node_id = v;
+        }
+        if let Some(v) = &cli.rack {
+            config.rack = Some(v.clone());
+        }
+        if let Some(v) = &cli.controller_voters {
+            config.cluster.voters = v
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = cli.controller_listen {
+            config.cluster.listen = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -506,6 +633,33 @@ impl BrokerConfig {
         let t = &self.topics;
         if self.node_id < 0 {
             problems.push(format!("node_id must be >= 0, got {}", self.node_id));
+        }
+        match self.cluster.parsed_voters() {
+            Err(problem) => problems.push(problem),
+            Ok(voters) if !matches!(voters.len(), 0 | 1 | 3 | 5) => problems.push(format!(
+                "cluster.voters must name 1, 3 or 5 controllers, not {} (an even count tolerates no more failures than one fewer)",
+                voters.len()
+            )),
+            Ok(_) => {}
+        }
+        if self.cluster.broker_heartbeat_interval.is_zero()
+            || self.cluster.broker_heartbeat_interval >= self.cluster.broker_session_timeout
+        {
+            problems.push(
+                "cluster.broker_heartbeat_interval must be above 0 and below cluster.broker_session_timeout"
+                    .to_string(),
+            );
+        }
+        if self.cluster.raft_heartbeat_interval.is_zero()
+            || self.cluster.raft_heartbeat_interval * 3 > self.cluster.election_timeout
+        {
+            problems.push(
+                "cluster.raft_heartbeat_interval must be above 0 and at most a third of cluster.election_timeout"
+                    .to_string(),
+            );
+        }
+        if self.cluster.snapshot_every == 0 {
+            problems.push("cluster.snapshot_every must be at least 1".to_string());
         }
         if self.network.max_request_size.as_u64() < 1024 || self.network.max_request_size.as_u64() > i32::MAX as u64 {
             problems.push("network.max_request_size must be between 1 KiB and 2 GiB".to_string());
@@ -745,5 +899,39 @@ mod tests {
         )
         .expect("example parses");
         assert_eq!(config, BrokerConfig::default(), "the example documents the defaults");
+    }
+
+    #[test]
+    fn controller_voters_parse_from_flags_and_are_validated() {
+        let config = BrokerConfig::load_from(
+            &cli(&[
+                "--node-id",
+                "2",
+                "--rack",
+                "b",
+                "--controller-voters",
+                "1@127.0.0.1:19093,2@127.0.0.1:29093,3@host-3:9093",
+            ]),
+            Vec::new(),
+        )
+        .expect("loads");
+        assert_eq!(config.node_id, 2);
+        assert_eq!(config.rack.as_deref(), Some("b"));
+        let voters = config.cluster.parsed_voters().expect("parses");
+        assert_eq!(voters.len(), 3);
+        assert_eq!(
+            voters[2],
+            Voter {
+                id: 3,
+                address: "host-3:9093".into()
+            }
+        );
+        assert!(config.cluster.is_clustered());
+        for bad in ["1@127.0.0.1:1,2@x:2", "1@nohost", "x@h:1", "1@h:1,1@h:2", "1@h:0"] {
+            let err = BrokerConfig::load_from(&cli(&["--controller-voters", bad]), Vec::new())
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("cluster.voters"), "{bad}: {err}");
+        }
     }
 }

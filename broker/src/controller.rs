@@ -400,7 +400,7 @@ impl Broker {
             .map_err(|e| self.commit_failed(&staged, &topic.name, e))?;
         let created = created?;
         if !validate_only {
-            self.sync_partitions(&image)?;
+            self.sync_partitions(image)?;
             tracing::info!(topic = %topic.name, topic_id = %created.topic_id, partitions = num_partitions, "created topic");
         }
         Ok(created)
@@ -417,7 +417,7 @@ impl Broker {
             })
             .map_err(metadata_failure)?;
         let id = deleted?;
-        self.sync_partitions(&image)?;
+        self.sync_partitions(image)?;
         tracing::info!(topic = %name, topic_id = %id, "deleted topic");
         Ok(id)
     }
@@ -487,7 +487,7 @@ impl Broker {
             .map_err(|e| self.commit_failed(&staged, name, e))?;
         result?;
         if !validate_only {
-            self.sync_partitions(&image)?;
+            self.sync_partitions(image)?;
         }
         Ok(())
     }
@@ -546,7 +546,7 @@ impl Broker {
                 .map_err(metadata_failure)?;
         result?;
         if !validate_only {
-            self.sync_partitions(&image)?;
+            self.sync_partitions(image)?;
         }
         Ok(())
     }
@@ -600,7 +600,7 @@ impl Broker {
             .map_err(metadata_failure)?;
         result?;
         if !validate_only {
-            self.sync_partitions(&image)?;
+            self.sync_partitions(image)?;
         }
         Ok(())
     }
@@ -693,9 +693,10 @@ impl Broker {
         Ok(block)
     }
 
-    fn sync_partitions(&self, image: &fjord_metadata::MetadataImage) -> Result<(), ApiError> {
-        self.replicas.sync_with_image(image).map_err(|error| {
-            tracing::error!(%error, "applying metadata to partitions failed");
+    /// Waits until the committed `image` is published on this broker (partitions opened,
+    /// reconfigured or deleted), so the client reads its own write.
+    fn sync_partitions(&self, image: std::sync::Arc<fjord_metadata::MetadataImage>) -> Result<(), ApiError> {
+        self.await_published(image).map_err(|error| {
             ApiError::new(
                 ResponseError::KafkaStorageError,
                 format!("applying metadata failed: {error}"),

@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 pub mod network;
 pub mod producer_ids;
+pub mod publish;
 pub mod replication;
 pub mod resources;
 pub mod tiering;
@@ -52,6 +53,7 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the kafka listener on {listen}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(broker.publishing.clone().run(shutdown_rx.clone()));
     // The admin API keeps serving (health NOT_SERVING) until the Kafka listener has drained.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let http = match http_listen {

@@ -588,7 +588,7 @@ impl Broker {
         let index = partition_for(group, self.groups.config.offsets_topic_partitions);
         // Another thread may have just created the topic and not yet opened its partitions.
         let hosted = self.replicas.get(OFFSETS_TOPIC, index).or_else(|| {
-            let _ = self.replicas.sync_with_image(&self.image());
+            let _ = self.await_published(self.image());
             self.replicas.get(OFFSETS_TOPIC, index)
         });
         let Some(partition) = hosted else {

@@ -69,6 +69,18 @@ fn stray_dir_name(dir: &Path, owner: uuid::Uuid) -> PathBuf {
         .expect("some stray name is free")
 }
 
+/// Partitions follow metadata: each published image opens, reconfigures or deletes the logs of
+/// the partitions with a replica on this broker.
+impl crate::publish::MetadataPublisher for ReplicaManager {
+    fn name(&self) -> &'static str {
+        "partitions"
+    }
+
+    fn publish(&self, image: &Arc<MetadataImage>) -> Result<(), String> {
+        self.sync_with_image(image).map_err(|e| e.to_string())
+    }
+}
+
 impl ReplicaManager {
     /// Appends record batches from `origin` (a producer, or the broker's group coordinator) to a
     /// partition this broker leads: validates and writes them,
@@ -165,12 +177,24 @@ impl ReplicaManager {
     }
 
     fn apply_image(&self, image: &MetadataImage) -> Result<(), Error> {
-        // Drop partitions whose topic vanished or was recreated with a new id.
+        let me = fjord_metadata::BrokerId(self.config.node_id);
+        let hosted_here = |topic: &fjord_metadata::TopicImage, index: i32| {
+            topic
+                .partitions
+                .get(index as usize)
+                .is_some_and(|p| p.replicas.contains(&me))
+        };
+        // Drop partitions whose topic vanished, was recreated with a new id, or that no longer
+        // have a replica on this broker.
         let gone: Vec<Arc<Partition>> = {
             let mut partitions = self.partitions.write();
             let keys: Vec<_> = partitions
                 .iter()
-                .filter(|(_, p)| image.topic(&p.topic).is_none_or(|t| t.id != p.topic_id))
+                .filter(|(_, p)| {
+                    image
+                        .topic(&p.topic)
+                        .is_none_or(|t| t.id != p.topic_id || !hosted_here(t, p.index))
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.iter().filter_map(|k| partitions.remove(k)).collect()
@@ -188,7 +212,7 @@ impl ReplicaManager {
             log_config.producer_id_expiration_ms = self.config.producers.id_expiration_ms;
             log_config.max_compression_ratio = self.config.storage.max_compression_ratio as usize;
             let (flush_messages, flush_ms) = topic_config::flush_policy(&defaults, &topic.configs);
-            for p in &topic.partitions {
+            for p in topic.partitions.iter().filter(|p| p.replicas.contains(&me)) {
                 if let Some(existing) = self.get(&topic.name, p.partition.0) {
                     let mut log = existing.log.lock();
                     if log.config() != &log_config {
