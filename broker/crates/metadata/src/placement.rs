@@ -567,7 +567,7 @@ mod tests {
             rf in 1_i16..5,
         ) {
             let (image, active) = uniform(racks, per_rack, 0);
-            prop_assume!(usize::try_from(rf).expect("positive") <= active.len());
+            let rf = rf.min(i16::try_from(active.len()).expect("small"));
             let assignment = Placer::new(&image).place(partitions, rf).expect("places");
             prop_assert_eq!(assignment.len(), usize::try_from(partitions).expect("positive"));
             let rack_of = |b: BrokerId| image.cluster().broker(b).expect("registered").rack.clone();
@@ -622,7 +622,9 @@ mod tests {
                 all.extend(assignment);
             }
             let (replicas, leaders) = counts(&active, &all);
-            prop_assert!(spread(&replicas) <= 2, "replica counts {:?}", replicas);
+            prop_assert!(spread(&replicas) <= 1, "replica counts {:?}", replicas);
+            // Leaders cannot always stay within one here: topics of one partition and different
+            // replication factors pull replica and leader balance apart (measured: at most 3).
             prop_assert!(spread(&leaders) <= 3, "leader counts {:?}", leaders);
         }
     }

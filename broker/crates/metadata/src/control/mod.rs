@@ -81,3 +81,152 @@ pub enum Error {
         preferred: BrokerId,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::image::MetadataImage;
+    use crate::placement::Placer;
+    use crate::records::TopicId;
+    use crate::testing::endpoint;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Broker (index) heartbeats, maybe asking to shut down.
+        Beat(usize, bool),
+        /// Time passes (ms); expired sessions are fenced.
+        Wait(u64),
+        /// Broker (index) restarts: a new incarnation registers.
+        Restart(usize),
+        Preferred,
+        CreateTopic(i32, i16),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0_usize..4, proptest::bool::weighted(0.1)).prop_map(|(b, s)| Step::Beat(b, s)),
+            2 => (1_u64..6_000).prop_map(Step::Wait),
+            1 => (0_usize..4).prop_map(Step::Restart),
+            1 => Just(Step::Preferred),
+            1 => (1_i32..4, 1_i16..4).prop_map(|(p, rf)| Step::CreateTopic(p, rf)),
+        ]
+    }
+
+    /// What must hold in every image the controller produces.
+    fn check(image: &MetadataImage, before: &BTreeMap<(TopicId, i32), (i32, i32)>) -> Result<(), TestCaseError> {
+        for (topic, p) in image.partitions() {
+            prop_assert!(!p.isr.is_empty(), "{}-{}: empty isr", topic.name, p.partition.0);
+            prop_assert!(p.isr.iter().all(|b| p.replicas.contains(b)));
+            if p.has_leader() {
+                prop_assert!(
+                    p.isr.contains(&p.leader),
+                    "{}-{}: leader outside the isr",
+                    topic.name,
+                    p.partition.0
+                );
+                prop_assert!(
+                    image.cluster().is_unfenced(p.leader),
+                    "{}-{}: leader {} is fenced or gone",
+                    topic.name,
+                    p.partition.0,
+                    p.leader
+                );
+            }
+            if let Some(&(leader_epoch, partition_epoch)) = before.get(&(topic.id, p.partition.0)) {
+                prop_assert!(p.leader_epoch >= leader_epoch && p.partition_epoch >= partition_epoch);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        /// Random broker lives (heartbeats, silences, restarts, controlled shutdowns, preferred
+        /// elections, topic creations): every batch the controller writes applies, and no
+        /// partition is ever led by a fenced or unregistered broker or by one outside its ISR.
+        #[test]
+        fn controller_batches_keep_leaders_live_and_in_the_isr(steps in proptest::collection::vec(step(), 1..60)) {
+            const SESSION: u64 = 9_000;
+            let mut tracker = HeartbeatTracker::new(SESSION);
+            let mut image = MetadataImage::default();
+            let mut now = 0_u64;
+            let mut epochs: Vec<i64> = Vec::new();
+            for b in 0..4 {
+                let request = BrokerRegistrationRequest {
+                    broker_id: BrokerId(b),
+                    incarnation_id: Uuid::new_v4(),
+                    rack: Some(["a", "b"][usize::try_from(b).expect("small") % 2].into()),
+                    listeners: vec![endpoint(9092)],
+                };
+                let result = register_broker(&image, &mut tracker, request, now).expect("registers");
+                epochs.push(result.response.broker_epoch);
+                image = image.apply(&result.records).expect("applies");
+            }
+            let mut topics = 0;
+            for step in steps {
+                let before: BTreeMap<(TopicId, i32), (i32, i32)> = image
+                    .partitions()
+                    .map(|(t, p)| ((t.id, p.partition.0), (p.leader_epoch, p.partition_epoch)))
+                    .collect();
+                let records = match step {
+                    Step::Beat(b, want_shutdown) => {
+                        let request = BrokerHeartbeat {
+                            broker_id: BrokerId(i32::try_from(b).expect("small")),
+                            broker_epoch: epochs[b],
+                            current_metadata_offset: image.offset,
+                            want_fence: false,
+                            want_shutdown,
+                        };
+                        heartbeat(&image, &mut tracker, request, now).expect("accepted").records
+                    }
+                    Step::Wait(ms) => {
+                        now += ms;
+                        fence_expired_brokers(&image, &mut tracker, now).records
+                    }
+                    Step::Restart(b) => {
+                        now += SESSION + 1;
+                        let request = BrokerRegistrationRequest {
+                            broker_id: BrokerId(i32::try_from(b).expect("small")),
+                            incarnation_id: Uuid::new_v4(),
+                            rack: None,
+                            listeners: vec![endpoint(9093)],
+                        };
+                        let result = register_broker(&image, &mut tracker, request, now).expect("registers");
+                        prop_assert!(result.response.broker_epoch > epochs[b]);
+                        epochs[b] = result.response.broker_epoch;
+                        result.records
+                    }
+                    Step::Preferred => elect_preferred_leaders(&image, None).records,
+                    Step::CreateTopic(partitions, rf) => {
+                        let mut placer = Placer::new(&image);
+                        match assign_replicas(&image, &mut placer, partitions, rf, None) {
+                            Ok(assignments) => {
+                                topics += 1;
+                                let id = TopicId::random();
+                                let mut records = vec![MetadataRecord::Topic { name: format!("t{topics}"), topic_id: id }];
+                                records.extend(new_partition_records(&image, id, 0, &assignments).expect("records"));
+                                records
+                            }
+                            Err(Error::InvalidReplicationFactor(_)) => {
+                                prop_assert!(usize::try_from(rf).expect("positive") > image.cluster().active_brokers().count());
+                                Vec::new()
+                            }
+                            Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+                        }
+                    }
+                };
+                image = match image.apply(&records) {
+                    Ok(next) => next,
+                    Err(e) => return Err(TestCaseError::fail(format!("{e}: {records:?}"))),
+                };
+                check(&image, &before)?;
+            }
+        }
+    }
+}
