@@ -1,6 +1,7 @@
-//! Cluster metadata for Fjord: the records that describe topics, partitions and configs (modelled
-//! on KRaft's), the immutable [`MetadataImage`] every other component reads, and the local
-//! metadata log that makes them durable on a single node. In cluster mode the same records will be
+//! Cluster metadata for Fjord: the records that describe topics, partitions, configs and brokers
+//! (modelled on KRaft's), the immutable [`MetadataImage`] every other component reads, the local
+//! metadata log that makes them durable on a single node, rack-aware replica [`placement`], and
+//! the pure controller logic ([`control`]) that turns requests into records. In cluster mode the same records will be
 //! replicated through a Raft quorum; nothing else changes cluster state (architecture invariant 4).
 
 pub mod control;

@@ -9,15 +9,23 @@
 //! 2. Replicas of one partition are spread as evenly as possible over racks: with at least RF
 //!    racks every replica is in a distinct rack. Brokers without a rack form one rack of their
 //!    own, the unnamed rack, as in Kafka (so a cluster without racks has no rack constraint).
-//! 3. Leaders (first replicas) and replicas are spread evenly over brokers, counting what each
+//! 3. Replicas and leaders (first replicas) are spread evenly over brokers, counting what each
 //!    broker already holds (from the image, plus what this [`Placer`] placed before), so creating
-//!    many topics one at a time stays balanced. The leader is the active broker with the fewest
-//!    leaderships (then the fewest replicas); each follower is, among the brokers in the least
-//!    used racks, the one with the fewest replicas (counting one more for a broker that leads
-//!    fewer partitions than the most loaded one, as it will soon get a leader replica), then the
-//!    one that least often followed this
-//!    partition's leader in this placement (so that a failed broker's leaderships spread over
-//!    several brokers), then the fewest leaderships. Remaining ties go to the lowest broker id.
+//!    many topics one at a time stays balanced. Per partition, each slot goes to the rack with the
+//!    fewest replicas per broker among the racks this partition uses least, and in it to the
+//!    broker with the fewest replicas, then the fewest partitions shared with the replicas already
+//!    chosen (so replica sets differ), then the fewest leaderships. The member with the fewest
+//!    leaderships leads. After all partitions of one call are placed, leaderships move between
+//!    replicas of the new partitions along augmenting paths until no broker leads two more than
+//!    one it could hand a leadership to. The follower that least often followed the leader comes
+//!    second (it takes over first, so a failed broker's leaderships spread). Ties go to the lowest
+//!    rack, then the lowest broker id.
+//!
+//! Guarantees (property tests in this file): on an empty cluster whose racks hold the same number
+//! of active brokers, one call gives per-broker replica counts and leader counts within one of each
+//! other; topics created one by one keep replica counts within one and leader counts within
+//! three (mixed replication factors and one-partition topics pull the two apart). With racks
+//! of different sizes rack distinctness wins over balance, as in Kafka.
 //!
 //! The output depends only on the brokers and their loads: the same image gives the same
 //! assignment, which keeps controller failover and tests reproducible.

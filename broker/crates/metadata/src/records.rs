@@ -155,6 +155,58 @@ mod tests {
     ];
 
     #[test]
+    fn cluster_records_round_trip_and_omit_unchanged_fields() {
+        let id = TopicId::random();
+        let records = [
+            MetadataRecord::RegisterBroker {
+                broker_id: BrokerId(3),
+                incarnation_id: Uuid::new_v4(),
+                broker_epoch: 42,
+                rack: Some("eu-1a".into()),
+                listeners: vec![Endpoint {
+                    name: "PLAINTEXT".into(),
+                    host: "b3".into(),
+                    port: 9092,
+                    security_protocol: "PLAINTEXT".into(),
+                }],
+                fenced: true,
+            },
+            MetadataRecord::UnregisterBroker {
+                broker_id: BrokerId(3),
+                broker_epoch: 42,
+            },
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id: BrokerId(3),
+                broker_epoch: 42,
+                fenced: Some(false),
+                in_controlled_shutdown: None,
+            },
+            MetadataRecord::PartitionChange {
+                topic_id: id,
+                partition: PartitionId(1),
+                leader: Some(BrokerId::NO_LEADER),
+                isr: None,
+                replicas: None,
+            },
+        ];
+        for record in &records {
+            let json = serde_json::to_string(record).expect("encodes");
+            assert_eq!(
+                &serde_json::from_str::<MetadataRecord>(&json).expect("decodes"),
+                record,
+                "{json}"
+            );
+        }
+        let change = serde_json::to_string(&records[3]).expect("encodes");
+        assert!(change.contains(r#""leader":-1"#) && !change.contains("isr"), "{change}");
+        let minimal = r#"{"type":"RegisterBroker","broker_id":1,"incarnation_id":"6f1c2a3e-7d1b-4f7e-9a51-1c2d3e4f5a6b","broker_epoch":1,"fenced":true}"#;
+        assert!(matches!(
+            serde_json::from_str::<MetadataRecord>(minimal).expect("decodes"),
+            MetadataRecord::RegisterBroker { rack: None, ref listeners, .. } if listeners.is_empty()
+        ));
+    }
+
+    #[test]
     fn records_of_earlier_releases_still_decode() {
         let id = TopicId("6f1c2a3e-7d1b-4f7e-9a51-1c2d3e4f5a6b".parse().expect("uuid"));
         let decoded: Vec<MetadataRecord> = EARLIER_RECORDS
@@ -170,7 +222,7 @@ mod tests {
         );
         assert!(matches!(
             &decoded[1],
-            MetadataRecord::Partition { topic_id, partition: PartitionId(2), leader: BrokerId(0), leader_epoch: 3, .. }
+            MetadataRecord::Partition { topic_id, partition: PartitionId(2), leader: BrokerId(0), leader_epoch: 3, partition_epoch: 0, .. }
                 if *topic_id == id
         ));
         assert!(matches!(
