@@ -147,13 +147,15 @@ impl Placer {
             .map(|c| self.loads.get(&c.id).copied().unwrap_or_default())
             .collect();
         let mut sets: Vec<(usize, Vec<usize>)> = Vec::with_capacity(count);
-        let mut together: HashMap<(usize, usize), u32> = HashMap::new();
+        // Partitions shared by each pair of candidates in this placement (row-major n × n).
+        let n = self.candidates.len();
+        let mut together = vec![0_u32; n * n];
         for _ in 0..count {
             let members = self.replica_set(rf, &loads, &together);
             for &a in &members {
                 for &b in &members {
                     if a != b {
-                        *together.entry((a, b)).or_default() += 1;
+                        together[a * n + b] += 1;
                     }
                 }
             }
@@ -194,7 +196,8 @@ impl Placer {
     /// it the broker with the fewest replicas (then leaderships, then the lowest id). Keeping the
     /// rack totals even and the counts inside each rack even keeps every broker's count even on a
     /// cluster whose racks have the same number of brokers.
-    fn replica_set(&self, rf: usize, loads: &[BrokerLoad], together: &HashMap<(usize, usize), u32>) -> Vec<usize> {
+    fn replica_set(&self, rf: usize, loads: &[BrokerLoad], together: &[u32]) -> Vec<usize> {
+        let n = self.candidates.len();
         let mut rack_replicas = vec![0_u64; self.racks.len()];
         let mut rack_size = vec![0_u64; self.racks.len()];
         for (c, load) in self.candidates.iter().zip(loads) {
@@ -221,12 +224,7 @@ impl Placer {
                             // Fewest replicas, then fewest partitions shared with this partition's
                             // replicas so far (so that sets differ and a failed broker's
                             // leaderships spread), then fewest leaderships.
-                            let shared = |x: usize| -> u32 {
-                                chosen
-                                    .iter()
-                                    .map(|&c| together.get(&(c, x)).copied().unwrap_or(0))
-                                    .sum()
-                            };
+                            let shared = |x: usize| -> u32 { chosen.iter().map(|&c| together[c * n + x]).sum() };
                             (loads[a].replicas, shared(a), loads[a].leaders).cmp(&(
                                 loads[b].replicas,
                                 shared(b),
