@@ -39,6 +39,18 @@ impl HeartbeatTracker {
         self.session_timeout_ms
     }
 
+    /// Starts a session from `now_ms` for every registered broker (Kafka does this when a
+    /// controller becomes active): a new controller has heard from nobody yet, and must neither
+    /// fence live brokers at once nor let a second process take a live broker's node id.
+    pub fn activate(&mut self, image: &MetadataImage, now_ms: u64) {
+        for reg in image.cluster().brokers() {
+            self.contacts.entry(reg.id).or_insert(Contact {
+                last_contact_ms: now_ms,
+                metadata_offset: 0,
+            });
+        }
+    }
+
     /// Records a contact from `broker` at `now_ms` that reported `metadata_offset`.
     pub fn touch(&mut self, broker: BrokerId, now_ms: u64, metadata_offset: u64) {
         self.contacts.insert(
@@ -475,6 +487,25 @@ mod tests {
         assert_eq!(state(&image, "t", 0), (3, vec![3], 1, 1));
         // Both ISR members failed at once: no leader, and the ISR stays as it was.
         assert_eq!(state(&image, "t", 1), (-1, vec![1, 2], 1, 1));
+    }
+
+    #[test]
+    fn an_activated_controller_treats_registered_brokers_as_live_for_one_session() {
+        let image = plain_cluster(2);
+        let mut tracker = HeartbeatTracker::new(SESSION);
+        tracker.activate(&image, 1_000);
+        let first = image.cluster().broker(BrokerId(1)).expect("1").incarnation_id;
+        let intruder = Uuid::new_v4();
+        assert_eq!(
+            register_broker(&image, &mut tracker, request(1, intruder), 2_000),
+            Err(Error::DuplicateBrokerRegistration {
+                broker_id: BrokerId(1),
+                existing_incarnation: first,
+                incarnation: intruder
+            })
+        );
+        assert!(expire(&image, &mut tracker, 1_000 + SESSION).1.is_empty());
+        assert_eq!(expire(&image, &mut tracker, 1_001 + SESSION).1, [1, 2]);
     }
 
     #[test]
