@@ -36,6 +36,14 @@ use crate::control::Error;
 use crate::image::{BrokerLoad, MetadataImage};
 use crate::records::BrokerId;
 
+/// Most partitions one [`Placer::place`] call places (the broker's per-topic cap is the same);
+/// more is refused rather than attempted, so bad input cannot exhaust the controller's memory.
+pub const MAX_PARTITIONS_PER_PLACEMENT: i32 = 100_000;
+
+/// Brokers up to which placement tracks how many partitions each pair shares (an n × n table);
+/// above it that tie-break is skipped.
+const PAIR_TRACKING_MAX_BROKERS: usize = 2_048;
+
 /// One broker placement may choose.
 #[derive(Debug, Clone)]
 struct Candidate {
@@ -118,6 +126,11 @@ impl Placer {
                 "Number of partitions was set to an invalid non-positive value.".into(),
             ));
         }
+        if partitions > MAX_PARTITIONS_PER_PLACEMENT {
+            return Err(Error::InvalidPartitions(format!(
+                "Number of partitions {partitions} is above the limit of {MAX_PARTITIONS_PER_PLACEMENT}."
+            )));
+        }
         if replication_factor <= 0 {
             return Err(Error::InvalidReplicationFactor(
                 "Replication factor must be larger than 0.".into(),
@@ -149,13 +162,19 @@ impl Placer {
         let mut sets: Vec<(usize, Vec<usize>)> = Vec::with_capacity(count);
         // Partitions shared by each pair of candidates in this placement (row-major n × n).
         let n = self.candidates.len();
-        let mut together = vec![0_u32; n * n];
+        let mut together = if n <= PAIR_TRACKING_MAX_BROKERS {
+            vec![0_u32; n * n]
+        } else {
+            Vec::new()
+        };
         for _ in 0..count {
             let members = self.replica_set(rf, &loads, &together);
-            for &a in &members {
-                for &b in &members {
-                    if a != b {
-                        together[a * n + b] += 1;
+            if !together.is_empty() {
+                for &a in &members {
+                    for &b in &members {
+                        if a != b {
+                            together[a * n + b] += 1;
+                        }
                     }
                 }
             }
@@ -224,7 +243,12 @@ impl Placer {
                             // Fewest replicas, then fewest partitions shared with this partition's
                             // replicas so far (so that sets differ and a failed broker's
                             // leaderships spread), then fewest leaderships.
-                            let shared = |x: usize| -> u32 { chosen.iter().map(|&c| together[c * n + x]).sum() };
+                            let shared = |x: usize| -> u32 {
+                                chosen
+                                    .iter()
+                                    .map(|&c| together.get(c * n + x).copied().unwrap_or(0))
+                                    .sum()
+                            };
                             (loads[a].replicas, shared(a), loads[a].leaders).cmp(&(
                                 loads[b].replicas,
                                 shared(b),
@@ -475,6 +499,10 @@ mod tests {
         ));
         assert!(matches!(
             Placer::new(&image).place(0, 1),
+            Err(Error::InvalidPartitions(_))
+        ));
+        assert!(matches!(
+            Placer::new(&image).place(i32::MAX, 1),
             Err(Error::InvalidPartitions(_))
         ));
         assert!(matches!(
