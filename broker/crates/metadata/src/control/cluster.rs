@@ -134,8 +134,10 @@ fn fence(image: &MetadataImage, reg: &BrokerRegistration) -> Vec<MetadataRecord>
 
 /// BrokerRegistration: records the broker, fenced, with a new broker epoch. The epoch is the
 /// image offset (every later image has a higher one, so a restart always gets a higher epoch).
-/// A registration for a node id whose registration has another incarnation id and a live
-/// session is refused (two processes with one node id). A re-registration replaces the old one
+/// A registration for a node id whose registration has another incarnation id, is unfenced and
+/// has a live session is refused (two processes with one node id; as in Kafka, a fenced broker,
+/// e.g. after a controlled shutdown, has no live session, so its restart registers at once,
+/// while a crashed one is refused until its session expires and the broker retries). A re-registration replaces the old one
 /// and moves the leaderships of the old incarnation, which is fenced by it.
 ///
 /// The runtime must call this on an image that includes its own earlier registrations of the
@@ -150,6 +152,7 @@ pub fn register_broker(
     let existing = image.cluster().broker(id);
     if let Some(existing) = existing
         && existing.incarnation_id != request.incarnation_id
+        && !existing.fenced
         && tracker.has_live_session(id, now_ms)
     {
         return Err(Error::DuplicateBrokerRegistration {
@@ -416,6 +419,15 @@ mod tests {
         let image = apply(&image, &restart.records);
         let reg = image.cluster().broker(BrokerId(1)).expect("1");
         assert_eq!((reg.incarnation_id, reg.fenced), (intruder, true));
+    }
+
+    #[test]
+    fn a_fenced_broker_has_no_live_session_so_its_restart_registers_at_once() {
+        let mut tracker = HeartbeatTracker::new(SESSION);
+        let image = crate::testing::set_fenced(&plain_cluster(1), 1, true);
+        tracker.touch(BrokerId(1), 1_000, image.offset);
+        let result = register_broker(&image, &mut tracker, request(1, Uuid::new_v4()), 1_500);
+        assert!(result.is_ok(), "{result:?}");
     }
 
     #[test]

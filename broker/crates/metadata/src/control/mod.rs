@@ -144,6 +144,69 @@ mod tests {
         Ok(())
     }
 
+    /// The embedded one-node cluster across a restart: register, unfence, create a topic, shut
+    /// down (leaderships cannot move, so the broker may go at once and is fenced, leaving the
+    /// partitions without a leader), restart as a new incarnation, and lead them again.
+    #[test]
+    fn one_node_cluster_restarts_and_leads_its_partitions_again() {
+        let mut tracker = HeartbeatTracker::new(9_000);
+        let mut image = MetadataImage::default();
+        let start = |image: &MetadataImage, tracker: &mut HeartbeatTracker, now| {
+            let request = BrokerRegistrationRequest {
+                broker_id: BrokerId(0),
+                incarnation_id: Uuid::new_v4(),
+                rack: None,
+                listeners: vec![endpoint(9092)],
+            };
+            let result = register_broker(image, tracker, request, now).expect("registers");
+            let image = image.apply(&result.records).expect("applies");
+            let beat = BrokerHeartbeat {
+                broker_id: BrokerId(0),
+                broker_epoch: result.response.broker_epoch,
+                current_metadata_offset: image.offset,
+                want_fence: false,
+                want_shutdown: false,
+            };
+            let result = heartbeat(&image, tracker, beat, now).expect("accepted");
+            assert!(!result.response.is_fenced);
+            (image.apply(&result.records).expect("applies"), beat)
+        };
+        let (next, beat) = start(&image, &mut tracker, 0);
+        image = next;
+        let assignments = assign_replicas(&image, &mut Placer::new(&image), 2, 1, None).expect("places");
+        let id = TopicId::random();
+        let mut records = vec![MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: id,
+        }];
+        records.extend(new_partition_records(&image, id, 0, &assignments).expect("records"));
+        image = image.apply(&records).expect("creates");
+
+        let shutdown = BrokerHeartbeat {
+            want_shutdown: true,
+            ..beat
+        };
+        for (now, should_shut_down) in [(1_000, false), (2_000, true)] {
+            let result = heartbeat(&image, &mut tracker, shutdown, now).expect("accepted");
+            assert_eq!(result.response.should_shut_down, should_shut_down);
+            image = image.apply(&result.records).expect("applies");
+        }
+        assert!(
+            image
+                .partitions()
+                .all(|(_, p)| !p.has_leader() && p.isr == [BrokerId(0)])
+        );
+
+        // The broker is fenced, so its restart registers at once (no live session).
+        let (next, _) = start(&image, &mut tracker, 2_500);
+        image = next;
+        assert!(
+            image
+                .partitions()
+                .all(|(_, p)| p.leader == BrokerId(0) && p.leader_epoch == 2)
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(100))]
 
