@@ -133,6 +133,7 @@ fn partition_records(
         isr: vec![BrokerId(node)],
         leader: BrokerId(node),
         leader_epoch: 0,
+        partition_epoch: 0,
     })
 }
 

@@ -430,6 +430,7 @@ mod tests {
                 isr: vec![BrokerId(0)],
                 leader: BrokerId(0),
                 leader_epoch: 0,
+                partition_epoch: 0,
             },
         ]
     }

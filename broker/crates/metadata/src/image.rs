@@ -1,11 +1,15 @@
-//! The immutable metadata image: a snapshot of every topic, partition and config, cheap to clone
-//! (topics are shared `Arc`s) and replaced wholesale when records are applied.
+//! The immutable metadata image: a snapshot of every topic, partition, config and registered
+//! broker, cheap to clone (topics and brokers are shared `Arc`s) and replaced wholesale when records
+//! are applied.
+
+pub(crate) mod cluster;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::records::{BrokerId, ConfigResource, MetadataRecord, PartitionId, TopicId};
 use crate::{Error, Result};
+use cluster::{BrokerRegistration, ClusterImage};
 
 /// One partition's assignment and leadership.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +17,29 @@ pub struct PartitionImage {
     pub partition: PartitionId,
     pub replicas: Vec<BrokerId>,
     pub isr: Vec<BrokerId>,
+    /// [`BrokerId::NO_LEADER`] when the partition has no leader.
     pub leader: BrokerId,
     pub leader_epoch: i32,
+    /// Bumped on every change of the partition (Kafka's partitionEpoch).
+    pub partition_epoch: i32,
+}
+
+impl PartitionImage {
+    pub fn has_leader(&self) -> bool {
+        self.leader != BrokerId::NO_LEADER
+    }
+
+    /// The preferred leader: the first replica in assignment order.
+    pub fn preferred_leader(&self) -> Option<BrokerId> {
+        self.replicas.first().copied()
+    }
+}
+
+/// How many replicas and leaderships one broker holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BrokerLoad {
+    pub replicas: u32,
+    pub leaders: u32,
 }
 
 /// One topic: id, partitions in index order, and the configs set on it (not defaults).
@@ -39,6 +64,7 @@ pub struct MetadataImage {
     group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// First producer id of the next block to hand out (all ids below were allocated).
     next_producer_id: i64,
+    cluster: ClusterImage,
 }
 
 impl MetadataImage {
@@ -82,6 +108,55 @@ impl MetadataImage {
         self.next_producer_id
     }
 
+    /// The registered brokers.
+    pub fn cluster(&self) -> &ClusterImage {
+        &self.cluster
+    }
+
+    /// Every partition of every topic, topics in name order.
+    pub fn partitions(&self) -> impl Iterator<Item = (&TopicImage, &PartitionImage)> {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.as_ref(), p)))
+    }
+
+    /// The partitions `broker` leads.
+    pub fn partitions_led_by(&self, broker: BrokerId) -> impl Iterator<Item = (&TopicImage, &PartitionImage)> {
+        self.partitions().filter(move |(_, p)| p.leader == broker)
+    }
+
+    /// The partitions with a replica on `broker`.
+    pub fn partitions_on(&self, broker: BrokerId) -> impl Iterator<Item = (&TopicImage, &PartitionImage)> {
+        self.partitions().filter(move |(_, p)| p.replicas.contains(&broker))
+    }
+
+    /// Replica and leader counts per broker: every registered broker (zero when it holds
+    /// nothing) and every broker an assignment names.
+    pub fn broker_loads(&self) -> BTreeMap<BrokerId, BrokerLoad> {
+        let mut loads: BTreeMap<BrokerId, BrokerLoad> =
+            self.cluster.brokers().map(|b| (b.id, BrokerLoad::default())).collect();
+        for (_, p) in self.partitions() {
+            for replica in &p.replicas {
+                loads.entry(*replica).or_default().replicas += 1;
+            }
+            if p.has_leader() {
+                loads.entry(p.leader).or_default().leaders += 1;
+            }
+        }
+        loads
+    }
+
+    /// The replicas of `partition` on brokers that are fenced or not registered (Kafka's
+    /// offline replicas in Metadata), in assignment order.
+    pub fn offline_replicas(&self, partition: &PartitionImage) -> Vec<BrokerId> {
+        partition
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.cluster.is_unfenced(*r))
+            .collect()
+    }
+
     /// Applies one batch of records, producing the next image. The batch is atomic: if any record
     /// does not apply, the image is unchanged and the error says which.
     pub fn apply(&self, records: &[MetadataRecord]) -> Result<MetadataImage> {
@@ -115,6 +190,7 @@ impl MetadataImage {
                 isr,
                 leader,
                 leader_epoch,
+                partition_epoch,
             } => {
                 let topic = self.topic_mut(*topic_id)?;
                 let image = PartitionImage {
@@ -123,6 +199,7 @@ impl MetadataImage {
                     isr: isr.clone(),
                     leader: *leader,
                     leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
                 };
                 let index = usize::try_from(partition.0)
                     .map_err(|_| Error::Invalid(format!("negative partition {}", partition.0)))?;
@@ -170,6 +247,100 @@ impl MetadataImage {
                 }
                 self.next_producer_id = *next_producer_id;
             }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                replicas,
+            } => {
+                let topic = self.topic_mut(*topic_id)?;
+                let name = &topic.name;
+                let Some(image) = usize::try_from(partition.0)
+                    .ok()
+                    .and_then(|i| topic.partitions.get_mut(i))
+                else {
+                    return Err(Error::Invalid(format!(
+                        "change of unknown partition {name}-{}",
+                        partition.0
+                    )));
+                };
+                let mut next = image.clone();
+                if let Some(replicas) = replicas {
+                    next.replicas = replicas.clone();
+                }
+                if let Some(isr) = isr {
+                    next.isr = isr.clone();
+                }
+                if let Some(leader) = leader {
+                    next.leader = *leader;
+                    next.leader_epoch += 1;
+                }
+                next.partition_epoch += 1;
+                if next.has_leader() && !next.replicas.contains(&next.leader) {
+                    return Err(Error::Invalid(format!(
+                        "leader {} of {name}-{} is not a replica",
+                        next.leader, partition.0
+                    )));
+                }
+                if let Some(stray) = next.isr.iter().find(|b| !next.replicas.contains(b)) {
+                    return Err(Error::Invalid(format!(
+                        "isr member {stray} of {name}-{} is not a replica",
+                        partition.0
+                    )));
+                }
+                *image = next;
+            }
+            MetadataRecord::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                broker_epoch,
+                rack,
+                listeners,
+                fenced,
+            } => {
+                if let Some(existing) = self.cluster.broker(*broker_id)
+                    && existing.epoch >= *broker_epoch
+                {
+                    return Err(Error::Invalid(format!(
+                        "registration of broker {broker_id} with epoch {broker_epoch} does not advance past {}",
+                        existing.epoch
+                    )));
+                }
+                let registration = BrokerRegistration {
+                    id: *broker_id,
+                    incarnation_id: *incarnation_id,
+                    epoch: *broker_epoch,
+                    rack: rack.clone(),
+                    listeners: listeners.clone(),
+                    fenced: *fenced,
+                    in_controlled_shutdown: false,
+                    // The offset this batch's image will have once applied.
+                    registered_at_offset: self.offset + 1,
+                };
+                self.cluster.brokers.insert(*broker_id, Arc::new(registration));
+            }
+            MetadataRecord::UnregisterBroker {
+                broker_id,
+                broker_epoch,
+            } => {
+                self.registration_mut(*broker_id, *broker_epoch)?;
+                self.cluster.brokers.remove(broker_id);
+            }
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id,
+                broker_epoch,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                let registration = self.registration_mut(*broker_id, *broker_epoch)?;
+                if let Some(fenced) = fenced {
+                    registration.fenced = *fenced;
+                }
+                if let Some(shutdown) = in_controlled_shutdown {
+                    registration.in_controlled_shutdown = *shutdown;
+                }
+            }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let name = self
                     .names_by_id
@@ -179,6 +350,21 @@ impl MetadataImage {
             }
         }
         Ok(())
+    }
+
+    fn registration_mut(&mut self, id: BrokerId, epoch: i64) -> Result<&mut BrokerRegistration> {
+        let registration = self
+            .cluster
+            .brokers
+            .get_mut(&id)
+            .ok_or_else(|| Error::Invalid(format!("broker {id} is not registered")))?;
+        if registration.epoch != epoch {
+            return Err(Error::Invalid(format!(
+                "broker {id} is registered with epoch {}, not {epoch}",
+                registration.epoch
+            )));
+        }
+        Ok(Arc::make_mut(registration))
     }
 
     fn topic_mut(&mut self, id: TopicId) -> Result<&mut TopicImage> {
@@ -209,6 +395,7 @@ mod tests {
                 isr: vec![BrokerId(0)],
                 leader: BrokerId(0),
                 leader_epoch: 0,
+                partition_epoch: 0,
             });
         }
         records
@@ -258,6 +445,170 @@ mod tests {
         );
         assert!(one.apply(&[block(500)]).is_err());
         assert_eq!(one.apply(&[block(2000)]).expect("applies").next_producer_id(), 2000);
+    }
+
+    use crate::testing::{cluster, endpoint, state, with_topic};
+    use uuid::Uuid;
+
+    fn partition_change(
+        topic_id: TopicId,
+        leader: Option<i32>,
+        isr: Option<&[i32]>,
+        replicas: Option<&[i32]>,
+    ) -> MetadataRecord {
+        let ids = |l: &[i32]| l.iter().copied().map(BrokerId).collect::<Vec<_>>();
+        MetadataRecord::PartitionChange {
+            topic_id,
+            partition: PartitionId(0),
+            leader: leader.map(BrokerId),
+            isr: isr.map(ids),
+            replicas: replicas.map(ids),
+        }
+    }
+
+    #[test]
+    fn partition_change_keeps_absent_fields_and_bumps_epochs() {
+        let (image, id) = with_topic(&cluster(&[(1, None), (2, None), (3, None)]), "t", &[&[1, 2, 3]]);
+        // ISR only: the leader epoch stays, the partition epoch moves.
+        let image = image
+            .apply(&[partition_change(id, None, Some(&[1, 2]), None)])
+            .expect("applies");
+        assert_eq!(state(&image, "t", 0), (1, vec![1, 2], 0, 1));
+        // A leader change bumps both.
+        let image = image
+            .apply(&[partition_change(id, Some(2), None, None)])
+            .expect("applies");
+        assert_eq!(state(&image, "t", 0), (2, vec![1, 2], 1, 2));
+        // No leader (-1) is a leader change too.
+        let image = image
+            .apply(&[partition_change(id, Some(-1), Some(&[2]), None)])
+            .expect("applies");
+        assert_eq!(state(&image, "t", 0), (-1, vec![2], 2, 3));
+        assert!(!image.topic("t").expect("t").partitions[0].has_leader());
+        // Replicas change alone.
+        let image = image
+            .apply(&[partition_change(id, None, None, Some(&[2, 3, 1]))])
+            .expect("applies");
+        assert_eq!(
+            image.topic("t").expect("t").partitions[0].replicas,
+            [BrokerId(2), BrokerId(3), BrokerId(1)]
+        );
+        assert_eq!(state(&image, "t", 0), (-1, vec![2], 2, 4));
+    }
+
+    #[test]
+    fn partition_change_refuses_a_leader_or_isr_outside_the_replicas() {
+        let (image, id) = with_topic(&cluster(&[(1, None), (2, None), (4, None)]), "t", &[&[1, 2]]);
+        assert!(image.apply(&[partition_change(id, Some(4), None, None)]).is_err());
+        assert!(image.apply(&[partition_change(id, None, Some(&[1, 4]), None)]).is_err());
+        let unknown = MetadataRecord::PartitionChange {
+            topic_id: id,
+            partition: PartitionId(5),
+            leader: None,
+            isr: None,
+            replicas: None,
+        };
+        assert!(image.apply(&[unknown]).is_err());
+    }
+
+    #[test]
+    fn broker_registration_records_apply() {
+        let register = |epoch: i64, incarnation| MetadataRecord::RegisterBroker {
+            broker_id: BrokerId(7),
+            incarnation_id: incarnation,
+            broker_epoch: epoch,
+            rack: Some("a".into()),
+            listeners: vec![endpoint(9092)],
+            fenced: true,
+        };
+        let first = Uuid::new_v4();
+        let image = MetadataImage::default().apply(&create_topic("x", 1)).expect("applies");
+        let image = image.apply(&[register(5, first)]).expect("registers");
+        let b = image.cluster().broker(BrokerId(7)).expect("registered");
+        assert_eq!((b.epoch, b.fenced, b.in_controlled_shutdown), (5, true, false));
+        assert_eq!(b.registered_at_offset, 2, "applied as the second batch");
+        assert_eq!(b.rack.as_deref(), Some("a"));
+        assert_eq!(b.listeners, [endpoint(9092)]);
+        // A change must name the current epoch.
+        let change = |epoch, fenced, shutdown| MetadataRecord::BrokerRegistrationChange {
+            broker_id: BrokerId(7),
+            broker_epoch: epoch,
+            fenced,
+            in_controlled_shutdown: shutdown,
+        };
+        assert!(image.apply(&[change(4, Some(false), None)]).is_err());
+        let image = image.apply(&[change(5, Some(false), None)]).expect("unfences");
+        assert!(image.cluster().is_active(BrokerId(7)));
+        let image = image.apply(&[change(5, None, Some(true))]).expect("shuts down");
+        let b = image.cluster().broker(BrokerId(7)).expect("registered");
+        assert_eq!((b.fenced, b.in_controlled_shutdown), (false, true));
+        assert!(!image.cluster().is_active(BrokerId(7)));
+        assert!(image.cluster().is_unfenced(BrokerId(7)));
+        // A re-registration must advance the epoch, and replaces the registration.
+        assert!(image.apply(&[register(5, Uuid::new_v4())]).is_err());
+        let second = Uuid::new_v4();
+        let image = image.apply(&[register(9, second)]).expect("re-registers");
+        let b = image.cluster().broker(BrokerId(7)).expect("registered");
+        assert_eq!(
+            (b.epoch, b.incarnation_id, b.fenced, b.in_controlled_shutdown),
+            (9, second, true, false)
+        );
+        // Unregistration names the epoch too.
+        let unregister = |epoch| MetadataRecord::UnregisterBroker {
+            broker_id: BrokerId(7),
+            broker_epoch: epoch,
+        };
+        assert!(image.apply(&[unregister(5)]).is_err());
+        let image = image.apply(&[unregister(9)]).expect("unregisters");
+        assert!(image.cluster().is_empty());
+        assert!(image.apply(&[change(9, Some(false), None)]).is_err());
+    }
+
+    #[test]
+    fn cluster_read_helpers() {
+        let image = cluster(&[(1, Some("b")), (2, Some("a")), (3, None), (4, Some("a"))]);
+        let image = crate::testing::set_fenced(&image, 4, true);
+        let (image, _) = with_topic(&image, "t", &[&[1, 2, 3], &[2, 4], &[4, 1], &[9, 1]]);
+        let ids = |it: Vec<BrokerId>| it.into_iter().map(|b| b.0).collect::<Vec<_>>();
+        assert_eq!(
+            ids(image.cluster().unfenced_brokers().map(|b| b.id).collect()),
+            [1, 2, 3]
+        );
+        assert_eq!(image.cluster().racks(), [None, Some("a"), Some("b")]);
+        let led: Vec<i32> = image
+            .partitions_led_by(BrokerId(2))
+            .map(|(_, p)| p.partition.0)
+            .collect();
+        assert_eq!(led, [1]);
+        let on: Vec<i32> = image.partitions_on(BrokerId(1)).map(|(_, p)| p.partition.0).collect();
+        assert_eq!(on, [0, 2, 3]);
+        let loads = image.broker_loads();
+        assert_eq!(
+            loads[&BrokerId(1)],
+            BrokerLoad {
+                replicas: 3,
+                leaders: 1
+            }
+        );
+        assert_eq!(
+            loads[&BrokerId(4)],
+            BrokerLoad {
+                replicas: 2,
+                leaders: 1
+            }
+        );
+        assert_eq!(
+            loads[&BrokerId(3)],
+            BrokerLoad {
+                replicas: 1,
+                leaders: 0
+            }
+        );
+        let t = image.topic("t").expect("t");
+        assert_eq!(ids(image.offline_replicas(&t.partitions[0])), Vec::<i32>::new());
+        // Fenced (4) and unregistered (9) replicas are offline.
+        assert_eq!(ids(image.offline_replicas(&t.partitions[1])), [4]);
+        assert_eq!(ids(image.offline_replicas(&t.partitions[3])), [9]);
     }
 
     #[test]

@@ -1,17 +1,23 @@
-//! Cluster metadata for Fjord: the records that describe topics, partitions and configs (modelled
-//! on KRaft's), the immutable [`MetadataImage`] every other component reads, and the local
-//! metadata log that makes them durable on a single node. In cluster mode the same records will be
+//! Cluster metadata for Fjord: the records that describe topics, partitions, configs and brokers
+//! (modelled on KRaft's), the immutable [`MetadataImage`] every other component reads, the local
+//! metadata log that makes them durable on a single node, rack-aware replica [`placement`], and
+//! the pure controller logic ([`control`]) that turns requests into records. In cluster mode the same records will be
 //! replicated through a Raft quorum; nothing else changes cluster state (architecture invariant 4).
 
+pub mod control;
 mod image;
 mod log;
+pub mod placement;
 mod records;
 mod reserve;
 mod store;
+#[cfg(test)]
+mod testing;
 
-pub use image::{MetadataImage, PartitionImage, TopicImage};
+pub use image::cluster::{BrokerRegistration, ClusterImage};
+pub use image::{BrokerLoad, MetadataImage, PartitionImage, TopicImage};
 pub use log::MetadataLog;
-pub use records::{BrokerId, ConfigResource, MetadataRecord, PartitionId, TopicId};
+pub use records::{BrokerId, ConfigResource, Endpoint, MetadataRecord, PartitionId, TopicId};
 pub use store::MetadataStore;
 
 /// Errors of the metadata crate.
@@ -28,6 +34,9 @@ pub enum Error {
     Encode(#[from] serde_json::Error),
     #[error("metadata record rejected: {0}")]
     Invalid(String),
+    /// The controller refused a request (each variant names its Kafka error code).
+    #[error(transparent)]
+    Control(#[from] control::Error),
     /// A damaged entry with intact entries after it: not a torn tail, so truncating would drop
     /// committed metadata. The broker refuses to start rather than guess.
     #[error(
