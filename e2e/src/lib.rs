@@ -172,10 +172,12 @@ mod tests {
         let pods = render_pods(yaml, "ns", &secrets, "/tmp/x", "127.0.0.1").expect("render");
         assert_eq!(pods.len(), 3);
         assert_eq!(pods[0].env["AWS_SECRET_ACCESS_KEY"], "secret");
-        assert!(
-            pods.iter()
-                .all(|p| p.command.last().is_some_and(|c| c.contains("/tmp/x/")))
-        );
+        for p in &pods {
+            let config = format!("/tmp/x/{}/config/broker.toml", p.pod);
+            assert_eq!(p.command[..3], ["fjord-broker", "--config", config.as_str()]);
+            // `$(POD_NAME)` is expanded as the kubelet does: the broker derives its id from it.
+            assert_eq!(p.command[5..], ["--pod-name", p.pod.as_str()]);
+        }
         assert!(pods[0].config_files["broker.toml"].contains("/tmp/x/"));
         assert!(pods[0].config_files["broker.toml"].contains("[tiering]"));
         let missing = render_pods(yaml, "ns", &Secrets::new(), "/tmp/x", "127.0.0.1").unwrap_err();
