@@ -22,6 +22,8 @@ use serde_json::json;
 pub struct PodLaunch {
     /// Pod name (`<statefulset>-<ordinal>`), also its `HOSTNAME`.
     pub pod: String,
+    /// The container image the pod would run (images/test_images.py runs the launch in it).
+    pub image: String,
     /// The container command with Kubernetes `$(VAR)` references expanded and mounts mapped.
     pub command: Vec<String>,
     /// The container environment, resolved.
@@ -138,6 +140,7 @@ pub fn render_pods(
             let config_files = data.iter().map(|(k, v)| (k.clone(), map_mounts(v))).collect();
             out.push(PodLaunch {
                 pod,
+                image: container.image.clone().unwrap_or_default(),
                 command,
                 env,
                 config_files,
