@@ -6,7 +6,7 @@
 #   scripts/images.sh [options] [broker] [operator] [cli]      (default: every image that exists)
 #
 #   --engine docker|buildah  docker if its daemon answers, else buildah (Debian's package; runs
-#                            daemonless as root with --isolation chroot and the vfs storage driver)
+#                            daemonless as root with --isolation chroot)
 #   --registry REG           image name prefix [ghcr.io/fjord-streaming, or $FJORD_IMAGE_REGISTRY]
 #   --tag TAG                [the workspace version from Cargo.toml]
 #   --prebuilt DIR           copy the binaries from DIR (e.g. target/release, or target/debug in CI)
@@ -15,14 +15,15 @@
 #   --local-base             build the runtime base offline from Debian packages (libc6, libgcc-s1,
 #                            ca-certificates, netbase: apt-get download + dpkg-deb -x, no shell, no
 #                            package manager) as localhost/fjord-base:bookworm and use it; for
-#                            machines that reach Debian's mirror but no container registry (CI)
+#                            machines that reach Debian's mirror but no container registry (CI);
+#                            needs a Debian-family host (apt-get, dpkg-deb)
 #   --rust-image IMAGE       build stage image [docker.io/library/rust:1.95-bookworm]
 #
 # Examples:
 #   scripts/images.sh                                          # compile in the images (needs a registry)
 #   cargo build --release -p fjord-broker -p fjord-operator && scripts/images.sh --prebuilt target/release
 #   scripts/images.sh --local-base --prebuilt target/debug broker operator   # what CI does
-# Prints one line per image: `built NAME size=BYTES seconds=S`.
+# Prints one line per image: `built NAME size=SIZE seconds=S` (SIZE as the engine reports it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
