@@ -226,6 +226,7 @@ def test_image_config(container, image, binary):
     print(f"{image}: binary {binary_size / 1e6:.1f} MB (debug build, debug info stripped), "
           f"rest of the image {rest / 1e6:.1f} MB")
     assert rest < 20_000_000, f"the runtime base grew to {rest} bytes"
+    assert binary_size < 150_000_000, "debug info was not stripped from the binary"
     if binary == "fjord-broker":
         assert cfg["Volumes"] == {"/var/lib/fjord": {}}
         assert cfg["WorkingDir"] == "/var/lib/fjord"
