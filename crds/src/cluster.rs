@@ -58,7 +58,7 @@ pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
 #[serde(rename_all = "camelCase")]
 pub struct ClusterSpec {
     /// Broker container image. Absent: the image matching the operator's version
-    /// (`ghcr.io/fjord-streaming/fjord:<operator version>`).
+    /// (`ghcr.io/fjord-streaming/fjord-broker:<operator version>`, built by scripts/images.sh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Number of brokers, spread evenly over `racks` (the least-filled rack gets the next one).

@@ -22,6 +22,8 @@ use serde_json::json;
 pub struct PodLaunch {
     /// Pod name (`<statefulset>-<ordinal>`), also its `HOSTNAME`.
     pub pod: String,
+    /// The container image the pod would run (images/test_images.py runs the launch in it).
+    pub image: String,
     /// The container command with Kubernetes `$(VAR)` references expanded and mounts mapped.
     pub command: Vec<String>,
     /// The container environment, resolved.
@@ -138,6 +140,7 @@ pub fn render_pods(
             let config_files = data.iter().map(|(k, v)| (k.clone(), map_mounts(v))).collect();
             out.push(PodLaunch {
                 pod,
+                image: container.image.clone().unwrap_or_default(),
                 command,
                 env,
                 config_files,
@@ -172,10 +175,12 @@ mod tests {
         let pods = render_pods(yaml, "ns", &secrets, "/tmp/x", "127.0.0.1").expect("render");
         assert_eq!(pods.len(), 3);
         assert_eq!(pods[0].env["AWS_SECRET_ACCESS_KEY"], "secret");
-        assert!(
-            pods.iter()
-                .all(|p| p.command.last().is_some_and(|c| c.contains("/tmp/x/")))
-        );
+        for p in &pods {
+            let config = format!("/tmp/x/{}/config/broker.toml", p.pod);
+            assert_eq!(p.command[..3], ["fjord-broker", "--config", config.as_str()]);
+            // `$(POD_NAME)` is expanded as the kubelet does: the broker derives its id from it.
+            assert_eq!(p.command[5..], ["--pod-name", p.pod.as_str()]);
+        }
         assert!(pods[0].config_files["broker.toml"].contains("/tmp/x/"));
         assert!(pods[0].config_files["broker.toml"].contains("[tiering]"));
         let missing = render_pods(yaml, "ns", &Secrets::new(), "/tmp/x", "127.0.0.1").unwrap_err();

@@ -1,5 +1,5 @@
 """System tests without Kubernetes: each Fjord broker is started the way the operator's
-StatefulSet starts it (same /bin/sh command, same env, same broker.toml, rendered by the
+StatefulSet starts it (same command and arguments, no shell, same env, same broker.toml, rendered by the
 operator's builders through fjord-e2e-render), with a real S3 server (moto) and third-party
 clients (confluent-kafka / librdkafka).
 
@@ -27,10 +27,11 @@ def test_rendered_pod_is_the_operators(cluster_factory):
     """The broker runs from the operator-rendered config and the StatefulSet's command."""
     c = cluster_factory(name="render")
     pod = c.pods[0]
-    assert pod.launch["command"][:2] == ["/bin/sh", "-c"]
-    assert "exec fjord-broker --config" in pod.launch["command"][2]
+    config = f"{pod.launch['config_dir']}/broker.toml"
+    assert pod.launch["command"] == ["fjord-broker", "--config", config,
+                                     "--node-id-base", "0", "--pod-name", "render-broker-0"]
     assert pod.launch["config_files"]["broker.toml"].startswith("# Rendered by fjord-operator")
-    assert pod.launch["env"]["FJORD_BROKER_ID_BASE"] == "0"
+    assert pod.launch["env"]["POD_NAME"] == "render-broker-0"
 
 
 def test_produce_consume(cluster_factory):

@@ -40,6 +40,13 @@ fn env<'a>(sts: &'a StatefulSet, name: &str) -> Option<&'a EnvVar> {
         .find(|e| e.name == name)
 }
 
+/// The value after `flag` in the broker container's args.
+fn arg<'a>(sts: &'a StatefulSet, flag: &str) -> Option<&'a str> {
+    let args = sts.spec.template.spec.as_ref()?.containers[0].args.as_ref()?;
+    let i = args.iter().position(|a| a == flag)?;
+    args.get(i + 1).map(String::as_str)
+}
+
 fn node_requirement(sts: &StatefulSet) -> Option<&NodeSelectorRequirement> {
     let affinity = sts.spec.template.spec.as_ref()?.affinity.as_ref()?;
     let selector = affinity
@@ -92,10 +99,17 @@ fn racks_get_one_pinned_statefulset_each_with_even_spread() {
                 assert_eq!(req.values.as_deref(), Some(&[format!("eu-{rack}")][..]));
                 let labels = sts.spec.selector.match_labels.as_ref().expect("selector");
                 assert_eq!(labels.get(RACK_LABEL), Some(rack));
-                let base: i32 = env(sts, "FJORD_BROKER_ID_BASE")
-                    .and_then(|e| e.value.as_ref())
+                let base: i32 = arg(sts, "--node-id-base")
                     .and_then(|v| v.parse().ok())
                     .expect("id base");
+                assert_eq!(
+                    sts.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(build::BROKER_ID_BASE_ANNOTATION)),
+                    Some(&base.to_string()),
+                    "the broker's id base is the one recorded on the StatefulSet"
+                );
                 ids.extend((0..sts.spec.replicas.unwrap_or(0)).map(|o| base + o));
             }
             let unique: std::collections::BTreeSet<_> = ids.iter().collect();
@@ -164,8 +178,6 @@ fn statefulset_pod_details() {
     );
     let adv = env(sts, "FJORD_NETWORK__ADVERTISED_LISTENER").and_then(|e| e.value.as_deref());
     assert_eq!(adv, Some("$(POD_NAME).demo-brokers.$(POD_NAMESPACE).svc:9092"));
-    let command = container.command.as_ref().expect("command").join(" ");
-    assert!(command.contains("$$((FJORD_BROKER_ID_BASE + ordinal))"), "{command}");
     let claim = &sts.spec.volume_claim_templates.as_ref().expect("claims")[0];
     let claim_spec = claim.spec.as_ref().expect("claim spec");
     assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
@@ -393,4 +405,44 @@ fn broker_pods_meet_the_restricted_pod_security_level() {
         );
     }
     assert!(pod.host_network.is_none() && pod.host_pid.is_none() && pod.host_ipc.is_none());
+}
+
+/// The broker starts without a shell: the program is the image's entrypoint binary (on its
+/// PATH), the arguments are plain strings, and the only `$(VAR)` reference, the pod name the
+/// node id is derived from, names a variable the container defines from the pod's own name.
+#[test]
+fn broker_command_needs_no_shell() {
+    let (c, v) = valid(json!({"brokers": 4, "racks": [{"name": "a"}, {"name": "b"}]}));
+    for sts in render_all(&c, &v) {
+        let container = &sts.spec.template.spec.as_ref().expect("pod").containers[0];
+        assert_eq!(container.command.as_deref(), Some(&["fjord-broker".to_string()][..]));
+        let args = container.args.as_ref().expect("args");
+        let base = sts.metadata.annotations.as_ref().expect("annotations")[build::BROKER_ID_BASE_ANNOTATION].clone();
+        assert_eq!(
+            args,
+            &[
+                "--config",
+                "/etc/fjord/broker.toml",
+                "--node-id-base",
+                base.as_str(),
+                "--pod-name",
+                "$(POD_NAME)"
+            ]
+        );
+        for part in container.command.iter().flatten().chain(args) {
+            assert!(
+                !part.contains("sh") && !part.contains(';') && !part.contains("$$"),
+                "{part}"
+            );
+        }
+        let pod_name = env(&sts, "POD_NAME")
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|f| f.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        assert_eq!(pod_name, Some("metadata.name"));
+        assert!(
+            env(&sts, "FJORD_BROKER_ID_BASE").is_none(),
+            "no shell reads it any more"
+        );
+    }
 }

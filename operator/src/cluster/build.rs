@@ -292,13 +292,12 @@ fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-/// The broker container's environment: identity (id base, rack), advertised address, object
-/// store credentials.
+/// The broker container's environment: pod identity (name, namespace, rack), advertised
+/// address, object store credentials.
 fn broker_env(v: &ValidCluster, rack: &RackPlan) -> Vec<EnvVar> {
     let mut out = vec![
         field_env("POD_NAME", "metadata.name"),
         field_env("POD_NAMESPACE", "metadata.namespace"),
-        env("FJORD_BROKER_ID_BASE", rack.id_base.to_string()),
         env(
             "FJORD_NETWORK__ADVERTISED_LISTENER",
             format!(
@@ -337,17 +336,24 @@ fn broker_env(v: &ValidCluster, rack: &RackPlan) -> Vec<EnvVar> {
     out
 }
 
-/// The broker's start command: node id = the rack's id base + the pod ordinal (from the
-/// hostname), so every pod has a stable id. `$$` keeps Kubernetes from expanding `$(`.
-fn broker_command() -> Vec<String> {
-    vec![
-        "/bin/sh".to_string(),
-        "-c".to_string(),
-        format!(
-            "ordinal=\"${{HOSTNAME##*-}}\"; export FJORD_NODE_ID=\"$$((FJORD_BROKER_ID_BASE + ordinal))\"; \
-             exec fjord-broker --config {CONFIG_MOUNT}/{BROKER_TOML}"
-        ),
-    ]
+/// The program the broker container runs: looked up on the image's `PATH`, no shell. The broker
+/// image's entrypoint is this binary (`images/broker.Containerfile`), and the e2e suites run the
+/// same command.
+pub const BROKER_PROGRAM: &str = "fjord-broker";
+
+/// The broker's command line (program and arguments, no shell): the rendered config, and the
+/// node id as the rack's id base + the pod ordinal, which the broker reads from its pod name
+/// (`$(POD_NAME)` is expanded by the kubelet), so every pod has a stable id.
+pub fn broker_command(rack: &RackPlan) -> (Vec<String>, Vec<String>) {
+    let args = [
+        "--config".to_string(),
+        format!("{CONFIG_MOUNT}/{BROKER_TOML}"),
+        "--node-id-base".to_string(),
+        rack.id_base.to_string(),
+        "--pod-name".to_string(),
+        "$(POD_NAME)".to_string(),
+    ];
+    (vec![BROKER_PROGRAM.to_string()], args.to_vec())
 }
 
 fn affinity(v: &ValidCluster, rack: &RackPlan) -> Affinity {
@@ -405,10 +411,12 @@ pub fn stateful_set(
         BROKER_ID_BASE_ANNOTATION.to_string(),
         rack.id_base.to_string(),
     )]));
+    let (command, args) = broker_command(rack);
     let container = Container {
         name: "broker".to_string(),
         image: Some(v.image.clone()),
-        command: Some(broker_command()),
+        command: Some(command),
+        args: Some(args),
         env: Some(broker_env(v, rack)),
         ports: Some(
             [

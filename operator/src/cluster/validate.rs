@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 
 /// Image used when `spec.image` is absent.
 pub fn default_image() -> String {
-    format!("ghcr.io/fjord-streaming/fjord:{}", env!("CARGO_PKG_VERSION"))
+    format!("ghcr.io/fjord-streaming/fjord-broker:{}", env!("CARGO_PKG_VERSION"))
 }
 
 /// Broker config keys the operator sets itself; overriding them would break the pods.
