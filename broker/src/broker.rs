@@ -40,6 +40,8 @@ pub struct Broker {
     pub producer_ids: ProducerIdAllocator,
     /// Tiered storage, when `tiering.enabled`.
     pub tiering: Option<Arc<crate::tiering::Tiering>>,
+    /// This incarnation's broker epoch (KIP-631), from its registration.
+    pub broker_epoch: i64,
     shutting_down: AtomicBool,
 }
 
@@ -52,6 +54,8 @@ impl Broker {
         let metadata_log = metadata_log_path(&data_dir)?;
         let metadata = MetadataStore::open(&metadata_log).context("opening the metadata log")?;
         metadata.set_reserve(config.storage.metadata_reserve_bytes.as_u64());
+        let broker_epoch =
+            crate::lifecycle::register_locally(&metadata, &config).context("registering the broker in metadata")?;
         let metrics = Metrics::new(config.http.per_partition_metrics);
         let replicas = Arc::new(ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?);
         let tiering = crate::tiering::Tiering::open(&config).context("opening tiered storage")?;
@@ -73,6 +77,7 @@ impl Broker {
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
             producer_ids: ProducerIdAllocator::default(),
             tiering,
+            broker_epoch,
             shutting_down: AtomicBool::new(false),
         }))
     }
@@ -88,6 +93,11 @@ impl Broker {
         self.publishing.offer(image);
         self.publishing
             .wait_published_blocking(offset, METADATA_PUBLISH_TIMEOUT)
+    }
+
+    /// The active controller's node id. single-node: this broker is its own controller.
+    pub fn controller_id(&self) -> i32 {
+        self.config.node_id
     }
 
     pub fn node_id(&self) -> i32 {

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use fjord_metadata::{BrokerId, ConfigResource, MetadataRecord, PartitionId, TopicId};
+use fjord_metadata::control;
+use fjord_metadata::placement::Placer;
+use fjord_metadata::{BrokerId, ConfigResource, MetadataRecord, TopicId};
 use fjord_protocol::kafka_protocol::error::ResponseError;
 
 use crate::broker::Broker;
@@ -121,20 +123,39 @@ fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn partition_records(
+/// The controller's typed refusals as Kafka errors.
+impl From<control::Error> for ApiError {
+    fn from(error: control::Error) -> ApiError {
+        let code = match &error {
+            control::Error::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            control::Error::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            control::Error::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            control::Error::UnknownTopicOrPartition(_) => ResponseError::UnknownTopicOrPartition,
+            control::Error::BrokerIdNotRegistered { .. } => ResponseError::BrokerIdNotRegistered,
+            control::Error::StaleBrokerEpoch { .. } => ResponseError::StaleBrokerEpoch,
+            control::Error::DuplicateBrokerRegistration { .. } => ResponseError::DuplicateBrokerRegistration,
+            control::Error::ElectionNotNeeded { .. } => ResponseError::ElectionNotNeeded,
+            control::Error::PreferredLeaderNotAvailable { .. } => ResponseError::PreferredLeaderNotAvailable,
+            _ => ResponseError::UnknownServerError,
+        };
+        ApiError::new(code, error.to_string())
+    }
+}
+
+/// Replica assignments from the client's explicit lists (validated) or rack-aware placement over
+/// the registered, unfenced brokers, and the partition records for them.
+fn place_partitions(
+    image: &fjord_metadata::MetadataImage,
     topic_id: TopicId,
-    node: i32,
-    range: std::ops::Range<i32>,
-) -> impl Iterator<Item = MetadataRecord> {
-    range.map(move |p| MetadataRecord::Partition {
-        topic_id,
-        partition: PartitionId(p),
-        replicas: vec![BrokerId(node)],
-        isr: vec![BrokerId(node)],
-        leader: BrokerId(node),
-        leader_epoch: 0,
-        partition_epoch: 0,
-    })
+    first: i32,
+    count: i32,
+    replication_factor: i16,
+    explicit: Option<&[Vec<BrokerId>]>,
+) -> Result<(Vec<Vec<BrokerId>>, Vec<MetadataRecord>), ApiError> {
+    let mut placer = Placer::new(image);
+    let assignments = control::assign_replicas(image, &mut placer, count, replication_factor, explicit)?;
+    let records = control::new_partition_records(image, topic_id, first, &assignments)?;
+    Ok((assignments, records))
 }
 
 /// Applies one config change to `next`. `list` gives a list config's current items (its override
@@ -236,24 +257,12 @@ impl Broker {
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
     }
 
-    /// Checks one partition's manually assigned replicas (Kafka's INVALID_REPLICA_ASSIGNMENT
-    /// rules): not empty, no broker twice, every broker known.
-    fn validate_replicas(&self, replicas: &[i32]) -> Result<(), ApiError> {
-        let invalid = |m: String| Err(ApiError::new(ResponseError::InvalidReplicaAssignment, m));
-        if replicas.is_empty() {
-            return invalid("the manual partition assignment includes an empty replica list".into());
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        if let Some(dup) = replicas.iter().find(|b| !seen.insert(**b)) {
-            return invalid(format!("the manual partition assignment names broker {dup} twice"));
-        }
-        let node = self.node_id();
-        if let Some(unknown) = replicas.iter().find(|b| **b != node) {
-            return invalid(format!(
-                "the manual partition assignment names broker {unknown}, which is not registered"
-            ));
-        }
-        Ok(())
+    /// Whether this broker holds a replica of every one of `assignments` (then the new logs are
+    /// staged here before the commit, so a full disk refuses the request instead of leaving
+    /// partitions without logs).
+    fn hosts_all(&self, assignments: &[Vec<BrokerId>]) -> bool {
+        let me = BrokerId(self.node_id());
+        assignments.iter().all(|replicas| replicas.contains(&me))
     }
 
     /// What an internal topic's coordinator relies on: compaction only (a delete policy or any
@@ -320,10 +329,16 @@ impl Broker {
                     "partitions of a manual assignment must be 0-based and consecutive",
                 ));
             }
-            for (_, replicas) in assignments {
-                self.validate_replicas(replicas)?;
-            }
         }
+        // Explicit assignments in partition order, as broker ids.
+        let explicit: Option<Vec<Vec<BrokerId>>> = topic.explicit_assignments.as_ref().map(|assignments| {
+            let mut sorted = assignments.clone();
+            sorted.sort_by_key(|(p, _)| *p);
+            sorted
+                .into_iter()
+                .map(|(_, replicas)| replicas.into_iter().map(BrokerId).collect())
+                .collect()
+        });
         let num_partitions = match &topic.explicit_assignments {
             Some(assignments) => i32::try_from(assignments.len()).unwrap_or(i32::MAX),
             None if topic.num_partitions == -1 => self.config.topics.num_partitions,
@@ -342,14 +357,13 @@ impl Broker {
             None if topic.replication_factor == -1 => self.config.topics.replication_factor,
             None => topic.replication_factor,
         };
-        if replication_factor != 1 {
+        if replication_factor < 1 {
             return Err(ApiError::new(
                 ResponseError::InvalidReplicationFactor,
-                format!("replication factor {replication_factor} is larger than the 1 available broker"),
+                format!("replication factor must be larger than 0, got {replication_factor}"),
             ));
         }
         self.validate_topic_configs(&topic.configs)?;
-        let node = self.node_id();
         let staged = crate::resources::Staged::default();
         let (image, created) = self
             .metadata
@@ -374,6 +388,17 @@ impl Broker {
                     return refused(e);
                 }
                 let topic_id = TopicId::random();
+                let (assignments, partition_records) = match place_partitions(
+                    image,
+                    topic_id,
+                    0,
+                    num_partitions,
+                    replication_factor,
+                    explicit.as_deref(),
+                ) {
+                    Ok(placed) => placed,
+                    Err(e) => return refused(e),
+                };
                 let created = CreatedTopic {
                     topic_id,
                     num_partitions,
@@ -383,14 +408,17 @@ impl Broker {
                     return Ok((Vec::new(), Ok(created)));
                 }
                 let partitions = 0..num_partitions;
-                if let Err(e) = self.stage_new_partitions(&staged, &topic.name, topic_id, &topic.configs, partitions) {
+                if self.hosts_all(&assignments)
+                    && let Err(e) =
+                        self.stage_new_partitions(&staged, &topic.name, topic_id, &topic.configs, partitions)
+                {
                     return refused(e);
                 }
                 let mut records = vec![MetadataRecord::Topic {
                     name: topic.name.clone(),
                     topic_id,
                 }];
-                records.extend(partition_records(topic_id, node, 0..num_partitions));
+                records.extend(partition_records);
                 records.extend(topic.configs.iter().map(|(k, v)| MetadataRecord::Config {
                     resource: ConfigResource::Topic(topic.name.clone()),
                     name: k.clone(),
@@ -434,7 +462,8 @@ impl Broker {
         // A coordinator maps keys to partitions by count: growing an internal topic would lose
         // every group's (or transaction's) state.
         refuse_internal(name, ResponseError::InvalidRequest, "adding partitions to")?;
-        let node = self.node_id();
+        let explicit: Option<Vec<Vec<BrokerId>>> =
+            assignments.map(|a| a.iter().map(|r| r.iter().copied().map(BrokerId).collect()).collect());
         let staged = crate::resources::Staged::default();
         let (image, result) = self
             .metadata
@@ -470,20 +499,32 @@ impl Broker {
                             ),
                         ));
                     }
-                    if let Some(e) = assignments.iter().find_map(|r| self.validate_replicas(r).err()) {
-                        return refused(e);
-                    }
                 }
                 if let Err(e) = self.check_partition_limit(image, count - current) {
                     return refused(e);
                 }
+                // New partitions keep the topic's replication factor (Kafka).
+                let replication_factor = t.partitions.first().map_or(1, |p| p.replicas.len() as i16);
+                let (placed, records) = match place_partitions(
+                    image,
+                    t.id,
+                    current,
+                    count - current,
+                    replication_factor,
+                    explicit.as_deref(),
+                ) {
+                    Ok(placed) => placed,
+                    Err(e) => return refused(e),
+                };
                 if validate_only {
                     return Ok((Vec::new(), Ok(())));
                 }
-                if let Err(e) = self.stage_new_partitions(&staged, name, t.id, &t.configs, current..count) {
+                if self.hosts_all(&placed)
+                    && let Err(e) = self.stage_new_partitions(&staged, name, t.id, &t.configs, current..count)
+                {
                     return refused(e);
                 }
-                Ok((partition_records(t.id, node, current..count).collect(), Ok(())))
+                Ok((records, Ok(())))
             })
             .map_err(|e| self.commit_failed(&staged, name, e))?;
         result?;

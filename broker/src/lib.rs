@@ -10,6 +10,7 @@ pub mod controller;
 pub mod group;
 pub mod handlers;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod network;
 pub mod producer_ids;

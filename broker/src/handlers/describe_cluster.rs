@@ -7,17 +7,21 @@ use super::{broker_id, operations, str_bytes};
 use crate::broker::Broker;
 
 pub(super) fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (host, port) = broker.config.advertised_listener();
-    let node = DescribeClusterBroker::default()
-        .with_broker_id(broker_id(broker.node_id()))
-        .with_host(str_bytes(host))
-        .with_port(port)
-        .with_rack(broker.config.rack.clone().map(str_bytes));
+    let brokers = super::live_brokers(broker, &broker.image())
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(broker_id(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
-        .with_controller_id(broker_id(broker.node_id()))
-        .with_brokers(vec![node])
+        .with_controller_id(broker_id(broker.controller_id()))
+        .with_brokers(brokers)
         .with_cluster_authorized_operations(operations::answer(
             request.include_cluster_authorized_operations,
             operations::CLUSTER,

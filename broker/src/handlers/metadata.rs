@@ -63,19 +63,37 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
                 .collect()
         }
     };
-    let (host, port) = broker.config.advertised_listener();
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(broker_id(broker.node_id()))
-                .with_host(str_bytes(host))
-                .with_port(port)
-                .with_rack(broker.config.rack.clone().map(str_bytes)),
-        ])
+        .with_brokers(
+            super::live_brokers(broker, &image)
+                .into_iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(broker_id(b.id))
+                        .with_host(str_bytes(b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.map(str_bytes))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(broker_id(broker.node_id()))
-        .with_topics(topics)
+        .with_controller_id(broker_id(broker.controller_id()))
+        .with_topics(topics.into_iter().map(|t| with_offline_replicas(t, &image)).collect())
         .with_cluster_authorized_operations(cluster_operations)
+}
+
+/// Fills each partition's offline replicas (replicas on fenced or unregistered brokers).
+fn with_offline_replicas(
+    mut topic: MetadataResponseTopic,
+    image: &fjord_metadata::MetadataImage,
+) -> MetadataResponseTopic {
+    let Some(found) = topic.name.as_ref().and_then(|n| image.topic(n.as_str())) else {
+        return topic;
+    };
+    for (partition, p) in topic.partitions.iter_mut().zip(&found.partitions) {
+        partition.offline_replicas = image.offline_replicas(p).iter().map(|b| broker_id(b.0)).collect();
+    }
+    topic
 }
 
 fn describe_topic(topic: &TopicImage, operations: i32) -> MetadataResponseTopic {

@@ -205,3 +205,45 @@ pub(crate) fn topic_name(s: impl Into<String>) -> TopicName {
 pub(crate) fn broker_id(id: i32) -> BrokerId {
     BrokerId(id)
 }
+
+/// A broker as clients see it in Metadata and DescribeCluster.
+pub(crate) struct LiveBroker {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The unfenced registered brokers with their PLAINTEXT listener (Kafka lists only unfenced
+/// brokers); this broker from its config while it is not registered yet.
+pub(crate) fn live_brokers(broker: &Broker, image: &fjord_metadata::MetadataImage) -> Vec<LiveBroker> {
+    let mut brokers: Vec<LiveBroker> = image
+        .cluster()
+        .unfenced_brokers()
+        .filter_map(|b| {
+            let endpoint = b
+                .listeners
+                .iter()
+                .find(|l| l.name == "PLAINTEXT")
+                .or(b.listeners.first())?;
+            Some(LiveBroker {
+                id: b.id.0,
+                host: endpoint.host.clone(),
+                port: i32::from(endpoint.port),
+                rack: b.rack.clone(),
+            })
+        })
+        .collect();
+    if !brokers.iter().any(|b| b.id == broker.node_id())
+        && !image.cluster().brokers().any(|b| b.id.0 == broker.node_id())
+    {
+        let (host, port) = broker.config.advertised_listener();
+        brokers.push(LiveBroker {
+            id: broker.node_id(),
+            host,
+            port,
+            rack: broker.config.rack.clone(),
+        });
+    }
+    brokers
+}
