@@ -7,11 +7,13 @@ mod image;
 mod log;
 mod records;
 mod reserve;
+mod snapshot;
 mod store;
 
 pub use image::{MetadataImage, PartitionImage, TopicImage};
 pub use log::MetadataLog;
 pub use records::{BrokerId, ConfigResource, MetadataRecord, PartitionId, TopicId};
+pub use snapshot::SNAPSHOT_BROKER_ID;
 pub use store::MetadataStore;
 
 /// Errors of the metadata crate.
