@@ -9,8 +9,13 @@
 
 mod frame;
 mod log_store;
+mod quorum;
+mod rpc;
 mod state_machine;
 mod types;
+
+pub use quorum::{Quorum, QuorumConfig, QuorumState, ReplicaState};
+pub use rpc::RaftService;
 
 use std::path::PathBuf;
 

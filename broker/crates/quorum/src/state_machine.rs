@@ -165,14 +165,17 @@ impl StateMachine {
 
     /// Replaces the state with a snapshot's and publishes it.
     fn restore(&mut self, meta: &SnapshotMeta, data: &[u8]) -> std::result::Result<(), String> {
-        let data: SnapshotData = serde_json::from_slice(data).map_err(|e| e.to_string())?;
-        let image = MetadataImage::from_records(&data.records, data.offset).map_err(|e| e.to_string())?;
+        let (image, batches) = decode(data)?;
+        self.set(meta, image, batches);
+        Ok(())
+    }
+
+    fn set(&mut self, meta: &SnapshotMeta, image: MetadataImage, batches: u64) {
         self.image = Arc::new(image);
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
-        self.batches = data.batches;
+        self.batches = batches;
         self.publish();
-        Ok(())
     }
 
     fn publish(&self) {
@@ -180,6 +183,13 @@ impl StateMachine {
         self.published.image.send_replace(self.image.clone());
         self.published.applied.send_replace(self.last_applied.map(|l| l.index));
     }
+}
+
+/// The image and batch count a snapshot's data holds.
+fn decode(data: &[u8]) -> std::result::Result<(MetadataImage, u64), String> {
+    let data: SnapshotData = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+    let image = MetadataImage::from_records(&data.records, data.offset).map_err(|e| e.to_string())?;
+    Ok((image, data.batches))
 }
 
 /// Builds a snapshot of the state machine as it was when the builder was made.
@@ -291,8 +301,9 @@ impl RaftStateMachine<C> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> std::result::Result<(), StorageError> {
         let data = snapshot.into_inner();
-        self.restore(meta, &data)
+        let (image, batches) = decode(&data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e)))?;
+        // Durable first, then visible.
         let stored = Stored {
             meta: meta.clone(),
             data: Arc::new(data),
@@ -303,6 +314,7 @@ impl RaftStateMachine<C> for StateMachine {
             .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|r| r)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.set(meta, image, batches);
         tracing::info!(snapshot = %meta.snapshot_id, offset = self.image.offset, "installed a metadata snapshot");
         Ok(())
     }
