@@ -39,10 +39,11 @@ pub struct QuorumConfig {
     pub cluster_id: String,
     /// The quorum directory (the broker uses `<data>/metadata/raft/`).
     pub dir: PathBuf,
-    /// A follower that hears no leader for a random time in `[min, max)` starts an election.
+    /// A follower that hears no leader for a random time in `[min, max)` starts an election, so
+    /// a new leader is usually elected within `max` plus one vote round trip of a leader's loss.
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
-    /// The leader's heartbeat to every follower; well below `election_timeout_min`.
+    /// The leader's heartbeat to every follower; at most a quarter of `election_timeout_min`.
     pub heartbeat_interval: Duration,
     /// How long a write waits to be committed and applied before [`Error::Timeout`].
     pub write_timeout: Duration,
@@ -102,8 +103,11 @@ impl QuorumConfig {
         if self.election_timeout_min >= self.election_timeout_max {
             return bad("election_timeout_min must be below election_timeout_max".into());
         }
-        if self.heartbeat_interval * 2 > self.election_timeout_min {
-            return bad("heartbeat_interval must be at most half of election_timeout_min".into());
+        if self.heartbeat_interval * 4 > self.election_timeout_min {
+            return bad("heartbeat_interval must be at most a quarter of election_timeout_min".into());
+        }
+        if self.election_timeout_min < Duration::from_millis(20) {
+            return bad("election_timeout_min must be at least 20ms".into());
         }
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be at least 1".into());
@@ -189,8 +193,11 @@ impl Quorum {
         let (sm, published) = StateMachine::open(&config.dir)?;
         let raft_config = openraft::Config {
             cluster_name: config.cluster_id.clone(),
-            election_timeout_min: config.election_timeout_min.as_millis() as u64,
-            election_timeout_max: config.election_timeout_max.as_millis() as u64,
+            // openraft 0.9 lets a follower campaign only after a leader lease (its
+            // election_timeout_max) plus a random election timeout since the last heartbeat;
+            // halving both makes that wait fall in [min, max) of the configured timeouts.
+            election_timeout_min: config.election_timeout_min.as_millis() as u64 / 2,
+            election_timeout_max: config.election_timeout_max.as_millis() as u64 / 2,
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
             install_snapshot_timeout: config.write_timeout.as_millis() as u64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
@@ -473,15 +480,29 @@ impl Quorum {
         let timeout = inner.config.write_timeout;
         if *ensured != Some(term) {
             // Confirms leadership with a quorum and waits until everything committed before
-            // this term's first entry is applied here.
-            match tokio::time::timeout(timeout, inner.raft.ensure_linearizable()).await {
-                Err(_) => return Err(Error::Timeout(timeout).into()),
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                    return Err(self.forward_error(&f).into());
+            // this term's first entry is applied here. A quorum that does not answer one
+            // heartbeat round (a peer reconnecting) is asked again until the write timeout.
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match tokio::time::timeout(left, inner.raft.ensure_linearizable()).await {
+                    Err(_) => return Err(Error::Timeout(timeout).into()),
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                        return Err(self.forward_error(&f).into());
+                    }
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                        if tokio::time::Instant::now() + inner.config.heartbeat_interval >= deadline {
+                            tracing::warn!(error = %e, "no quorum confirmed this node's leadership");
+                            return Err(Error::Timeout(timeout).into());
+                        }
+                        tokio::time::sleep(inner.config.heartbeat_interval).await;
+                    }
+                    Ok(Err(RaftError::Fatal(_))) => return Err(Error::Shutdown.into()),
+                    Ok(Ok(_)) => {
+                        *ensured = Some(term);
+                        break;
+                    }
                 }
-                Ok(Err(RaftError::APIError(e))) => return Err(Error::Raft(e.to_string()).into()),
-                Ok(Err(RaftError::Fatal(_))) => return Err(Error::Shutdown.into()),
-                Ok(Ok(_)) => *ensured = Some(term),
             }
         }
         let image = self.image();
@@ -562,11 +583,15 @@ impl Quorum {
                     last_caught_up_timestamp: now,
                 };
             }
-            let matched = m.replication.as_ref().and_then(|r| r.get(&id)).cloned().flatten();
-            let stat = stats.get(&id).copied().unwrap_or_default();
+            // Only what this leader's term learnt counts.
+            let stat = stats
+                .get(&id)
+                .copied()
+                .filter(|s| s.term == m.current_term)
+                .unwrap_or_default();
             ReplicaState {
                 replica_id: id,
-                log_end_offset: matched.map_or(-1, |l| l.index as i64 + 1),
+                log_end_offset: stat.matched.map_or(-1, |i| i as i64 + 1),
                 last_fetch_timestamp: stat.last_fetch_ms.unwrap_or(-1),
                 last_caught_up_timestamp: stat.last_caught_up_ms.unwrap_or(-1),
             }

@@ -42,9 +42,12 @@ pub(crate) fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// When the leader last heard from a peer (Kafka's last fetch) and last saw it caught up.
+/// What the leader of `term` knows of a peer: the last index it holds that matches the leader's
+/// log, when it last answered (Kafka's last fetch) and when it was last caught up.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PeerStats {
+    pub(crate) term: u64,
+    pub(crate) matched: Option<u64>,
     pub(crate) last_fetch_ms: Option<i64>,
     pub(crate) last_caught_up_ms: Option<i64>,
 }
@@ -102,10 +105,17 @@ impl Peers {
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
-    fn record_success(&self, target: NodeId, matched: Option<u64>, end_at_send: Option<u64>) {
+    fn record_success(&self, target: NodeId, term: u64, matched: Option<u64>, end_at_send: Option<u64>) {
         let now = now_millis();
         let mut stats = self.stats.lock();
         let entry = stats.entry(target).or_default();
+        if entry.term != term {
+            *entry = PeerStats {
+                term,
+                ..PeerStats::default()
+            };
+        }
+        entry.matched = entry.matched.max(matched);
         entry.last_fetch_ms = Some(now);
         if matched >= end_at_send {
             entry.last_caught_up_ms = Some(now);
@@ -238,6 +248,7 @@ impl RaftNetwork<C> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let end_at_send = self.peers.log.last_index();
+        let term = rpc.vote.leader_id().term;
         let sent_up_to = rpc
             .entries
             .last()
@@ -250,10 +261,12 @@ impl RaftNetwork<C> for PeerClient {
         match result {
             Ok(response) => {
                 match &response {
-                    AppendEntriesResponse::Success => self.peers.record_success(self.target, sent_up_to, end_at_send),
+                    AppendEntriesResponse::Success => {
+                        self.peers.record_success(self.target, term, sent_up_to, end_at_send)
+                    }
                     AppendEntriesResponse::PartialSuccess(matched) => {
                         self.peers
-                            .record_success(self.target, matched.map(|m| m.index), end_at_send)
+                            .record_success(self.target, term, matched.map(|m| m.index), end_at_send)
                     }
                     _ => {}
                 }

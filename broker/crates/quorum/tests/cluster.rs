@@ -181,6 +181,22 @@ async fn create_next(quorum: &Quorum) -> Result<(Arc<MetadataImage>, (String, To
         .await
 }
 
+/// [`create_next`] through whichever node leads, as a forwarding controller would: a write
+/// refused with NotLeader (leadership moved, nothing was written) is sent to the new leader.
+async fn create_via_leader(nodes: &[Node]) -> (String, TopicId) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leader = leader_of(nodes, Duration::from_secs(5)).await;
+        match create_next(&nodes[leader].quorum).await {
+            Ok((_, created)) => return created,
+            Err(Error::NotLeader { .. }) if Instant::now() < deadline => {
+                eprintln!("leadership moved during a write; retrying at the new leader");
+            }
+            Err(e) => panic!("write via leader: {e:?}"),
+        }
+    }
+}
+
 fn topics_of(image: &MetadataImage) -> BTreeMap<String, TopicId> {
     image.topics().map(|t| (t.name.clone(), t.id)).collect()
 }
@@ -267,12 +283,12 @@ async fn three_voters_replicate_fail_over_and_restart() {
     logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut nodes, voters) = start_cluster(dir.path(), &[1, 2, 3], "c3").await;
-    let leader = leader_of(&nodes, ELECTION_MAX * 10).await;
     let mut created = BTreeMap::new();
     for _ in 0..5 {
-        let (_, (name, id)) = create_next(&nodes[leader].quorum).await.expect("write via leader");
+        let (name, id) = create_via_leader(&nodes).await;
         created.insert(name, id);
     }
+    let leader = leader_of(&nodes, ELECTION_MAX * 10).await;
     let last = nodes[leader].quorum.image();
     // Followers refuse writes and name the leader.
     let leader_id = nodes[leader].quorum.node_id();
@@ -288,23 +304,33 @@ async fn three_voters_replicate_fail_over_and_restart() {
             .expect("applied");
         assert_eq!(topics_of(&image), created);
     }
-    // DescribeQuorum's view from the leader: every voter caught up, with timestamps.
-    let state = nodes[leader].quorum.state().await.expect("state");
-    assert_eq!(state.leader_id, Some(leader_id));
-    assert!(state.leader_epoch >= 1);
-    assert!(state.high_watermark > last.offset as i64);
-    assert_eq!(
-        state.voters.iter().map(|v| v.replica_id).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
-    assert!(state.observers.is_empty());
-    for voter in &state.voters {
-        assert!(voter.log_end_offset > last.offset as i64, "{voter:?}");
+    // DescribeQuorum's view from the leader: every voter caught up, with timestamps (asked
+    // again if leadership moved in between: a new leader learns its followers' progress anew).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let leader = loop {
+        let leader = leader_of(&nodes, Duration::from_secs(5)).await;
+        let state = nodes[leader].quorum.state().await.expect("state");
+        let complete = state.leader_id == Some(nodes[leader].quorum.node_id())
+            && state.voters.iter().all(|v| {
+                v.log_end_offset > last.offset as i64 && v.last_fetch_timestamp > 0 && v.last_caught_up_timestamp > 0
+            });
+        if complete {
+            assert!(state.leader_epoch >= 1);
+            assert!(state.high_watermark > last.offset as i64);
+            assert_eq!(
+                state.voters.iter().map(|v| v.replica_id).collect::<Vec<_>>(),
+                vec![1, 2, 3]
+            );
+            assert!(state.observers.is_empty());
+            break leader;
+        }
         assert!(
-            voter.last_fetch_timestamp > 0 && voter.last_caught_up_timestamp > 0,
-            "{voter:?}"
+            Instant::now() < deadline,
+            "the leader never reported every voter: {state:?}"
         );
-    }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let leader_id = nodes[leader].quorum.node_id();
     // A follower does not know the others' progress.
     let follower_state = nodes[(leader + 1) % 3].quorum.state().await.expect("state");
     assert_eq!(follower_state.leader_id, Some(leader_id));
@@ -331,7 +357,7 @@ async fn three_voters_replicate_fail_over_and_restart() {
     assert!(created.contains_key("t7"));
 
     // Restart the whole cluster (the killed node included): everything is restored.
-    let before = nodes[new_leader].quorum.image();
+    let before = nodes[leader_of(&nodes, ELECTION_MAX * 10).await].quorum.image();
     for node in nodes.drain(..) {
         node.kill().await;
     }
