@@ -1,6 +1,7 @@
 //! The Fjord gRPC APIs: generated prost messages and tonic client/server for
 //! `fjord.admin.v1.Admin` (see `proto/fjord/admin/v1/admin.proto` for the contract and its
-//! status codes) and the metadata quorum's internal `fjord.raft.v1.Raft`, plus the encoded descriptor set the broker serves through gRPC reflection.
+//! status codes) and the metadata quorum's internal `fjord.raft.v1.Raft`, plus the encoded
+//! descriptor set of the admin API the broker serves through gRPC reflection.
 
 /// `fjord.admin.v1`: messages, `admin_client::AdminClient` and `admin_server::AdminServer`.
 pub mod v1 {

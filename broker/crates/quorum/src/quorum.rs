@@ -112,7 +112,7 @@ impl QuorumConfig {
         if self.snapshot_every == 0 {
             return bad("snapshot_every must be at least 1".into());
         }
-        if self.voters.len() % 2 == 0 {
+        if self.voters.len().is_multiple_of(2) {
             tracing::warn!(
                 voters = self.voters.len(),
                 "an even number of voters tolerates no more failures than one fewer"

@@ -362,13 +362,13 @@ impl RaftService {
                 "cluster id mismatch: node {from} belongs to cluster {cluster_id:?}, this node ({}) to cluster {:?}",
                 inner.node_id, inner.cluster_id
             ))
-        } else if let Some(to) = to.filter(|&to| to != inner.node_id) {
-            Some(format!(
-                "node id mismatch: node {from} sent a request for node {to} to node {} (wrong address in its voter list?)",
-                inner.node_id
-            ))
         } else {
-            None
+            to.filter(|&to| to != inner.node_id).map(|to| {
+                format!(
+                    "node id mismatch: node {from} sent a request for node {to} to node {} (wrong address in its voter list?)",
+                    inner.node_id
+                )
+            })
         };
         let Some(message) = refusal else {
             return Ok(());
@@ -390,9 +390,10 @@ impl RaftService {
         serde_json::from_slice(payload).map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
     }
 
-    fn reply<T: Serialize, E: Serialize>(result: Result<T, RaftError<NodeId, E>>) -> Result<Response<RaftReply>, Status>
+    fn reply<T, E>(result: Result<T, RaftError<NodeId, E>>) -> Result<Response<RaftReply>, Status>
     where
-        E: std::error::Error,
+        T: Serialize,
+        E: Serialize + std::error::Error,
     {
         if let Err(RaftError::Fatal(fatal)) = &result {
             return Err(Status::unavailable(format!("raft on this node is stopped: {fatal}")));

@@ -434,6 +434,14 @@ async fn late_learner_catches_up_through_a_snapshot() {
     })
     .await;
     learner.kill().await;
+    let image = voter.quorum.image();
+    voter.kill().await;
+    // A restart starts from the snapshot, then the log after it.
+    let listener = TcpListener::bind(&addr).await.expect("rebind");
+    let mut cfg = config(1, &addr, &voters, dir.path(), "cs");
+    cfg.snapshot_every = 5;
+    let voter = Node::start(cfg, listener).await;
+    assert_eq!(*voter.quorum.image(), *image, "restored from snapshot and log");
     voter.kill().await;
 }
 
@@ -452,16 +460,14 @@ async fn a_node_of_another_cluster_is_refused() {
         let cluster = if id == 3 { "cluster-beta" } else { "cluster-alpha" };
         nodes.push(Node::start(config(id, &addr, &voters, dir.path(), cluster), listener).await);
     }
-    let leader = leader_of(&nodes[..2], ELECTION_MAX * 10).await;
-    create_next(&nodes[leader].quorum)
-        .await
-        .expect("two of three voters commit");
+    create_via_leader(&nodes[..2]).await;
     // A learner of the other cluster asks to join and is refused as well.
     let (listener, addr) = bind().await;
     let outsider = Node::start(config(9, &addr, &voters, dir.path(), "cluster-beta"), listener).await;
     tokio::time::sleep(ELECTION_MAX * 3).await;
     assert_eq!(nodes[2].quorum.image().topic_count(), 0, "node 3 got nothing");
     assert_eq!(outsider.quorum.image().topic_count(), 0, "the outsider got nothing");
+    let leader = leader_of(&nodes[..2], ELECTION_MAX * 10).await;
     let state = nodes[leader].quorum.state().await.expect("state");
     assert!(state.observers.is_empty(), "the outsider was not added");
     let node3 = state.voters.iter().find(|v| v.replica_id == 3).expect("voter 3");
