@@ -91,6 +91,10 @@ impl LogStore {
             .map_err(&io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(&io)?;
+        if bytes.is_empty() {
+            // A new (or empty) log: make its directory entry durable before the first append.
+            frame::sync_dir(&path).map_err(&io)?;
+        }
 
         let mut mem = Mem::default();
         let mut positions = BTreeMap::new();

@@ -414,6 +414,22 @@ impl Quorum {
         Some((leader, addr))
     }
 
+    /// Waits until a leader is known (this node or another), up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<(u64, String)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Some(leader) = self.leader() {
+                return Ok(leader);
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Err(_) => return Err(Error::Timeout(timeout)),
+                Ok(Err(_)) => return Err(Error::Shutdown),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
     /// True if this node is the leader (the active controller).
     pub fn is_leader(&self) -> bool {
         let metrics = self.inner.raft.metrics();

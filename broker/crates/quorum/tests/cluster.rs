@@ -419,6 +419,21 @@ async fn late_learner_catches_up_through_a_snapshot() {
         dir.path().join("node-7/snapshot.bin").exists(),
         "installed through a snapshot"
     );
+    // A second node claiming the learner's id from another address is refused and gets nothing.
+    let (listener, impostor_addr) = bind().await;
+    let impostor_dir = tempfile::tempdir().expect("tempdir");
+    let impostor = Node::start(config(7, &impostor_addr, &voters, impostor_dir.path(), "cs"), listener).await;
+    assert_eq!(
+        impostor.quorum.wait_for_leader(ELECTION_MAX * 3).await.ok(),
+        None,
+        "the impostor never hears from the leader"
+    );
+    assert_eq!(impostor.quorum.image().topic_count(), 0);
+    assert!(
+        String::from_utf8_lossy(&logs().lock().expect("logs")).contains("is already a learner at another address"),
+        "the refusal is logged"
+    );
+    impostor.kill().await;
     // The leader lists it as an observer; it refuses writes and names the leader.
     let state = voter.quorum.state().await.expect("state");
     assert_eq!(
