@@ -1,19 +1,22 @@
-//! Compiles the admin .proto files with protox (pure Rust, no system `protoc`) and generates the
-//! tonic client and server; also writes the encoded descriptor set for gRPC reflection.
+//! Compiles the .proto files with protox (pure Rust, no system `protoc`) and generates the tonic
+//! clients and servers: the admin API (plus its encoded descriptor set for gRPC reflection) and
+//! the metadata quorum's internal Raft service (no reflection: not a public API).
 
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/fjord/admin/v1/admin.proto"];
-    for p in protos {
+    let admin = ["proto/fjord/admin/v1/admin.proto"];
+    let raft = ["proto/fjord/raft/v1/raft.proto"];
+    for p in admin.iter().chain(&raft) {
         println!("cargo:rerun-if-changed={p}");
     }
-    let fds = protox::compile(protos, ["proto"])?;
+    let fds = protox::compile(admin, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("fjord_admin_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure().compile_fds(protox::compile(raft, ["proto"])?)?;
     Ok(())
 }

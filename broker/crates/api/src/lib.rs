@@ -1,11 +1,21 @@
-//! The Fjord admin gRPC API: generated prost messages and tonic client/server for
+//! The Fjord gRPC APIs: generated prost messages and tonic client/server for
 //! `fjord.admin.v1.Admin` (see `proto/fjord/admin/v1/admin.proto` for the contract and its
-//! status codes), plus the encoded descriptor set the broker serves through gRPC reflection.
+//! status codes) and the metadata quorum's internal `fjord.raft.v1.Raft`, plus the encoded
+//! descriptor set of the admin API the broker serves through gRPC reflection.
 
 /// `fjord.admin.v1`: messages, `admin_client::AdminClient` and `admin_server::AdminServer`.
 pub mod v1 {
     #![allow(unreachable_pub, clippy::all)]
     tonic::include_proto!("fjord.admin.v1");
+}
+
+/// `fjord.raft.v1`: the metadata quorum's internal RPCs (`raft_client::RaftClient`,
+/// `raft_server::RaftServer`), used only by fjord-quorum.
+pub mod raft {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all)]
+        tonic::include_proto!("fjord.raft.v1");
+    }
 }
 
 /// The encoded `FileDescriptorSet` of every admin .proto, for tonic-reflection.

@@ -52,19 +52,21 @@ pub struct TopicImage {
 }
 
 /// Everything the broker knows about the cluster at one point of the metadata log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataImage {
-    /// Number of record batches applied so far (the metadata log position).
+    /// The metadata log position of the last batch applied: the number of batches applied so far
+    /// for the local log ([`MetadataImage::apply`]), the Raft log index of the batch for the
+    /// replicated log ([`MetadataImage::apply_at`]).
     pub offset: u64,
-    topics: BTreeMap<String, Arc<TopicImage>>,
-    names_by_id: HashMap<TopicId, String>,
-    broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
-    broker_default_configs: BTreeMap<String, String>,
+    pub(crate) topics: BTreeMap<String, Arc<TopicImage>>,
+    pub(crate) names_by_id: HashMap<TopicId, String>,
+    pub(crate) broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
+    pub(crate) broker_default_configs: BTreeMap<String, String>,
     /// Dynamic configs of consumer groups, by group id (only groups with an override).
-    group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    pub(crate) group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// First producer id of the next block to hand out (all ids below were allocated).
-    next_producer_id: i64,
-    cluster: ClusterImage,
+    pub(crate) next_producer_id: i64,
+    pub(crate) cluster: ClusterImage,
 }
 
 impl MetadataImage {
@@ -168,6 +170,14 @@ impl MetadataImage {
         Ok(next)
     }
 
+    /// Like [`MetadataImage::apply`], but the next image's offset is `offset` (the log index of
+    /// the batch in a replicated log, where entries that are not batches also take indexes).
+    pub fn apply_at(&self, records: &[MetadataRecord], offset: u64) -> Result<MetadataImage> {
+        let mut next = self.apply(records)?;
+        next.offset = offset;
+        Ok(next)
+    }
+
     fn apply_one(&mut self, record: &MetadataRecord) -> Result<()> {
         match record {
             MetadataRecord::Topic { name, topic_id } => {
@@ -232,10 +242,16 @@ impl MetadataImage {
                     Some(v) => configs.insert(name.clone(), v.clone()),
                     None => configs.remove(name),
                 };
-                if let ConfigResource::Group(group) = resource
-                    && self.group_configs.get(group).is_some_and(BTreeMap::is_empty)
-                {
-                    self.group_configs.remove(group);
+                // A resource left without overrides has no entry, so an image rebuilt from its
+                // own records (a snapshot) equals it.
+                match resource {
+                    ConfigResource::Group(group) if self.group_configs.get(group).is_some_and(BTreeMap::is_empty) => {
+                        self.group_configs.remove(group);
+                    }
+                    ConfigResource::Broker(id) if self.broker_configs.get(id).is_some_and(BTreeMap::is_empty) => {
+                        self.broker_configs.remove(id);
+                    }
+                    _ => {}
                 }
             }
             MetadataRecord::ProducerIds { next_producer_id, .. } => {

@@ -10,6 +10,7 @@ mod log;
 pub mod placement;
 mod records;
 mod reserve;
+mod snapshot;
 mod store;
 #[cfg(test)]
 mod testing;
@@ -18,6 +19,7 @@ pub use image::cluster::{BrokerRegistration, ClusterImage};
 pub use image::{BrokerLoad, MetadataImage, PartitionImage, TopicImage};
 pub use log::MetadataLog;
 pub use records::{BrokerId, ConfigResource, Endpoint, MetadataRecord, PartitionId, TopicId};
+pub use snapshot::SNAPSHOT_BROKER_ID;
 pub use store::MetadataStore;
 
 /// Errors of the metadata crate.
