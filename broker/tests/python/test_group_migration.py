@@ -168,3 +168,36 @@ def test_upgrade_is_refused_when_the_policy_disables_it(broker_factory, tmp_path
         assert classic.assignment() == {0, 1}
     finally:
         classic.stop()
+
+
+def test_converted_group_survives_a_broker_restart(broker_factory, tmp_path):
+    """A consumer group holding a classic member (kafka-python) and a consumer-protocol member is
+    stored as such: after a restart it is still a consumer group whose classic member goes on
+    with the partitions it had, and the consumer member's departure still downgrades it."""
+    b = broker_factory(["--set", "groups.initial_rebalance_delay=0s", "--set", "groups.offsets_topic_partitions=2",
+                        "--set", "groups.consumer_heartbeat_interval=500ms"], name="mig-restart")
+    topic, group = unique("mig-rs"), unique("g-mig-rs")
+    create_topic(b.bootstrap, topic, partitions=PARTITIONS)
+    kp = Member(tmp_path, b.bootstrap, group, topic, "kafka-python", KAFKA_PYTHON)
+    members = [kp]
+    try:
+        wait_until(lambda: kp.assignment() == set(range(PARTITIONS)), 60, "classic member assigned")
+        c = Member(tmp_path, b.bootstrap, group, topic, "consumer", CONSUMER)
+        members.append(c)
+        wait_until(lambda: covered_once(members) and c.assignment(), 90, "upgraded group converged")
+        before = kp.assignment()
+        b.restart()
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        wait_until(lambda: group_type(admin, group) == ConsumerGroupType.CONSUMER, 30, "still a consumer group")
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        assert len(desc.members) == 2
+        produce_ok(b.bootstrap, topic, records(120, PARTITIONS, "r"))
+        expected = {(p, o) for p in range(PARTITIONS) for o in range(20)}
+        wait_until(lambda: kp.consumed() | c.consumed() >= expected, 60, "records consumed after the restart")
+        assert kp.assignment() == before, "the classic member kept its partitions across the restart"
+        c.stop()
+        wait_until(lambda: group_type(admin, group) == ConsumerGroupType.CLASSIC, 30, "downgraded after the restart")
+        wait_until(lambda: kp.assignment() == set(range(PARTITIONS)), 60, "classic member owns everything")
+    finally:
+        for m in members:
+            m.stop()
