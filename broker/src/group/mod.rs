@@ -72,19 +72,25 @@ impl Group {
     /// ConsumerGroupHeartbeat (Kafka's `validateOnlineUpgrade` and `convertToConsumerGroup`):
     /// the classic members become members of the consumer group that keep their partitions and
     /// go on with JoinGroup/SyncGroup/Heartbeat; their waiting requests are answered
-    /// REBALANCE_IN_PROGRESS; the classic group record is tombstoned. `Err` is Kafka's
-    /// GROUP_ID_NOT_FOUND message when the group cannot be upgraded.
+    /// REBALANCE_IN_PROGRESS; the classic group record is tombstoned. `Err` is the code and
+    /// message to answer: Kafka's GROUP_ID_NOT_FOUND when the group cannot be upgraded,
+    /// COORDINATOR_LOAD_IN_PROGRESS (retried) while its latest assignment is being stored.
     pub fn upgrade(
         &mut self,
         group_id: &str,
         topics: &consumer::TopicCounts,
         config: &GroupConfig,
         now: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), (ResponseError, String)> {
         let GroupKind::Classic(classic) = &mut self.kind else {
             return Ok(());
         };
-        let cannot = |why: &str| format!("Cannot upgrade classic group {group_id} to consumer group because {why}.");
+        let cannot = |why: &str| {
+            (
+                ResponseError::GroupIdNotFound,
+                format!("Cannot upgrade classic group {group_id} to consumer group because {why}."),
+            )
+        };
         if !config.consumer_migration_policy.upgrade() {
             return Err(cannot("online upgrade is disabled"));
         }
@@ -97,7 +103,10 @@ impl Group {
         if classic.storing_generation().is_some() {
             // The leader's new assignment is being written and not yet handed out: the members
             // still own their previous partitions. The member retries its heartbeat.
-            return Err(cannot("its assignment is being stored"));
+            return Err((
+                ResponseError::CoordinatorLoadInProgress,
+                format!("the assignment of classic group {group_id} is being stored"),
+            ));
         }
         let converted = ConsumerGroup::from_classic(
             classic.generation,
@@ -1017,12 +1026,9 @@ mod tests {
             consumer_migration_policy: crate::config::MigrationPolicy::Downgrade,
             ..GroupConfig::default()
         };
-        assert!(
-            group
-                .upgrade("g", &topics, &disabled, now)
-                .unwrap_err()
-                .contains("disabled")
-        );
+        let (code, message) = group.upgrade("g", &topics, &disabled, now).unwrap_err();
+        assert_eq!(code, ResponseError::GroupIdNotFound);
+        assert!(message.contains("online upgrade is disabled"), "{message}");
         let mut connect = Group::of(GroupKind::Classic(ClassicGroup::restore(
             records::GroupValue {
                 protocol_type: "connect".into(),

@@ -82,8 +82,8 @@ pub(super) async fn handle(
                             format!("group {group_id} is not a consumer group"),
                             &params.member_id,
                         );
-                    } else if let Err(message) = group.upgrade(&group_id, &topics, config, now) {
-                        return error_response(ResponseError::GroupIdNotFound, message, &params.member_id);
+                    } else if let Err((code, message)) = group.upgrade(&group_id, &topics, config, now) {
+                        return error_response(code, message, &params.member_id);
                     }
                 }
                 let GroupKind::Consumer(g) = &mut group.kind else {
