@@ -130,14 +130,47 @@ def test_rolling_classic_to_consumer_and_back(mbroker, tmp_path):
             m.stop()
 
     # One owner at a time: no two members' ownership intervals of a partition overlap.
+    assert_one_owner_at_a_time(members)
+    # And every member really took part.
+    assert all(m.consumed() for m in members), {m.name: len(m.consumed()) for m in members}
+
+
+def assert_one_owner_at_a_time(members: list[Member]) -> None:
     end = time.time()
     intervals = {m.name: ownership_intervals(m, end) for m in members}
     for p in range(PARTITIONS):
         spans = sorted((a, b, name) for name, per in intervals.items() for a, b in per.get(p, []))
         for (a1, b1, n1), (a2, b2, n2) in zip(spans, spans[1:]):
             assert a2 >= b1, f"partition {p} owned by {n1} until {b1} and by {n2} from {a2}"
-    # And every member really took part.
-    assert all(m.consumed() for m in members), {m.name: len(m.consumed()) for m in members}
+
+
+def test_cooperative_classic_members_hand_over_incrementally(mbroker, tmp_path):
+    """librdkafka classic members with cooperative-sticky (they report owned partitions and keep
+    the ones they are not asked to give up) in a group that a consumer-protocol member upgrades."""
+    topic, group = unique("mig-coop"), unique("g-mig-coop")
+    create_topic(mbroker.bootstrap, topic, partitions=PARTITIONS)
+    produce_ok(mbroker.bootstrap, topic, records(300, PARTITIONS, "k"))
+    coop = {"partition.assignment.strategy": "cooperative-sticky"}
+    members = [Member(tmp_path, mbroker.bootstrap, group, topic, f"coop-{i}", coop) for i in range(2)]
+    try:
+        wait_until(lambda: covered_once(members) and all(m.assignment() for m in members), 90, "classic group")
+        before = [m.assignment() for m in members]
+        upgraded_at = time.time()
+        members.append(Member(tmp_path, mbroker.bootstrap, group, topic, "consumer", CONSUMER))
+        wait_until(lambda: covered_once(members) and all(m.assignment() for m in members), 90, "upgraded group")
+        expected = {(p, o) for p in range(PARTITIONS) for o in range(50)}
+        wait_until(lambda: set().union(*(m.consumed() for m in members)) >= expected, 60, "every record consumed")
+        # Sticky and incremental: each classic member still has partitions it had before, and
+        # only gave up what moved to the new member.
+        for m, had in zip(members[:2], before):
+            assert m.assignment() & had, (m.name, had, m.assignment())
+            revoked = set().union(*(set(ev["partitions"]) for ev in m.read()
+                                    if ev["ev"] == "revoke" and ev["t"] >= upgraded_at))
+            assert revoked <= members[2].assignment(), (m.name, revoked)
+    finally:
+        for m in members:
+            m.stop()
+    assert_one_owner_at_a_time(members)
 
 
 def test_upgrade_is_refused_when_the_policy_disables_it(broker_factory, tmp_path):
