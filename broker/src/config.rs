@@ -478,6 +478,37 @@ pub struct GroupConfig {
     /// group.consumer.heartbeat.interval.ms (KIP-848 consumer groups).
     #[serde(with = "humantime_serde")]
     pub consumer_heartbeat_interval: Duration,
+    /// group.consumer.migration.policy: whether a live classic group is converted to a consumer
+    /// group when a member joins with ConsumerGroupHeartbeat (upgrade), and a consumer group back
+    /// to a classic group when its last consumer-protocol member leaves (downgrade).
+    pub consumer_migration_policy: MigrationPolicy,
+}
+
+/// Kafka's `group.consumer.migration.policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationPolicy {
+    /// Upgrades and downgrades (Kafka's default).
+    #[default]
+    Bidirectional,
+    /// Classic to consumer groups only.
+    Upgrade,
+    /// Consumer to classic groups only.
+    Downgrade,
+    /// Neither: a non-empty group keeps its protocol.
+    Disabled,
+}
+
+impl MigrationPolicy {
+    /// Whether a live classic group may become a consumer group.
+    pub fn upgrade(self) -> bool {
+        matches!(self, MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade)
+    }
+
+    /// Whether a consumer group left with classic members only may become a classic group.
+    pub fn downgrade(self) -> bool {
+        matches!(self, MigrationPolicy::Bidirectional | MigrationPolicy::Downgrade)
+    }
 }
 
 impl Default for GroupConfig {
@@ -494,6 +525,7 @@ impl Default for GroupConfig {
             max_size: 2_147_483_647,
             consumer_session_timeout: Duration::from_secs(45),
             consumer_heartbeat_interval: Duration::from_secs(5),
+            consumer_migration_policy: MigrationPolicy::Bidirectional,
         }
     }
 }

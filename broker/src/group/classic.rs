@@ -102,6 +102,21 @@ impl SyncResponse {
     }
 }
 
+/// One classic member's state, moved between a classic group and a consumer group when the
+/// group changes protocol online.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassicMemberState {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    /// The member's current assignment (ConsumerProtocolAssignment bytes).
+    pub assignment: Bytes,
+}
+
 /// An answer now, or one to wait for (the rebalance completes it).
 #[derive(Debug)]
 pub enum Reply<T> {
@@ -944,6 +959,86 @@ impl ClassicGroup {
             self.prepare_rebalance(config, now, now_ms);
         }
         self.try_complete_join(config, now, now_ms);
+    }
+
+    /// The group's members as they are now, for an online upgrade to a consumer group.
+    pub fn export_members(&self) -> Vec<ClassicMemberState> {
+        self.members
+            .values()
+            .map(|m| ClassicMemberState {
+                member_id: m.member_id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout: m.session_timeout,
+                rebalance_timeout: m.rebalance_timeout,
+                protocols: m.protocols.clone(),
+                assignment: m.assignment.clone(),
+            })
+            .collect()
+    }
+
+    /// Number of members (pending ones included).
+    pub fn num_members(&self) -> usize {
+        self.members.len() + self.pending_members.len()
+    }
+
+    /// Answers every waiting JoinGroup and SyncGroup with `error` (the group is converted to a
+    /// consumer group: its members rejoin that one).
+    pub fn abort_waiters(&mut self, error: ResponseError) {
+        for m in self.members.values_mut() {
+            if let Some(tx) = m.awaiting_join.take() {
+                let _ = tx.send(JoinResponse::error(error, &m.member_id));
+            }
+            if let Some(tx) = m.awaiting_sync.take() {
+                let _ = tx.send(SyncResponse::error(error));
+            }
+        }
+    }
+
+    /// A classic group made from the classic members of a consumer group (online downgrade, as
+    /// Kafka's `ClassicGroup.fromConsumerGroup`): Stable at `generation` with each member's
+    /// current assignment, the first member as leader, then at once a rebalance so that the
+    /// members rejoin and the leader reassigns.
+    pub fn from_members(
+        generation: i32,
+        members: Vec<ClassicMemberState>,
+        config: &GroupConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> ClassicGroup {
+        let mut group = ClassicGroup::new(now_ms);
+        group.generation = generation;
+        group.protocol_type = Some("consumer".to_string());
+        for m in members {
+            if let Some(instance) = &m.instance_id {
+                group.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            group.leader.get_or_insert_with(|| m.member_id.clone());
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: m.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    protocols: m.protocols,
+                    assignment: m.assignment,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                    session_deadline: now + m.session_timeout,
+                },
+            );
+        }
+        group.protocol = group.select_protocol();
+        group.set_state(ClassicState::Stable, now_ms);
+        group.dirty = true;
+        if !group.members.is_empty() {
+            group.prepare_rebalance(config, now, now_ms);
+        }
+        group
     }
 
     /// Marks the group deleted: waiting members are told the coordinator moved on.

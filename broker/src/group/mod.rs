@@ -50,14 +50,100 @@ pub enum GroupKind {
 pub struct Group {
     pub kind: GroupKind,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Records to write before the group's own changes: the tombstones of the protocol the
+    /// group converted from.
+    pub pending: Vec<OffsetsRecord>,
 }
 
 impl Group {
     pub fn new_classic(now_ms: i64) -> Group {
+        Group::of(GroupKind::Classic(ClassicGroup::new(now_ms)))
+    }
+
+    pub fn of(kind: GroupKind) -> Group {
         Group {
-            kind: GroupKind::Classic(ClassicGroup::new(now_ms)),
+            kind,
             offsets: BTreeMap::new(),
+            pending: Vec::new(),
         }
+    }
+
+    /// Online upgrade of a live classic group to a consumer group when a member joins with
+    /// ConsumerGroupHeartbeat (Kafka's `validateOnlineUpgrade` and `convertToConsumerGroup`):
+    /// the classic members become members of the consumer group that keep their partitions and
+    /// go on with JoinGroup/SyncGroup/Heartbeat; their waiting requests are answered
+    /// REBALANCE_IN_PROGRESS; the classic group record is tombstoned. `Err` is the code and
+    /// message to answer: Kafka's GROUP_ID_NOT_FOUND when the group cannot be upgraded,
+    /// COORDINATOR_LOAD_IN_PROGRESS (retried) while its latest assignment is being stored.
+    pub fn upgrade(
+        &mut self,
+        group_id: &str,
+        topics: &consumer::TopicCounts,
+        config: &GroupConfig,
+        now: Instant,
+    ) -> Result<(), (ResponseError, String)> {
+        let GroupKind::Classic(classic) = &mut self.kind else {
+            return Ok(());
+        };
+        let cannot = |why: &str| {
+            (
+                ResponseError::GroupIdNotFound,
+                format!("Cannot upgrade classic group {group_id} to consumer group because {why}."),
+            )
+        };
+        if !config.consumer_migration_policy.upgrade() {
+            return Err(cannot("online upgrade is disabled"));
+        }
+        if classic.protocol_type.as_deref() != Some(consumer::CONSUMER_PROTOCOL_TYPE) {
+            return Err(cannot("the group does not use the consumer embedded protocol"));
+        }
+        if classic.num_members() > config.max_size {
+            return Err(cannot("the group size exceeds the consumer group maximum size"));
+        }
+        if classic.storing_generation().is_some() {
+            // The leader's new assignment is being written and not yet handed out: the members
+            // still own their previous partitions. The member retries its heartbeat.
+            return Err((
+                ResponseError::CoordinatorLoadInProgress,
+                format!("the assignment of classic group {group_id} is being stored"),
+            ));
+        }
+        let converted = ConsumerGroup::from_classic(
+            classic.generation,
+            classic.protocol.as_deref(),
+            classic.export_members(),
+            topics,
+            now,
+        )
+        .map_err(|e| cannot(&format!("the embedded consumer protocol is malformed ({e})")))?;
+        classic.abort_waiters(ResponseError::RebalanceInProgress);
+        self.pending.push((
+            RecordKey::Group {
+                group: group_id.to_string(),
+            },
+            None,
+        ));
+        self.kind = GroupKind::Consumer(converted);
+        tracing::info!(group = %group_id, "converted the classic group to a consumer group");
+        Ok(())
+    }
+
+    /// Online downgrade after a consumer-protocol member left a consumer group: when only
+    /// classic members remain and `group.consumer.migration.policy` allows it, the group
+    /// becomes a classic group of them that rebalances at once (Kafka's `convertToClassicGroup`);
+    /// the consumer group's records are tombstoned. True if it converted.
+    pub fn maybe_downgrade(&mut self, group_id: &str, config: &GroupConfig, now: Instant, now_ms: i64) -> bool {
+        let GroupKind::Consumer(g) = &mut self.kind else {
+            return false;
+        };
+        let Some(members) = g.take_downgrade(config.consumer_migration_policy.downgrade(), config.max_size) else {
+            return false;
+        };
+        self.pending.extend(g.tombstones(group_id));
+        let generation = g.group_epoch;
+        self.kind = GroupKind::Classic(ClassicGroup::from_members(generation, members, config, now, now_ms));
+        tracing::info!(group = %group_id, "converted the consumer group to a classic group");
+        true
     }
 
     /// No members (an offsets-only group counts as empty).
@@ -291,7 +377,8 @@ impl GroupCoordinator {
                 }
                 GroupKind::Consumer(g) => g.tick(now),
             };
-            if maybe_changed {
+            let converted = group.maybe_downgrade(id, &self.config, now, now_ms);
+            if maybe_changed || converted {
                 changed.push(id.clone());
             }
         }
@@ -304,19 +391,24 @@ impl GroupCoordinator {
     fn take_changes(&self, broker: &Broker, group_id: &str) -> Vec<OffsetsRecord> {
         let image = broker.image();
         let mut groups = self.groups.lock();
-        match groups.get_mut(group_id).map(|g| &mut g.kind) {
-            Some(GroupKind::Classic(g)) => match g.take_dirty() {
-                true => vec![(
-                    RecordKey::Group {
-                        group: group_id.to_string(),
-                    },
-                    Some(g.to_value().encode()),
-                )],
-                false => Vec::new(),
-            },
-            Some(GroupKind::Consumer(g)) => g.take_records(group_id, |t| topic_id(&image, t)),
-            _ => Vec::new(),
+        let Some(group) = groups.get_mut(group_id) else {
+            return Vec::new();
+        };
+        let mut records = std::mem::take(&mut group.pending);
+        match &mut group.kind {
+            GroupKind::Classic(g) => {
+                if g.take_dirty() {
+                    records.push((
+                        RecordKey::Group {
+                            group: group_id.to_string(),
+                        },
+                        Some(g.to_value().encode()),
+                    ));
+                }
+            }
+            GroupKind::Consumer(g) => records.extend(g.take_records(group_id, |t| topic_id(&image, t))),
         }
+        records
     }
 
     /// Offsets older than `offsets.retention`, as tombstones: every offset of an empty group
@@ -785,10 +877,7 @@ mod tests {
             commit_timestamp_ms: ts,
         };
         coordinator.with_groups(|groups| {
-            let mut group = Group {
-                kind: GroupKind::Consumer(g),
-                offsets: BTreeMap::new(),
-            };
+            let mut group = Group::of(GroupKind::Consumer(g));
             for topic in ["t", "rx", "old"] {
                 group.offsets.insert((topic.into(), 0), value(1_000));
             }
@@ -902,6 +991,101 @@ mod tests {
         log.extend(r.tombstones("g"));
         let stored = replay(&log);
         assert!(stored.epoch.is_none() && stored.members(topic_name).is_empty());
+    }
+
+    #[test]
+    fn online_upgrade_and_downgrade_are_stored_and_survive_a_restart() {
+        use consumer::{HeartbeatParams, TopicCounts, encode_assignment};
+        let config = GroupConfig::default();
+        let topics: TopicCounts = [("t".to_string(), 2)].into_iter().collect();
+        let id = uuid::Uuid::new_v4();
+        let topic_id = |t: &str| (t == "t").then_some(id);
+        let topic_name = |u: uuid::Uuid| (u == id).then(|| "t".to_string());
+        let now = Instant::now();
+        let owned: std::collections::BTreeSet<(String, i32)> = [("t".to_string(), 0), ("t".to_string(), 1)].into();
+        let stored = records::GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 4,
+            protocol: Some("range".into()),
+            leader: Some("a".into()),
+            state_timestamp_ms: 0,
+            members: vec![records::MemberValue {
+                member_id: "a".into(),
+                group_instance_id: None,
+                client_id: "kafka-python".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 30_000,
+                session_timeout_ms: 10_000,
+                subscription: consumer::tests::subscription(&["t"], &Default::default()),
+                assignment: encode_assignment(&owned, 0),
+            }],
+        };
+        let mut group = Group::of(GroupKind::Classic(ClassicGroup::restore(stored.clone(), now)));
+        // The policy decides; a group not using the consumer protocol never upgrades.
+        let disabled = GroupConfig {
+            consumer_migration_policy: crate::config::MigrationPolicy::Downgrade,
+            ..GroupConfig::default()
+        };
+        let (code, message) = group.upgrade("g", &topics, &disabled, now).unwrap_err();
+        assert_eq!(code, ResponseError::GroupIdNotFound);
+        assert!(message.contains("online upgrade is disabled"), "{message}");
+        let mut connect = Group::of(GroupKind::Classic(ClassicGroup::restore(
+            records::GroupValue {
+                protocol_type: "connect".into(),
+                ..stored.clone()
+            },
+            now,
+        )));
+        assert!(connect.upgrade("g", &topics, &config, now).is_err());
+        group.upgrade("g", &topics, &config, now).expect("upgrades");
+        assert_eq!(group.pending, vec![(RecordKey::Group { group: "g".into() }, None)]);
+        let GroupKind::Consumer(g) = &mut group.kind else {
+            panic!("not converted")
+        };
+        assert_eq!(g.group_epoch, 4);
+        let mut log: Vec<OffsetsRecord> = std::mem::take(&mut group.pending);
+        log.extend(g.take_records("g", topic_id));
+        // Restart: the classic member comes back as a classic member with its partitions.
+        let replayed = replay(&log);
+        let epoch = replayed.epoch.expect("epoch stored");
+        let mut restored = ConsumerGroup::restore(epoch, replayed.members(topic_name), &topics, &config, now);
+        assert_eq!(restored.classic_heartbeat("a", None, 4, now), None);
+        let described = restored.describe_members();
+        assert!(described[0].classic && described[0].assignment == owned);
+        // A consumer member joins and leaves: the group goes back to classic, stored as such.
+        let join = HeartbeatParams {
+            member_id: "c".into(),
+            member_epoch: 0,
+            subscribed_topics: Some(vec!["t".into()]),
+            ..HeartbeatParams::default()
+        };
+        assert_eq!(restored.heartbeat(join, &topics, &config, 1, now).error, None);
+        log.extend(restored.take_records("g", topic_id));
+        let leave = HeartbeatParams {
+            member_id: "c".into(),
+            member_epoch: -1,
+            ..HeartbeatParams::default()
+        };
+        assert_eq!(restored.heartbeat(leave, &topics, &config, 1, now).error, None);
+        let mut group = Group::of(GroupKind::Consumer(restored));
+        assert!(group.maybe_downgrade("g", &config, now, 0));
+        let GroupKind::Classic(c) = &mut group.kind else {
+            panic!("not converted back")
+        };
+        assert!(c.take_dirty());
+        log.extend(std::mem::take(&mut group.pending));
+        log.push((RecordKey::Group { group: "g".into() }, Some(c.to_value().encode())));
+        // Every KIP-848 record is tombstoned and the last group record is a classic one.
+        let replayed = replay(&log);
+        assert!(replayed.epoch.is_none() && replayed.members(topic_name).is_empty());
+        let last = log
+            .iter()
+            .rev()
+            .find(|(k, _)| matches!(k, RecordKey::Group { .. }))
+            .unwrap();
+        let value = records::GroupValue::decode(last.1.as_ref().unwrap()).unwrap();
+        assert_eq!((value.protocol_type.as_str(), value.members.len()), ("consumer", 1));
+        assert!(value.generation > 4);
     }
 
     #[test]

@@ -75,6 +75,17 @@ pub struct ConsumerMemberValue {
     pub subscribed_topic_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member that speaks the classic protocol in a consumer group (tagged field 0,
+    /// `ClassicMemberMetadata`).
+    pub classic: Option<ClassicMemberMetadata>,
+}
+
+/// A classic member's session timeout and JoinGroup protocols, kept in a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClassicMemberMetadata {
+    pub session_timeout_ms: i32,
+    /// (protocol name, subscription metadata) as the member sent them.
+    pub protocols: Vec<(String, Bytes)>,
 }
 
 /// Partitions of one topic, by topic id.
@@ -324,7 +335,27 @@ impl ConsumerMemberValue {
         put_compact_str(&mut buf, self.subscribed_topic_regex.as_deref());
         buf.put_i32(self.rebalance_timeout_ms);
         put_compact_str(&mut buf, self.server_assignor.as_deref());
-        put_uvarint(&mut buf, 0);
+        match &self.classic {
+            None => put_uvarint(&mut buf, 0),
+            Some(classic) => {
+                // One tagged field: tag 0, its size, then the nullable struct (presence byte 1).
+                let mut field = BytesMut::new();
+                put_uvarint(&mut field, 1);
+                field.put_i32(classic.session_timeout_ms);
+                put_uvarint(&mut field, classic.protocols.len() as u64 + 1);
+                for (name, metadata) in &classic.protocols {
+                    put_compact_str(&mut field, Some(name));
+                    put_uvarint(&mut field, metadata.len() as u64 + 1);
+                    field.put_slice(metadata);
+                    put_uvarint(&mut field, 0);
+                }
+                put_uvarint(&mut field, 0);
+                put_uvarint(&mut buf, 1);
+                put_uvarint(&mut buf, 0);
+                put_uvarint(&mut buf, field.len() as u64);
+                buf.put_slice(&field);
+            }
+        }
         buf.freeze()
     }
 
@@ -343,7 +374,18 @@ impl ConsumerMemberValue {
         let rebalance_timeout_ms = get_i32(&mut buf)?;
         let server_assignor = get_compact_str(&mut buf)?;
         // Tag 0 (ClassicMemberMetadata) is only written for classic members of a consumer group.
-        skip_tagged_fields(&mut buf)?;
+        let mut classic = None;
+        let count = get_uvarint(&mut buf)?;
+        for _ in 0..count {
+            let tag = get_uvarint(&mut buf)?;
+            let size = get_uvarint(&mut buf)? as usize;
+            need(buf, size)?;
+            let (field, rest) = buf.split_at(size);
+            buf = rest;
+            if tag == 0 {
+                classic = decode_classic_metadata(field)?;
+            }
+        }
         Ok(ConsumerMemberValue {
             instance_id,
             rack_id,
@@ -353,8 +395,33 @@ impl ConsumerMemberValue {
             subscribed_topic_regex,
             rebalance_timeout_ms,
             server_assignor,
+            classic,
         })
     }
+}
+
+/// The `ClassicMemberMetadata` nullable struct of a tagged field.
+fn decode_classic_metadata(mut buf: &[u8]) -> Result<Option<ClassicMemberMetadata>, RecordError> {
+    if get_uvarint(&mut buf)? == 0 {
+        return Ok(None);
+    }
+    let session_timeout_ms = get_i32(&mut buf)?;
+    let count = get_compact_len(&mut buf)?.unwrap_or(0);
+    let mut protocols = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        let name = get_compact_str(&mut buf)?.unwrap_or_default();
+        let len = get_compact_len(&mut buf)?.unwrap_or(0);
+        need(buf, len)?;
+        let metadata = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
+        skip_tagged_fields(&mut buf)?;
+        protocols.push((name, metadata));
+    }
+    skip_tagged_fields(&mut buf)?;
+    Ok(Some(ClassicMemberMetadata {
+        session_timeout_ms,
+        protocols,
+    }))
 }
 
 impl ConsumerAssignmentValue {
@@ -638,6 +705,7 @@ mod tests {
             subscribed_topic_regex: None,
             rebalance_timeout_ms: 1,
             server_assignor: Some("uniform".into()),
+            classic: None,
         };
         let bytes = member.encode();
         // Compact strings are length + 1 (0 = null); the topic array is count + 1.
@@ -657,6 +725,28 @@ mod tests {
         for n in 0..bytes.len() {
             assert!(ConsumerAssignmentValue::decode(&bytes[..n]).is_err());
         }
+    }
+
+    #[test]
+    fn classic_member_metadata_is_tagged_field_zero() {
+        let member = ConsumerMemberValue {
+            client_id: "c".into(),
+            client_host: "h".into(),
+            rebalance_timeout_ms: 5,
+            classic: Some(ClassicMemberMetadata {
+                session_timeout_ms: 45_000,
+                protocols: vec![("range".into(), Bytes::from_static(b"\x00\x01"))],
+            }),
+            ..ConsumerMemberValue::default()
+        };
+        let bytes = member.encode();
+        // ... server assignor null, then one tagged field: tag 0, size 17, presence 1,
+        // session timeout, one protocol ("range", 2 bytes, no tags), no tags.
+        let tail: &[u8] = &[
+            0, 1, 0, 17, 1, 0, 0, 0xaf, 0xc8, 2, 6, b'r', b'a', b'n', b'g', b'e', 3, 0, 1, 0, 0,
+        ];
+        assert_eq!(&bytes[bytes.len() - tail.len()..], tail);
+        assert_eq!(ConsumerMemberValue::decode(&bytes), Ok(member));
     }
 
     #[test]

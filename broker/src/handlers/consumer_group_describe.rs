@@ -75,6 +75,8 @@ pub(super) fn handle(
                             g.describe_members()
                                 .into_iter()
                                 .map(|m| {
+                                    // Kafka's MemberType: 0 classic, 1 consumer protocol.
+                                    let member_type = if m.classic { 0 } else { 1 };
                                     let member = Member::default()
                                         .with_member_id(str_bytes(m.member_id))
                                         .with_instance_id(m.instance_id.map(str_bytes))
@@ -89,7 +91,7 @@ pub(super) fn handle(
                                         .with_assignment(assignment(&m.assignment))
                                         .with_target_assignment(assignment(&m.target));
                                     if version >= 1 {
-                                        member.with_member_type(1)
+                                        member.with_member_type(member_type)
                                     } else {
                                         member
                                     }

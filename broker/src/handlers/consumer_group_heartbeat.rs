@@ -61,25 +61,38 @@ pub(super) async fn handle(
         Ok(()) => {
             let topics = group::topic_counts(broker);
             let r = broker.groups.with_groups(|groups| {
-                let group = groups.entry(group_id.clone()).or_insert_with(|| Group {
-                    kind: GroupKind::Consumer(ConsumerGroup::new()),
-                    offsets: Default::default(),
-                });
+                let now = Instant::now();
+                let group = groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::of(GroupKind::Consumer(ConsumerGroup::new())));
                 if let GroupKind::Classic(g) = &group.kind {
-                    if !g.is_empty() {
+                    if g.is_empty() {
+                        // An empty classic group (offsets only) becomes a consumer group; its
+                        // group record goes.
+                        group.pending.push((
+                            crate::group::records::RecordKey::Group {
+                                group: group_id.clone(),
+                            },
+                            None,
+                        ));
+                        group.kind = GroupKind::Consumer(ConsumerGroup::new());
+                    } else if params.member_epoch != 0 {
                         return error_response(
                             ResponseError::GroupIdNotFound,
-                            format!("group {group_id} is a classic group with members, not a consumer group"),
+                            format!("group {group_id} is not a consumer group"),
                             &params.member_id,
                         );
+                    } else if let Err((code, message)) = group.upgrade(&group_id, &topics, config, now) {
+                        return error_response(code, message, &params.member_id);
                     }
-                    // An empty classic group (offsets only) becomes a consumer group.
-                    group.kind = GroupKind::Consumer(ConsumerGroup::new());
                 }
                 let GroupKind::Consumer(g) = &mut group.kind else {
                     unreachable!("converted above")
                 };
-                g.heartbeat(params.clone(), &topics, config, version, Instant::now())
+                let r = g.heartbeat(params.clone(), &topics, config, version, now);
+                // The last consumer-protocol member leaving a group of classic members.
+                group.maybe_downgrade(&group_id, config, now, crate::clock::now_ms());
+                r
             });
             // Whatever the heartbeat changed is durable before the member hears of it.
             match group::persist(broker, &group_id).await {

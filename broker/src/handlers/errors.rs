@@ -3,7 +3,7 @@
 
 use fjord_protocol::kafka_protocol::error::ResponseError;
 use fjord_protocol::kafka_protocol::messages::{ApiKey, ResponseKind};
-use fjord_storage::{BatchError, Error as StorageError};
+use fjord_storage::{BatchError, Error as StorageError, RecordErrorKind};
 
 use crate::metrics::Metrics;
 
@@ -27,11 +27,17 @@ pub(super) fn batch_error_code(error: &BatchError) -> ResponseError {
     match error {
         BatchError::TooLarge { .. } | BatchError::DecompressedTooLarge { .. } => ResponseError::MessageTooLarge,
         BatchError::InvalidRecordCount { .. }
-        | BatchError::KeylessRecord
         | BatchError::InvalidRecords(_)
         | BatchError::ControlBatch
         | BatchError::Empty => ResponseError::InvalidRecord,
-        BatchError::InvalidTimestamp(_) => ResponseError::InvalidTimestamp,
+        // Kafka's LogValidator.processRecordErrors: any bad timestamp makes it INVALID_TIMESTAMP.
+        BatchError::RejectedRecords { errors, .. } => {
+            if errors.iter().any(|e| e.kind == RecordErrorKind::InvalidTimestamp) {
+                ResponseError::InvalidTimestamp
+            } else {
+                ResponseError::InvalidRecord
+            }
+        }
         _ => ResponseError::CorruptMessage,
     }
 }

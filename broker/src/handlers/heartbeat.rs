@@ -1,4 +1,5 @@
-//! Heartbeat (key 12): keeps a classic member's session alive and tells it when to rejoin.
+//! Heartbeat (key 12): keeps a classic member's session alive and tells it when to rejoin (also
+//! for classic members of a KIP-848 consumer group).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,12 @@ pub(super) fn handle(broker: &Arc<Broker>, request: HeartbeatRequest) -> Heartbe
             .groups
             .with_groups(|groups| match groups.get_mut(&group_id).map(|g| &mut g.kind) {
                 None => Some(ResponseError::UnknownMemberId),
-                Some(GroupKind::Consumer(_)) => Some(ResponseError::InconsistentGroupProtocol),
+                Some(GroupKind::Consumer(g)) => g.classic_heartbeat(
+                    &member_id,
+                    instance_id.as_deref(),
+                    request.generation_id,
+                    Instant::now(),
+                ),
                 Some(GroupKind::Classic(g)) => g.heartbeat(
                     &member_id,
                     instance_id.as_deref(),

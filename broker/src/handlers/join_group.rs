@@ -1,5 +1,6 @@
 //! JoinGroup (key 11): the first step of a classic rebalance. Waits until the join phase ends;
-//! the leader receives every member's protocol metadata, untouched.
+//! the leader receives every member's protocol metadata, untouched. A JoinGroup to a KIP-848
+//! consumer group with members joins it as a classic member (answered at once, as a follower).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use fjord_protocol::kafka_protocol::messages::{JoinGroupRequest, JoinGroupRespon
 use super::{ClientInfo, str_bytes};
 use crate::broker::Broker;
 use crate::group::classic::{ClassicGroup, JoinParams, JoinResponse, Reply};
+use crate::group::consumer::ClassicJoin;
 use crate::group::{self, Group, GroupKind};
 
 pub(super) async fn handle(
@@ -96,6 +98,7 @@ async fn join(
         version,
     };
     let now_ms = crate::clock::now_ms();
+    let topics = group::topic_counts(broker);
     let mut stale_records = Vec::new();
     let reply = broker.groups.with_groups(|groups| {
         if !groups.contains_key(group_id) {
@@ -105,9 +108,21 @@ async fn join(
             groups.insert(group_id.to_string(), Group::new_classic(now_ms));
         }
         let group = groups.get_mut(group_id).expect("present");
-        if let GroupKind::Consumer(g) = &group.kind {
+        if let GroupKind::Consumer(g) = &mut group.kind {
             if !g.is_empty() {
-                return Err(ResponseError::InconsistentGroupProtocol);
+                // A classic member of a consumer group (KIP-848 online migration).
+                let join = ClassicJoin {
+                    member_id: params.member_id,
+                    instance_id: params.instance_id,
+                    client_id: params.client_id,
+                    client_host: params.client_host,
+                    session_timeout: params.session_timeout,
+                    rebalance_timeout: params.rebalance_timeout,
+                    protocol_type: params.protocol_type,
+                    protocols: params.protocols,
+                    version: params.version,
+                };
+                return Ok(Reply::Now(g.classic_join(join, &topics, config, Instant::now())));
             }
             // An empty consumer group may become a classic group; its offsets stay, its
             // KIP-848 records go.

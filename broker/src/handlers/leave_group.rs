@@ -1,5 +1,6 @@
 //! LeaveGroup (key 13): members leave a classic group at once instead of waiting for their
-//! session to expire. v3+ removes a batch of members (by member id or group.instance.id).
+//! session to expire. v3+ removes a batch of members (by member id or group.instance.id). In a
+//! KIP-848 consumer group only its classic members can leave this way.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,7 +38,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: LeaveGroupRequest, ver
             .groups
             .with_groups(|groups| match groups.get_mut(&group_id).map(|g| &mut g.kind) {
                 None => Err(ResponseError::UnknownMemberId),
-                Some(GroupKind::Consumer(_)) => Err(ResponseError::InconsistentGroupProtocol),
+                Some(GroupKind::Consumer(g)) => Ok(identities
+                    .iter()
+                    .map(|(member, instance)| g.classic_leave(member, instance.as_deref()))
+                    .collect()),
                 Some(GroupKind::Classic(g)) => {
                     let (now, now_ms) = (Instant::now(), crate::clock::now_ms());
                     Ok(identities

@@ -1,12 +1,17 @@
 //! Produce (key 0): validate and append each partition's record batches verbatim, then answer
 //! per acks: 0 = no response, 1 = after the append, -1 (all) = after the group-commit fsync
-//! when `storage.fsync_on_acks_all` is on (on one node the ISR is this broker).
+//! when `storage.fsync_on_acks_all` is on (on one node the ISR is this broker). A payload refused
+//! for some of its records lists them in `record_errors` (KIP-467, Produce v8+).
 
 use std::sync::Arc;
 
 use fjord_protocol::kafka_protocol::error::ResponseError;
-use fjord_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use fjord_protocol::kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use fjord_protocol::kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use fjord_storage::BatchError;
 
 use super::errors::storage_error_code;
 use super::str_bytes;
@@ -145,7 +150,22 @@ fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
             } else {
                 tracing::debug!(topic = %partition.topic, partition = partition.index, %error, "produce refused");
             }
-            slot.response = error_response(slot.response.index, code, &error.to_string());
+            let index = slot.response.index;
+            slot.response = match &error {
+                // KIP-467: name the records that failed, with Kafka's message for the batch.
+                fjord_storage::Error::Batch(batch @ BatchError::RejectedRecords { errors, .. }) => {
+                    let record_errors = errors
+                        .iter()
+                        .map(|e| {
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(e.batch_index)
+                                .with_batch_index_error_message(Some(str_bytes(&e.message)))
+                        })
+                        .collect();
+                    error_response(index, code, &batch.to_string()).with_record_errors(record_errors)
+                }
+                _ => error_response(index, code, &error.to_string()),
+            };
         }
     }
     slot

@@ -1,6 +1,7 @@
 //! SyncGroup (key 14): the leader hands in the assignment it computed; every member waits for
 //! its own (opaque bytes, passed through), answered only once the group record holding the
-//! assignment is fsynced in `__consumer_offsets` (as Kafka's GroupCoordinator).
+//! assignment is fsynced in `__consumer_offsets` (as Kafka's GroupCoordinator). A classic member
+//! of a KIP-848 consumer group gets its current assignment from that group.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,7 +49,17 @@ async fn sync(broker: &Arc<Broker>, group_id: &str, request: SyncGroupRequest) -
         .groups
         .with_groups(|groups| match groups.get_mut(group_id).map(|g| &mut g.kind) {
             None => Err(ResponseError::UnknownMemberId),
-            Some(GroupKind::Consumer(_)) => Err(ResponseError::InconsistentGroupProtocol),
+            Some(GroupKind::Consumer(g)) => Ok((
+                Reply::Now(g.classic_sync(
+                    &member_id,
+                    instance_id.as_deref(),
+                    request.generation_id,
+                    protocol_type.as_deref(),
+                    protocol_name.as_deref(),
+                    Instant::now(),
+                )),
+                None,
+            )),
             Some(GroupKind::Classic(g)) => {
                 let before = g.storing_generation();
                 let reply = g.sync(

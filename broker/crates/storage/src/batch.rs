@@ -45,8 +45,9 @@ const MAX_COMPRESSION: u8 = 4;
 /// Why a record batch was rejected. The broker maps these to Kafka error codes
 /// (`broker/src/handlers/errors.rs`): `Truncated`, `InvalidMagic`, `CorruptCrc`,
 /// `InvalidLength`, `InvalidCompression`, `CorruptRecords` -> CORRUPT_MESSAGE; `TooLarge`,
-/// `DecompressedTooLarge` -> MESSAGE_TOO_LARGE; `InvalidRecordCount`, `Empty`, `KeylessRecord`,
-/// `InvalidRecords`, `ControlBatch` -> INVALID_RECORD; `InvalidTimestamp` -> INVALID_TIMESTAMP.
+/// `DecompressedTooLarge` -> MESSAGE_TOO_LARGE; `InvalidRecordCount`, `Empty`, `InvalidRecords`,
+/// `ControlBatch` -> INVALID_RECORD; `RejectedRecords` -> INVALID_TIMESTAMP when one of its
+/// records has a bad timestamp, else INVALID_RECORD.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BatchError {
@@ -89,9 +90,6 @@ pub enum BatchError {
     /// The payload holds no batch at all.
     #[error("no record batch in payload")]
     Empty,
-    /// A record without a key was sent to a compacted topic (Kafka: INVALID_RECORD).
-    #[error("compacted topic cannot accept a record without a key")]
-    KeylessRecord,
     /// The records do not parse as Kafka records or do not match the batch header (record
     /// count, offset deltas, bytes after the last record). Kafka: INVALID_RECORD.
     #[error("invalid records in batch: {0}")]
@@ -111,11 +109,59 @@ pub enum BatchError {
     /// (Kafka: INVALID_RECORD).
     #[error("clients are not allowed to write control records")]
     ControlBatch,
-    /// A record timestamp is outside `message.timestamp.before.max.ms` /
-    /// `message.timestamp.after.max.ms`, or a producer set LogAppendTime (Kafka:
-    /// INVALID_TIMESTAMP).
-    #[error("invalid timestamp: {0}")]
-    InvalidTimestamp(String),
+    /// Records that parse but fail Kafka's per-record checks (a keyless record on a compacted
+    /// topic, a timestamp outside `message.timestamp.before/after.max.ms`, LogAppendTime set by
+    /// a producer): the whole payload is refused and these name the records (KIP-467). The
+    /// message is Kafka's `RecordValidationException` message.
+    #[error("{}", rejected_records_message(.errors, *.total))]
+    RejectedRecords {
+        /// The first [`MAX_RECORD_ERRORS`] record errors, in record order.
+        errors: Vec<RecordError>,
+        /// How many records failed in all.
+        total: usize,
+    },
+}
+
+/// Most record errors one refused payload lists (each costs a message in the response); a
+/// client batch holds at most librdkafka's `batch.num.messages` default of 10000 records, but a
+/// compressed batch may decompress to millions.
+pub const MAX_RECORD_ERRORS: usize = 10_000;
+
+/// Which of Kafka's per-record checks a record failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordErrorKind {
+    /// No key on a compacted topic (Kafka: INVALID_RECORD).
+    MissingKey,
+    /// Timestamp out of bounds or a producer-set LogAppendTime (Kafka: INVALID_TIMESTAMP).
+    InvalidTimestamp,
+}
+
+/// One record that failed Kafka's per-record checks (a `ProduceResponse.RecordError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// Index of the record among the records of the partition's produce payload (for the one
+    /// batch a client sends per partition, its index in that batch: Kafka's `batch_index`).
+    pub batch_index: i32,
+    /// The check it failed.
+    pub kind: RecordErrorKind,
+    /// Kafka's message for it (`batch_index_error_message`).
+    pub message: String,
+}
+
+/// Kafka's `LogValidator.processRecordErrors` message for a refused batch.
+fn rejected_records_message(errors: &[RecordError], total: usize) -> String {
+    if errors.iter().any(|e| e.kind == RecordErrorKind::InvalidTimestamp) {
+        return "One or more records have been rejected due to invalid timestamp".to_string();
+    }
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|e| format!("RecordError(batchIndex={}, message='{}')", e.batch_index, e.message))
+        .collect();
+    format!(
+        "One or more records have been rejected due to {total} record errors in total, and only showing the first three errors at most: [{}]",
+        shown.join(", ")
+    )
 }
 
 /// The fixed 61-byte header of a v2 record batch.

@@ -543,8 +543,28 @@ fn keyless_records_are_refused_on_compacted_logs_only() {
     let mut log = Log::open(dir.path(), compact_config(), true).expect("open");
     for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
         let b = keyed_batch(&[kv("a", "1"), (None, Some("no key".into()))], compression, 1, None);
-        let err = log.append(&b, LeaderEpoch(0), 1).expect_err("keyless refused");
-        assert!(matches!(err, Error::Batch(crate::BatchError::KeylessRecord)), "{err:?}");
+        // A payload of two batches: record errors count records from the payload's start.
+        let payload = [b.clone(), b].concat();
+        let err = log.append(&payload, LeaderEpoch(0), 1).expect_err("keyless refused");
+        let Error::Batch(crate::BatchError::RejectedRecords { errors, total }) = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(total, 1, "the first failing batch refuses the payload");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].batch_index, 1);
+        assert_eq!(errors[0].kind, crate::RecordErrorKind::MissingKey);
+        let mut second_bad = keyed_batch(&[kv("a", "1"), kv("b", "2")], compression, 1, None);
+        second_bad.extend(keyed_batch(
+            &[kv("c", "3"), (None, Some("no key".into()))],
+            compression,
+            1,
+            None,
+        ));
+        let err = log.append(&second_bad, LeaderEpoch(0), 1).expect_err("keyless refused");
+        let Error::Batch(crate::BatchError::RejectedRecords { errors, .. }) = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(errors[0].batch_index, 3, "index 1 of the second batch, after 2 records");
     }
     assert_eq!(log.log_end_offset().0, 0, "nothing appended");
     log.append(

@@ -28,7 +28,9 @@ pub mod records;
 mod segment;
 mod types;
 
-pub use batch::{BatchError, BatchHeader, ValidatedBatch, ValidatedBatches};
+pub use batch::{
+    BatchError, BatchHeader, MAX_RECORD_ERRORS, RecordError, RecordErrorKind, ValidatedBatch, ValidatedBatches,
+};
 pub use deleter::{delete_in_background, remove_gradually};
 pub use error::{Error, Result};
 pub use files::{DEFAULT_MAX_OPEN_FILES, FileCache};

@@ -750,8 +750,20 @@ impl Log {
             timestamp_after_max_ms: self.config.timestamp_after_max_ms,
             now_ms,
         };
+        // Record errors name records by their index in the payload (Kafka accepts one batch per
+        // partition, so for Kafka's clients this is the index in their batch).
+        let mut first_index: i32 = 0;
         for b in &validated.batches {
-            records::validate_records(&b.header, &records[b.range.clone()], &checks)?;
+            records::validate_records(&b.header, &records[b.range.clone()], &checks).map_err(|e| match e {
+                BatchError::RejectedRecords { mut errors, total } => {
+                    for error in &mut errors {
+                        error.batch_index = error.batch_index.saturating_add(first_index);
+                    }
+                    BatchError::RejectedRecords { errors, total }
+                }
+                other => other,
+            })?;
+            first_index = first_index.saturating_add(b.header.record_count);
         }
         if records.len() > i32::MAX as usize {
             return Err(BatchError::TooLarge {

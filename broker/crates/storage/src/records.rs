@@ -19,7 +19,7 @@
 use std::io::{self, Read};
 use std::ops::ControlFlow;
 
-use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader};
+use crate::batch::{BATCH_HEADER_LEN, BatchError, BatchHeader, MAX_RECORD_ERRORS, RecordError, RecordErrorKind};
 
 /// Size of the window the streaming scanner decompresses into.
 const WINDOW: usize = 64 * 1024;
@@ -609,18 +609,21 @@ pub struct RecordChecks {
 /// 0, 1, 2, ... (so the last is `lastOffsetDelta`), keys on compacted topics, and CreateTime
 /// timestamps within `message.timestamp.before/after.max.ms` (a client may not set the
 /// LogAppendTime bit on a CreateTime topic).
+///
+/// A batch that does not parse fails at the first problem; records that parse but fail the key
+/// or timestamp checks are all collected (every record is checked, as Kafka does) and refuse the
+/// batch with [`BatchError::RejectedRecords`], naming each record by its index in the batch.
 pub fn validate_records(header: &BatchHeader, batch: &[u8], checks: &RecordChecks) -> Result<(), BatchError> {
-    if checks.origin == AppendOrigin::Client {
-        if header.is_control() {
-            return Err(BatchError::ControlBatch);
-        }
-        if checks.create_time && header.is_log_append_time() {
-            return Err(BatchError::InvalidTimestamp(
-                "a producer may not set the LogAppendTime timestamp type".to_string(),
-            ));
-        }
+    if checks.origin == AppendOrigin::Client && header.is_control() {
+        return Err(BatchError::ControlBatch);
     }
-    let check_timestamps = checks.origin == AppendOrigin::Client && checks.create_time;
+    let client = checks.origin == AppendOrigin::Client;
+    let producer_set_log_append_time = client && checks.create_time && header.is_log_append_time();
+    let check_timestamps = client && checks.create_time && !header.is_log_append_time();
+    let low = checks.now_ms.saturating_sub(checks.timestamp_before_max_ms);
+    let high = checks.now_ms.saturating_add(checks.timestamp_after_max_ms);
+    let mut errors: Vec<RecordError> = Vec::new();
+    let mut total = 0usize;
     let mut expected: i32 = 0;
     scan_records(header, batch, checks.max_decompressed_bytes, |r| {
         if r.offset_delta != expected {
@@ -629,28 +632,49 @@ pub fn validate_records(header: &BatchHeader, batch: &[u8], checks: &RecordCheck
                 r.offset_delta
             )));
         }
+        let index = expected;
         expected = expected.saturating_add(1);
-        if checks.require_keys && r.key_len < 0 && !header.is_control() {
-            return Err(BatchError::KeylessRecord);
-        }
-        if check_timestamps {
-            let ts = header.base_timestamp.wrapping_add(r.timestamp_delta);
+        let offset = header.base_offset.saturating_add(i64::from(r.offset_delta));
+        let ts = header.base_timestamp.wrapping_add(r.timestamp_delta);
+        // Kafka's validateKey, then validateTimestamp: the first failure names the record.
+        let failure = if checks.require_keys && r.key_len < 0 && !header.is_control() {
+            Some((
+                RecordErrorKind::MissingKey,
+                "Compacted topic cannot accept message without key".to_string(),
+            ))
+        } else if producer_set_log_append_time {
+            Some((
+                RecordErrorKind::InvalidTimestamp,
+                format!(
+                    "Invalid timestamp type in message with offset {offset}. Producer should not set timestamp type to LogAppendTime."
+                ),
+            ))
+        } else if check_timestamps && ts != -1 && (ts < low || ts > high) {
             // -1 is "no timestamp" (Kafka's RecordBatch.NO_TIMESTAMP).
-            if ts != -1 {
-                let behind = checks.now_ms.saturating_sub(ts);
-                let ahead = ts.saturating_sub(checks.now_ms);
-                if behind > checks.timestamp_before_max_ms || ahead > checks.timestamp_after_max_ms {
-                    return Err(BatchError::InvalidTimestamp(format!(
-                        "timestamp {ts} of record {} is out of range [{}, {}]",
-                        expected - 1,
-                        checks.now_ms.saturating_sub(checks.timestamp_before_max_ms),
-                        checks.now_ms.saturating_add(checks.timestamp_after_max_ms)
-                    )));
-                }
+            Some((
+                RecordErrorKind::InvalidTimestamp,
+                format!(
+                    "Timestamp {ts} of message with offset {offset} is out of range. The timestamp should be within [{low}, {high}]"
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, message)) = failure {
+            total += 1;
+            if errors.len() < MAX_RECORD_ERRORS {
+                errors.push(RecordError {
+                    batch_index: index,
+                    kind,
+                    message,
+                });
             }
         }
         Ok(ControlFlow::Continue(()))
     })?;
+    if total > 0 {
+        return Err(BatchError::RejectedRecords { errors, total });
+    }
     Ok(())
 }
 

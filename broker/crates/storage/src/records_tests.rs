@@ -283,8 +283,19 @@ fn control_batches_from_clients_are_refused() {
     validate(&b, &coordinator).expect("the broker may write control batches");
 }
 
+/// The record errors of a refused batch as (index, kind).
+fn rejected(result: Result<(), BatchError>) -> (Vec<(i32, RecordErrorKind)>, usize) {
+    match result {
+        Err(BatchError::RejectedRecords { errors, total }) => {
+            (errors.iter().map(|e| (e.batch_index, e.kind)).collect(), total)
+        }
+        other => panic!("expected rejected records, got {other:?}"),
+    }
+}
+
 #[test]
 fn timestamps_are_checked_against_message_timestamp_bounds() {
+    use RecordErrorKind::InvalidTimestamp;
     let c = RecordChecks {
         timestamp_before_max_ms: 1_000,
         timestamp_after_max_ms: 500,
@@ -292,27 +303,121 @@ fn timestamps_are_checked_against_message_timestamp_bounds() {
     };
     let at = |ts: i64| batch_with(3, 10, Compression::Lz4, move |i| ts + i as i64);
     validate(&at(999_000), &c).expect("in range");
-    assert!(matches!(
-        validate(&at(998_000), &c),
-        Err(BatchError::InvalidTimestamp(_))
-    ));
-    assert!(matches!(
-        validate(&at(1_000_499), &c),
-        Err(BatchError::InvalidTimestamp(_))
-    ));
+    // Every record out of range is named, not only the first.
+    let (errors, total) = rejected(validate(&at(998_000), &c));
+    assert_eq!(
+        errors,
+        vec![(0, InvalidTimestamp), (1, InvalidTimestamp), (2, InvalidTimestamp)]
+    );
+    assert_eq!(total, 3);
+    // 1_000_500 .. 1_000_502: only the last two are past now + 500.
+    assert_eq!(
+        rejected(validate(&at(1_000_500), &c)).0,
+        vec![(1, InvalidTimestamp), (2, InvalidTimestamp)]
+    );
+    let err = validate(&at(1_000_500), &c).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "One or more records have been rejected due to invalid timestamp"
+    );
+    let BatchError::RejectedRecords { errors, .. } = err else {
+        unreachable!()
+    };
+    assert_eq!(
+        errors[0].message,
+        "Timestamp 1000501 of message with offset 1 is out of range. The timestamp should be within [999000, 1000500]"
+    );
     // -1 is "no timestamp".
     validate(&build(0, &record(0, 0, None, None), 1, 0, -1), &c).expect("no timestamp");
-    // A producer may not claim LogAppendTime on a CreateTime topic.
+    // A producer may not claim LogAppendTime on a CreateTime topic: every record is named.
     let mut lat = at(999_000);
     lat[ATTRIBUTES_POS + 1] |= 1 << 3;
     fix_crc(&mut lat);
-    assert!(matches!(validate(&lat, &c), Err(BatchError::InvalidTimestamp(_))));
+    assert_eq!(rejected(validate(&lat, &c)).1, 3);
     // LogAppendTime topics overwrite timestamps: no bounds.
     let log_append = RecordChecks {
         create_time: false,
         ..c
     };
     validate(&at(1), &log_append).expect("LogAppendTime topic");
+}
+
+#[test]
+fn keyless_records_on_compacted_topics_are_each_named() {
+    let c = RecordChecks {
+        require_keys: true,
+        timestamp_before_max_ms: 1_000,
+        timestamp_after_max_ms: 1_000,
+        ..checks(1 << 20)
+    };
+    for (_, codec) in CODECS {
+        let records = [
+            record(0, 0, Some(b"a"), Some(b"1")),
+            record(1, 0, None, Some(b"2")),
+            record(2, 0, Some(b"c"), Some(b"3")),
+            // Keyless and out of range: the key check comes first, as in Kafka.
+            record(3, 5_000, None, Some(b"4")),
+            record(4, 5_000, Some(b"e"), Some(b"5")),
+        ]
+        .concat();
+        let result = validate(&build(codec, &records, 5, 4, 1_000_000), &c);
+        let (errors, total) = rejected(result.clone());
+        assert_eq!(
+            errors,
+            vec![
+                (1, RecordErrorKind::MissingKey),
+                (3, RecordErrorKind::MissingKey),
+                (4, RecordErrorKind::InvalidTimestamp)
+            ],
+            "codec {codec}"
+        );
+        assert_eq!(total, 3);
+        let keys_only = records_with_keys_missing(codec, &c);
+        assert_eq!(
+            keys_only.to_string(),
+            "One or more records have been rejected due to 2 record errors in total, and only showing \
+             the first three errors at most: [RecordError(batchIndex=0, message='Compacted topic cannot \
+             accept message without key'), RecordError(batchIndex=2, message='Compacted topic cannot \
+             accept message without key')]"
+        );
+    }
+}
+
+fn records_with_keys_missing(codec: u8, c: &RecordChecks) -> BatchError {
+    let records = [
+        record(0, 0, None, Some(b"1")),
+        record(1, 0, Some(b"b"), Some(b"2")),
+        record(2, 0, None, None),
+    ]
+    .concat();
+    validate(&build(codec, &records, 3, 2, 1_000_000), c).expect_err("refused")
+}
+
+#[test]
+fn listed_record_errors_are_capped_but_counted() {
+    let c = RecordChecks {
+        require_keys: true,
+        ..checks(64 << 20)
+    };
+    let n = MAX_RECORD_ERRORS + 5;
+    let records: Vec<u8> = (0..n).flat_map(|i| record(i as i64, 0, None, Some(b"v"))).collect();
+    let (errors, total) = rejected(validate(&build(4, &records, n as i32, n as i32 - 1, 1_000_000), &c));
+    assert_eq!(errors.len(), MAX_RECORD_ERRORS);
+    assert_eq!(total, n);
+}
+
+#[test]
+fn structural_errors_win_over_record_errors() {
+    let c = RecordChecks {
+        require_keys: true,
+        ..checks(1 << 20)
+    };
+    // A keyless record, then a record at the wrong offset delta: the batch does not parse.
+    let records = [record(0, 0, None, Some(b"1")), record(5, 0, Some(b"b"), Some(b"2"))].concat();
+    assert!(matches!(
+        validate(&build(0, &records, 2, 1, 1_000_000), &c),
+        Err(BatchError::InvalidRecords(_))
+    ));
 }
 
 #[test]
