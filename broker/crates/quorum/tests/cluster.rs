@@ -161,6 +161,7 @@ fn topic(name: &str, partitions: i32) -> (TopicId, Vec<MetadataRecord>) {
             isr: vec![BrokerId(1)],
             leader: BrokerId(1),
             leader_epoch: 0,
+            partition_epoch: 0,
         });
     }
     (topic_id, records)
