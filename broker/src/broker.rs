@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use fjord_metadata::{MetadataImage, MetadataStore};
+use fjord_quorum::Quorum;
+
+use crate::cluster::{ControllerState, MetadataBackend};
 
 use crate::buffers::BufferPool;
 use crate::config::BrokerConfig;
@@ -27,7 +30,10 @@ const READ_BUFFER_POOL_BYTES: usize = 256 * 1024 * 1024;
 pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
-    pub metadata: MetadataStore,
+    /// Where metadata is committed: the local log, or the quorum in cluster mode.
+    pub metadata: MetadataBackend,
+    /// The active controller's broker sessions (used while this broker is the controller).
+    pub controller_state: ControllerState,
     pub replicas: Arc<ReplicaManager>,
     /// Hands every committed metadata image to the components that follow it.
     pub publishing: Arc<Publishing>,
@@ -47,15 +53,23 @@ pub struct Broker {
 
 impl Broker {
     /// Opens the data dir: cluster identity, metadata log, and every partition log it names.
-    pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    /// `quorum` is the started metadata quorum in cluster mode (see [`start_quorum`]); without
+    /// it the broker is the embedded single node with a local metadata log.
+    pub fn open(config: BrokerConfig, quorum: Option<Quorum>) -> anyhow::Result<Arc<Broker>> {
         let data_dir = config.storage.data_dir.clone();
         std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
-        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
-        let metadata_log = metadata_log_path(&data_dir)?;
-        let metadata = MetadataStore::open(&metadata_log).context("opening the metadata log")?;
-        metadata.set_reserve(config.storage.metadata_reserve_bytes.as_u64());
-        let broker_epoch =
-            crate::lifecycle::register_locally(&metadata, &config).context("registering the broker in metadata")?;
+        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id, config.cluster.id.as_deref())?;
+        let (metadata, broker_epoch) = match quorum {
+            Some(quorum) => (MetadataBackend::Raft(quorum), 0),
+            None => {
+                let metadata_log = metadata_log_path(&data_dir)?;
+                let metadata = MetadataStore::open(&metadata_log).context("opening the metadata log")?;
+                metadata.set_reserve(config.storage.metadata_reserve_bytes.as_u64());
+                let broker_epoch = crate::lifecycle::register_locally(&metadata, &config)
+                    .context("registering the broker in metadata")?;
+                (MetadataBackend::Local(metadata), broker_epoch)
+            }
+        };
         let metrics = Metrics::new(config.http.per_partition_metrics);
         let replicas = Arc::new(ReplicaManager::new(&config, metrics.clone()).context("opening the data dir")?);
         let tiering = crate::tiering::Tiering::open(&config).context("opening tiered storage")?;
@@ -67,6 +81,7 @@ impl Broker {
         let publishers: Vec<Arc<dyn MetadataPublisher>> = vec![replicas.clone()];
         let publishing = Arc::new(Publishing::new(image, publishers));
         Ok(Arc::new(Broker {
+            controller_state: ControllerState::new(config.cluster.broker_session_timeout),
             config,
             cluster_id,
             metadata,
@@ -97,7 +112,10 @@ impl Broker {
 
     /// The active controller's node id. single-node: this broker is its own controller.
     pub fn controller_id(&self) -> i32 {
-        self.config.node_id
+        match self.metadata.quorum() {
+            None => self.config.node_id,
+            Some(_) => self.metadata.controller().map_or(-1, |(id, _)| id),
+        }
     }
 
     pub fn node_id(&self) -> i32 {
@@ -164,18 +182,27 @@ fn metadata_log_path(data_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
 /// The data dir's directory for broker-owned metadata (never a partition directory name).
 const METADATA_DIR: &str = "metadata";
 
-/// Reads `meta.properties` (Kafka's format) or writes a new one with a fresh cluster id.
-fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> anyhow::Result<String> {
+/// Reads `meta.properties` (Kafka's format) or writes a new one with the configured cluster id
+/// (cluster mode) or a fresh one. A data dir formatted for another cluster is refused.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32, configured: Option<&str>) -> anyhow::Result<String> {
     let path = data_dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let id = text.lines().find_map(|l| l.strip_prefix("cluster.id=")).map(str::trim);
         if let Some(id) = id.filter(|id| !id.is_empty()) {
+            if let Some(configured) = configured
+                && configured != id
+            {
+                anyhow::bail!(
+                    "data dir {} belongs to cluster {id}, but cluster.id is {configured}; refusing to join another cluster",
+                    data_dir.display()
+                );
+            }
             return Ok(id.to_string());
         }
         anyhow::bail!("{} has no cluster.id", path.display());
     }
     // Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
-    let id = base64_url(uuid::Uuid::new_v4().as_bytes());
+    let id = configured.map_or_else(|| base64_url(uuid::Uuid::new_v4().as_bytes()), str::to_string);
     let body = format!("version=1\ncluster.id={id}\nnode.id={node_id}\n");
     crate::replication::write_durably(&path, body.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
@@ -222,9 +249,38 @@ mod tests {
     #[test]
     fn cluster_id_is_22_url_safe_chars_and_stable() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = load_or_create_cluster_id(dir.path(), 0).expect("creates");
+        let first = load_or_create_cluster_id(dir.path(), 0, None).expect("creates");
         assert_eq!(first.len(), 22);
         assert!(first.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        assert_eq!(load_or_create_cluster_id(dir.path(), 0).expect("reads"), first);
+        assert_eq!(load_or_create_cluster_id(dir.path(), 0, None).expect("reads"), first);
     }
+}
+
+/// Starts this broker's member of the metadata quorum (cluster mode): Raft storage under
+/// `<data>/metadata/raft/`, voters from `cluster.voters`.
+pub async fn start_quorum(config: &BrokerConfig) -> anyhow::Result<Quorum> {
+    let data_dir = &config.storage.data_dir;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let cluster_id = load_or_create_cluster_id(data_dir, config.node_id, config.cluster.id.as_deref())?;
+    let voters = config
+        .cluster
+        .parsed_voters()
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .map(|v| (v.id as u64, v.address))
+        .collect();
+    let mut quorum_config = fjord_quorum::QuorumConfig::new(
+        config.node_id as u64,
+        config.cluster.advertised(),
+        voters,
+        cluster_id,
+        data_dir.join(METADATA_DIR).join("raft"),
+    );
+    quorum_config.election_timeout_min = config.cluster.election_timeout;
+    quorum_config.election_timeout_max = config.cluster.election_timeout * 2;
+    quorum_config.heartbeat_interval = config.cluster.raft_heartbeat_interval;
+    quorum_config.snapshot_every = config.cluster.snapshot_every;
+    Quorum::start(quorum_config)
+        .await
+        .context("starting the metadata quorum")
 }

@@ -99,6 +99,10 @@ pub struct BrokerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
+    /// The cluster id every broker of the cluster shares (Kafka formats storage with it);
+    /// required with `voters`. Written to `meta.properties`; a data dir of another cluster is
+    /// refused at start.
+    pub id: Option<String>,
     /// Controller quorum voters as `id@host:port` of their controller listeners (Kafka
     /// `controller.quorum.voters`): 1, 3 or 5. Empty: this broker alone is the quorum (the
     /// embedded single-node default); every broker not named here is a learner (observer).
@@ -128,6 +132,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
+            id: None,
             voters: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 9093)),
             advertised_listener: None,
@@ -701,6 +706,15 @@ impl BrokerConfig {
                     .to_string(),
             );
         }
+        if self.cluster.is_clustered() && self.cluster.id.as_deref().is_none_or(str::is_empty) {
+            problems
+                .push("cluster.id must be set with cluster.voters (every broker of the cluster shares it)".to_string());
+        }
+        if self.cluster.raft_heartbeat_interval * 4 > self.cluster.election_timeout {
+            problems.push(
+                "cluster.raft_heartbeat_interval must be at most a quarter of cluster.election_timeout".to_string(),
+            );
+        }
         if self.cluster.snapshot_every == 0 {
             problems.push("cluster.snapshot_every must be at least 1".to_string());
         }
@@ -989,6 +1003,8 @@ mod tests {
                 "b",
                 "--controller-voters",
                 "1@127.0.0.1:19093,2@127.0.0.1:29093,3@host-3:9093",
+                "--set",
+                "cluster.id=abc",
             ]),
             Vec::new(),
         )

@@ -10,6 +10,7 @@ use fjord_metadata::{BrokerId, ConfigResource, MetadataRecord, TopicId};
 use fjord_protocol::kafka_protocol::error::ResponseError;
 
 use crate::broker::Broker;
+use crate::cluster::ControllerRequest;
 use crate::topic_config;
 
 /// Kafka's limit on topic name length.
@@ -34,7 +35,7 @@ impl ApiError {
 }
 
 /// A topic to create, with client-facing defaults already resolved to -1 where absent.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     pub num_partitions: i32,
@@ -46,7 +47,7 @@ pub struct NewTopic {
 }
 
 /// What was (or, validate-only, would be) created.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct CreatedTopic {
     pub topic_id: TopicId,
     pub num_partitions: i32,
@@ -54,7 +55,7 @@ pub struct CreatedTopic {
 }
 
 /// How one config entry changes (IncrementalAlterConfigs operations).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ConfigChange {
     Set(String),
     Delete,
@@ -241,7 +242,7 @@ fn unknown_topic(name: &str) -> ApiError {
     )
 }
 
-fn metadata_failure(error: fjord_metadata::Error) -> ApiError {
+pub(crate) fn metadata_failure(error: fjord_metadata::Error) -> ApiError {
     tracing::error!(%error, "metadata commit failed");
     ApiError::new(
         crate::resources::metadata_error_code(&error),
@@ -291,6 +292,14 @@ impl Broker {
     /// business: an existing name is TOPIC_ALREADY_EXISTS. Internal and reserved names are
     /// refused with INVALID_REQUEST, as Kafka refuses `__cluster_metadata`.
     pub fn create_topic(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
+        self.controller_call(ControllerRequest::CreateTopic {
+            topic,
+            validate_only,
+            internal: false,
+        })
+    }
+
+    pub(crate) fn create_topic_local(&self, topic: NewTopic, validate_only: bool) -> Result<CreatedTopic, ApiError> {
         if topic.name == CLUSTER_METADATA_TOPIC || is_internal_topic(&topic.name) {
             return Err(ApiError::new(
                 ResponseError::InvalidRequest,
@@ -302,6 +311,14 @@ impl Broker {
 
     /// Creates an internal topic on behalf of its coordinator (e.g. `__consumer_offsets`).
     pub fn create_internal_topic(&self, topic: NewTopic) -> Result<CreatedTopic, ApiError> {
+        self.controller_call(ControllerRequest::CreateTopic {
+            topic,
+            validate_only: false,
+            internal: true,
+        })
+    }
+
+    pub(crate) fn create_internal_topic_local(&self, topic: NewTopic) -> Result<CreatedTopic, ApiError> {
         debug_assert!(
             is_internal_topic(&topic.name),
             "{} is not an internal topic",
@@ -437,6 +454,10 @@ impl Broker {
 
     /// Deletes a topic by name, returning its id. Internal topics are refused.
     pub fn delete_topic(&self, name: &str) -> Result<TopicId, ApiError> {
+        self.controller_call(ControllerRequest::DeleteTopic { name: name.to_string() })
+    }
+
+    pub(crate) fn delete_topic_local(&self, name: &str) -> Result<TopicId, ApiError> {
         refuse_internal(name, ResponseError::InvalidTopicException, "deleting")?;
         let (image, deleted) = self
             .metadata
@@ -453,6 +474,21 @@ impl Broker {
 
     /// Grows a topic to `count` partitions (partitions never shrink).
     pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<&[Vec<i32>]>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        self.controller_call(ControllerRequest::CreatePartitions {
+            name: name.to_string(),
+            count,
+            assignments: assignments.map(<[Vec<i32>]>::to_vec),
+            validate_only,
+        })
+    }
+
+    pub(crate) fn create_partitions_local(
         &self,
         name: &str,
         count: i32,
@@ -543,6 +579,21 @@ impl Broker {
         replace_all: bool,
         validate_only: bool,
     ) -> Result<(), ApiError> {
+        self.controller_call(ControllerRequest::AlterTopicConfigs {
+            name: name.to_string(),
+            changes,
+            replace_all,
+            validate_only,
+        })
+    }
+
+    pub(crate) fn alter_topic_configs_local(
+        &self,
+        name: &str,
+        changes: Vec<(String, ConfigChange)>,
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
         let (image, result) =
             self.metadata
                 .commit_with(|image| {
@@ -605,6 +656,21 @@ impl Broker {
         replace_all: bool,
         validate_only: bool,
     ) -> Result<(), ApiError> {
+        self.controller_call(ControllerRequest::AlterBrokerConfigs {
+            broker: broker.map(|b| b.0),
+            changes,
+            replace_all,
+            validate_only,
+        })
+    }
+
+    pub(crate) fn alter_broker_configs_local(
+        &self,
+        broker: Option<BrokerId>,
+        changes: Vec<(String, ConfigChange)>,
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
         let (image, result) = self
             .metadata
             .commit_with(|image| {
@@ -650,6 +716,19 @@ impl Broker {
     /// Changes a consumer group's dynamic configs (IncrementalAlterConfigs on a GROUP resource:
     /// set and delete only; the group need not exist yet, as in Kafka).
     pub fn alter_group_configs(
+        &self,
+        group: &str,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        self.controller_call(ControllerRequest::AlterGroupConfigs {
+            group: group.to_string(),
+            changes,
+            validate_only,
+        })
+    }
+
+    pub(crate) fn alter_group_configs_local(
         &self,
         group: &str,
         changes: Vec<(String, ConfigChange)>,
@@ -712,7 +791,18 @@ impl Broker {
     /// Reserves the next block of `size` producer ids for this broker with a durable metadata
     /// record, so no id is handed out twice, even across restarts (Kafka's ProducerIdsRecord).
     pub fn allocate_producer_id_block(&self, size: i64) -> Result<std::ops::Range<i64>, ApiError> {
-        let node = self.node_id();
+        self.controller_call(ControllerRequest::AllocateProducerIds {
+            broker: self.node_id(),
+            size,
+        })
+    }
+
+    pub(crate) fn allocate_producer_id_block_local(
+        &self,
+        broker: BrokerId,
+        size: i64,
+    ) -> Result<std::ops::Range<i64>, ApiError> {
+        let node = broker.0;
         let (_, block) = self
             .metadata
             .commit_with(|image| {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod broker;
 pub mod buffers;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod group;
@@ -33,6 +34,9 @@ use crate::config::BrokerConfig;
 /// An idle broker returns its pooled fetch buffers after one to two of these intervals.
 const READ_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How often the active controller checks broker sessions.
+const CONTROLLER_TICK: Duration = Duration::from_secs(1);
+
 /// How long the admin API keeps serving (health NOT_SERVING) after the Kafka listener drained.
 const ADMIN_NOT_SERVING_GRACE: Duration = Duration::from_millis(500);
 
@@ -49,12 +53,65 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     );
     let listen = config.network.listen;
     let http_listen = config.http.listen;
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    // Cluster mode: the quorum member starts first (it replays the metadata snapshot and log),
+    // and its controller listener serves Raft at once so the other voters can elect a leader.
+    let (quorum, controller_listener) = if config.cluster.is_clustered() {
+        let quorum = crate::broker::start_quorum(&config).await?;
+        let addr = config.cluster.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the controller listener on {addr}"))?;
+        tracing::info!(%addr, "serving the controller listener");
+        (Some(quorum), Some(listener))
+    } else {
+        (None, None)
+    };
+    let broker = tokio::task::spawn_blocking({
+        let quorum = quorum.clone();
+        move || Broker::open(config, quorum)
+    })
+    .await??;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the kafka listener on {listen}"))?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(broker.publishing.clone().run(shutdown_rx.clone()));
+    let mut controller_server = None;
+    if let (Some(quorum), Some(listener)) = (quorum.clone(), controller_listener) {
+        // Committed images reach the publishers as the quorum applies them.
+        let publishing = broker.publishing.clone();
+        let mut images = quorum.subscribe();
+        tokio::spawn(async move {
+            loop {
+                publishing.offer(images.borrow_and_update().clone());
+                if images.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let service =
+            fjord_api::cluster::v1::controller_server::ControllerServer::new(crate::cluster::ControllerService {
+                broker: broker.clone(),
+            });
+        let raft = quorum.grpc_service();
+        let mut stop = shutdown_rx.clone();
+        controller_server = Some(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(raft)
+                .add_service(service)
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(error) = result {
+                tracing::error!(%error, "controller listener failed");
+            }
+        }));
+        tokio::spawn(crate::cluster::run_lifecycle(broker.clone(), shutdown_rx.clone()));
+        spawn_periodic(broker.clone(), CONTROLLER_TICK, shutdown_rx.clone(), |b| {
+            b.fence_expired_brokers()
+        });
+    }
     // The admin API keeps serving (health NOT_SERVING) until the Kafka listener has drained.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let http = match http_listen {
@@ -111,6 +168,9 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let server = tokio::spawn(network::serve(listener, broker.clone(), shutdown_rx));
 
     wait_for_signal().await;
+    if broker.metadata.quorum().is_some() {
+        crate::cluster::controlled_shutdown(&broker, broker.config.network.shutdown_timeout).await;
+    }
     tracing::info!("shutdown requested, finishing in-flight requests");
     broker.begin_shutdown();
     let _ = shutdown_tx.send(true);
@@ -139,6 +199,12 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
                 admin.abort();
             }
         }
+    }
+    if let Some(quorum) = &quorum {
+        quorum.shutdown().await;
+    }
+    if let Some(server) = controller_server {
+        let _ = server.await;
     }
     tracing::info!("shutdown complete");
     Ok(())

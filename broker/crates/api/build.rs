@@ -7,7 +7,8 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let admin = ["proto/fjord/admin/v1/admin.proto"];
     let raft = ["proto/fjord/raft/v1/raft.proto"];
-    for p in admin.iter().chain(&raft) {
+    let cluster = ["proto/fjord/cluster/v1/cluster.proto"];
+    for p in admin.iter().chain(&raft).chain(&cluster) {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(admin, ["proto"])?;
@@ -18,5 +19,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     tonic_prost_build::configure().compile_fds(fds)?;
     tonic_prost_build::configure().compile_fds(protox::compile(raft, ["proto"])?)?;
+    tonic_prost_build::configure().compile_fds(protox::compile(cluster, ["proto"])?)?;
     Ok(())
 }

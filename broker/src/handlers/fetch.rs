@@ -78,6 +78,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
             };
             let fixed_error = topic_error.or_else(|| match &partition {
                 None => Some(ResponseError::UnknownTopicOrPartition),
+                Some(_) if !super::leads(broker, &name, p.partition) => Some(ResponseError::NotLeaderOrFollower),
                 Some(part) => epoch_error(p.current_leader_epoch, part.leader_epoch().0),
             });
             wanted.push(Wanted {

@@ -1,4 +1,5 @@
-//! FindCoordinator (key 10): every group (and transactional id) is coordinated by this node.
+//! FindCoordinator (key 10): a group is coordinated by the leader of its `__consumer_offsets`
+//! partition (transactional ids, until transactions land: by this node).
 //! Creates `__consumer_offsets` on first use, as Kafka does. v4+ batches keys.
 
 use std::sync::Arc;
@@ -44,15 +45,34 @@ pub(super) async fn handle(
         }
         (None, String::new())
     };
+    let image = broker.image();
+    let brokers = super::live_brokers(broker, &image);
+    // The leader of the group's offsets partition, if it is a live broker.
+    let coordinator_of = |key: &str| -> Option<(i32, String, i32)> {
+        let topic = image.topic(crate::group::OFFSETS_TOPIC)?;
+        let index = crate::group::partition_for(key, topic.partitions.len() as i32);
+        let leader = topic.partitions.get(index as usize)?.leader.0;
+        let b = brokers.iter().find(|b| b.id == leader)?;
+        Some((b.id, b.host.clone(), b.port))
+    };
     let coordinators: Vec<Coordinator> = keys
         .iter()
         .map(|key| {
-            let (error, message) = answer(key);
+            let (mut error, mut message) = answer(key);
+            let (node, host, port) = if request.key_type == 0 && error.is_none() {
+                coordinator_of(key).unwrap_or_else(|| {
+                    error = Some(ResponseError::CoordinatorNotAvailable);
+                    message = "the group's offsets partition has no live leader".into();
+                    (-1, String::new(), -1)
+                })
+            } else {
+                (broker.node_id(), host.clone(), port)
+            };
             let ok = error.is_none();
             Coordinator::default()
                 .with_key(str_bytes(key.clone()))
-                .with_node_id(broker_id(if ok { broker.node_id() } else { -1 }))
-                .with_host(str_bytes(if ok { host.clone() } else { String::new() }))
+                .with_node_id(broker_id(if ok { node } else { -1 }))
+                .with_host(str_bytes(if ok { host } else { String::new() }))
                 .with_port(if ok { port } else { -1 })
                 .with_error_code(error.map_or(0, |e| e.code()))
                 .with_error_message((!ok).then(|| str_bytes(message)))

@@ -62,6 +62,9 @@ fn lookup(
     let Some(partition) = broker.replicas.get(topic, index) else {
         return response.with_error_code(ResponseError::UnknownTopicOrPartition.code());
     };
+    if !super::leads(broker, topic, index) {
+        return response.with_error_code(ResponseError::NotLeaderOrFollower.code());
+    }
     // leader_epoch exists from v4; older versions must leave it at its default (-1).
     let epoch = if version >= 4 { partition.leader_epoch().0 } else { -1 };
     if timestamp == LATEST_TIERED {

@@ -247,3 +247,13 @@ pub(crate) fn live_brokers(broker: &Broker, image: &fjord_metadata::MetadataImag
     }
     brokers
 }
+
+/// Whether this broker leads `topic`-`index` in the current image (replicas that do not lead
+/// answer NOT_LEADER_OR_FOLLOWER; followers replicate once ISR replication lands).
+pub(crate) fn leads(broker: &Broker, topic: &str, index: i32) -> bool {
+    broker
+        .image()
+        .topic(topic)
+        .and_then(|t| t.partitions.get(index as usize).map(|p| p.leader.0 == broker.node_id()))
+        .unwrap_or(false)
+}

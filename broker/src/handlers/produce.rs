@@ -79,6 +79,14 @@ pub(super) async fn handle(
                     ),
                     None,
                 ),
+                (Some(_), _) if !super::leads(broker, t.name.as_str(), p.index) => (
+                    error_response(
+                        p.index,
+                        ResponseError::NotLeaderOrFollower,
+                        "this broker is not the leader of the partition",
+                    ),
+                    None,
+                ),
                 (None, _) => (
                     error_response(
                         p.index,

@@ -18,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,64 @@ def pytest_runtest_makereport(item, call):
         for b in list(_live_brokers):
             report.sections.append((f"{b.name} log ({'alive' if b.alive() else 'not running'})",
                                     b.log_tail()))
+
+
+class Cluster:
+    """N fjord-broker processes on loopback forming one cluster: the first `voters` brokers are
+    the controller quorum, the rest learners; broker i is node i+1 in rack racks[i % len]."""
+
+    def __init__(self, root: Path, size: int, racks: list[str], voters: int, extra_args: list[str]):
+        self.cluster_id = "fjordtestcluster" + uuid.uuid4().hex[:6]
+        self.controller_ports = [_free_port() for _ in range(size)]
+        voter_list = ",".join(f"{i + 1}@127.0.0.1:{self.controller_ports[i]}" for i in range(voters))
+        self.brokers: list[Broker] = []
+        for i in range(size):
+            args = ["--node-id", str(i + 1), "--rack", racks[i % len(racks)],
+                    "--controller-voters", voter_list,
+                    "--controller-listen", f"127.0.0.1:{self.controller_ports[i]}",
+                    "--set", f"cluster.id={self.cluster_id}", *extra_args]
+            self.brokers.append(Broker(root / f"node{i + 1}", args, f"node{i + 1}"))
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers if b.alive())
+
+    def node(self, node_id: int) -> Broker:
+        return self.brokers[node_id - 1]
+
+    def start(self) -> "Cluster":
+        for b in self.brokers:
+            b.start()
+        return self
+
+
+@pytest.fixture(scope="module")
+def cluster_factory(request):
+    """Module-scoped factory: cluster_factory(size=3, racks=["a","b","c"], voters=3,
+    extra_args=[...]) -> a started Cluster (wait for registration with helpers.wait_registered).
+    Every broker is stopped at the end of the module; dirs are kept when a test failed."""
+    made: list[Cluster] = []
+    root = Path(tempfile.mkdtemp(prefix=f"fjord-{request.module.__name__}-"))
+
+    def make(size: int = 3, racks: list[str] | None = None, voters: int = 3,
+             extra_args: list[str] | None = None) -> Cluster:
+        c = Cluster(root / f"cluster{len(made)}", size, racks or ["a", "b", "c"], voters, extra_args or [])
+        made.append(c)
+        c.start()
+        return c
+
+    yield make
+    for c in made:
+        for b in c.brokers:
+            if b.proc is not None and b.proc.poll() is None:
+                try:
+                    b.proc.send_signal(signal.SIGCONT)
+                except OSError:
+                    pass
+            b.stop()
+            if b in _live_brokers:
+                _live_brokers.remove(b)
+    if request.session.testsfailed or os.environ.get("FJORD_KEEP_TMP"):
+        print(f"\ncluster dirs kept at {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)

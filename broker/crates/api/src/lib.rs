@@ -18,6 +18,15 @@ pub mod raft {
     }
 }
 
+/// `fjord.cluster.v1`: broker-to-controller RPC (`controller_client::ControllerClient`,
+/// `controller_server::ControllerServer`), internal to the broker.
+pub mod cluster {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all)]
+        tonic::include_proto!("fjord.cluster.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every admin .proto, for tonic-reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fjord_admin_descriptor.bin"));
 

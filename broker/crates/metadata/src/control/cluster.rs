@@ -109,7 +109,7 @@ pub struct BrokerHeartbeat {
 }
 
 /// The BrokerHeartbeat response, true once the returned records are committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeartbeatReply {
     pub is_caught_up: bool,
     pub is_fenced: bool,

@@ -1,0 +1,610 @@
+//! Cluster mode: where metadata is committed (the local metadata log of the embedded one-node
+//! broker, or the Raft quorum), the broker-to-controller RPC that carries broker registration,
+//! heartbeats and admin operations from any broker to the active controller (Kafka forwards them
+//! too), and the active controller's session timer that fences silent brokers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fjord_api::cluster::v1::controller_client::ControllerClient;
+use fjord_api::cluster::v1::controller_server::Controller;
+use fjord_api::cluster::v1::{ControllerCall, ControllerReply};
+use fjord_metadata::control::{self, BrokerHeartbeat, BrokerRegistrationRequest, HeartbeatTracker};
+use fjord_metadata::{BrokerId, Endpoint, MetadataImage, MetadataRecord, MetadataStore};
+use fjord_protocol::kafka_protocol::error::ResponseError;
+use fjord_quorum::Quorum;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::broker::Broker;
+use crate::controller::{ApiError, ConfigChange, NewTopic};
+
+/// How long a forwarded controller call may take (commit on the controller included).
+const CONTROLLER_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where metadata is committed.
+#[derive(Debug)]
+pub enum MetadataBackend {
+    /// The embedded single node: a local, fsynced metadata log.
+    Local(MetadataStore),
+    /// Cluster mode: the replicated metadata log (`fjord-quorum`).
+    Raft(Quorum),
+}
+
+impl MetadataBackend {
+    /// The newest image applied on this broker.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        match self {
+            MetadataBackend::Local(store) => store.image(),
+            MetadataBackend::Raft(quorum) => quorum.image(),
+        }
+    }
+
+    pub fn set_reserve(&self, bytes: u64) {
+        if let MetadataBackend::Local(store) = self {
+            store.set_reserve(bytes);
+        }
+    }
+
+    pub fn ensure_reserve(&self) {
+        if let MetadataBackend::Local(store) = self {
+            store.ensure_reserve();
+        }
+    }
+
+    /// The quorum, in cluster mode.
+    pub fn quorum(&self) -> Option<&Quorum> {
+        match self {
+            MetadataBackend::Local(_) => None,
+            MetadataBackend::Raft(quorum) => Some(quorum),
+        }
+    }
+
+    /// Whether this broker is the active controller (always, on the embedded single node).
+    pub fn is_controller(&self) -> bool {
+        self.quorum().is_none_or(Quorum::is_leader)
+    }
+
+    /// The active controller's node id and controller-listener address, if known.
+    pub fn controller(&self) -> Option<(i32, Option<String>)> {
+        match self {
+            MetadataBackend::Local(_) => None,
+            MetadataBackend::Raft(quorum) => quorum.leader().map(|(id, addr)| (id as i32, Some(addr))),
+        }
+    }
+
+    /// An atomic check-then-write (see `MetadataStore::commit_with`). Blocking: call from a
+    /// blocking thread. In cluster mode only the active controller may call it.
+    pub fn commit_with<T>(
+        &self,
+        build: impl FnOnce(&MetadataImage) -> Result<(Vec<MetadataRecord>, T), fjord_metadata::Error>,
+    ) -> Result<(Arc<MetadataImage>, T), fjord_metadata::Error> {
+        match self {
+            MetadataBackend::Local(store) => store.commit_with(build),
+            MetadataBackend::Raft(quorum) => {
+                let handle = tokio::runtime::Handle::current();
+                handle
+                    .block_on(quorum.write_with(|image| build(image).map_err(QuorumWriteError::Metadata)))
+                    .map_err(|e| match e {
+                        QuorumWriteError::Metadata(e) => e,
+                        QuorumWriteError::Quorum(e) => fjord_metadata::Error::Invalid(format!("metadata quorum: {e}")),
+                    })
+            }
+        }
+    }
+}
+
+/// A write through the quorum fails in the closure (a refusal) or in the quorum.
+#[derive(Debug)]
+enum QuorumWriteError {
+    Metadata(fjord_metadata::Error),
+    Quorum(fjord_quorum::Error),
+}
+
+impl From<fjord_quorum::Error> for QuorumWriteError {
+    fn from(e: fjord_quorum::Error) -> Self {
+        QuorumWriteError::Quorum(e)
+    }
+}
+
+/// One operation for the active controller, as sent over `fjord.cluster.v1.Controller/Call`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    CreateTopic {
+        topic: NewTopic,
+        validate_only: bool,
+        internal: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    },
+    AlterTopicConfigs {
+        name: String,
+        changes: Vec<(String, ConfigChange)>,
+        replace_all: bool,
+        validate_only: bool,
+    },
+    AlterBrokerConfigs {
+        broker: Option<i32>,
+        changes: Vec<(String, ConfigChange)>,
+        replace_all: bool,
+        validate_only: bool,
+    },
+    AlterGroupConfigs {
+        group: String,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    },
+    AllocateProducerIds {
+        broker: i32,
+        size: i64,
+    },
+    RegisterBroker {
+        broker_id: i32,
+        incarnation_id: uuid::Uuid,
+        rack: Option<String>,
+        listeners: Vec<Endpoint>,
+    },
+    Heartbeat {
+        broker_id: i32,
+        broker_epoch: i64,
+        current_metadata_offset: u64,
+        want_shutdown: bool,
+    },
+}
+
+/// A Kafka error as it travels between brokers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl From<ApiError> for WireError {
+    fn from(e: ApiError) -> Self {
+        WireError {
+            code: e.code.code(),
+            message: e.message,
+        }
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        let code = ResponseError::try_from_code(e.code).unwrap_or(ResponseError::UnknownServerError);
+        ApiError::new(code, e.message)
+    }
+}
+
+/// What the active controller answered, and the metadata offset the caller must have applied to
+/// read the change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControllerOutcome {
+    pub result: Result<serde_json::Value, WireError>,
+    pub offset: u64,
+}
+
+/// The active controller's in-memory state: broker sessions (Kafka's BrokerHeartbeatManager).
+#[derive(Debug)]
+pub struct ControllerState {
+    tracker: Mutex<HeartbeatTracker>,
+    /// Whether this node was the active controller at the last check (sessions are restarted
+    /// for every registered broker when it becomes active).
+    active: Mutex<bool>,
+}
+
+impl ControllerState {
+    pub fn new(session_timeout: Duration) -> ControllerState {
+        ControllerState {
+            tracker: Mutex::new(HeartbeatTracker::new(session_timeout.as_millis() as u64)),
+            active: Mutex::new(false),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    crate::clock::now_ms().max(0) as u64
+}
+
+fn not_controller(broker: &Broker) -> ApiError {
+    let known = broker
+        .metadata
+        .controller()
+        .map_or("no controller is known".to_string(), |(id, _)| {
+            format!("the active controller is {id}")
+        });
+    ApiError::new(
+        ResponseError::NotController,
+        format!("this broker is not the active controller; {known}"),
+    )
+}
+
+impl Broker {
+    /// Runs `request` on the active controller: here, or forwarded to it. Answers once the change
+    /// is applied on this broker too, so the caller reads its own write.
+    pub fn controller_call<T: serde::de::DeserializeOwned>(&self, request: ControllerRequest) -> Result<T, ApiError> {
+        let outcome = if self.metadata.is_controller() {
+            self.execute_controller_request(request)
+        } else {
+            self.forward(&request)?
+        };
+        if outcome.offset > 0 && self.metadata.quorum().is_some() {
+            let image_offset = outcome.offset;
+            let quorum = self.metadata.quorum().expect("checked").clone();
+            let handle = tokio::runtime::Handle::current();
+            handle
+                .block_on(async {
+                    tokio::time::timeout(CONTROLLER_CALL_TIMEOUT, quorum.wait_applied(image_offset)).await
+                })
+                .map_err(|_| ApiError::new(ResponseError::RequestTimedOut, "metadata change not applied in time"))?
+                .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+            self.await_published(self.image())
+                .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e))?;
+        }
+        let value = outcome.result.map_err(ApiError::from)?;
+        serde_json::from_value(value)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, format!("bad controller reply: {e}")))
+    }
+
+    /// Sends `request` to the active controller's controller listener.
+    fn forward(&self, request: &ControllerRequest) -> Result<ControllerOutcome, ApiError> {
+        let Some((id, Some(address))) = self.metadata.controller() else {
+            return Err(not_controller(self));
+        };
+        let body =
+            serde_json::to_vec(request).map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        let call = ControllerCall {
+            cluster_id: self.cluster_id.clone(),
+            from_node_id: self.node_id(),
+            request: body,
+        };
+        let channel = self.controller_channel(&address)?;
+        let handle = tokio::runtime::Handle::current();
+        let reply = handle.block_on(async move {
+            let mut client = ControllerClient::new(channel);
+            tokio::time::timeout(CONTROLLER_CALL_TIMEOUT, client.call(call)).await
+        });
+        let reply = match reply {
+            Err(_) => {
+                return Err(ApiError::new(
+                    ResponseError::RequestTimedOut,
+                    format!("controller {id} did not answer in time"),
+                ));
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                return Err(ApiError::new(
+                    ResponseError::NotController,
+                    status.message().to_string(),
+                ));
+            }
+            Ok(Err(status)) => {
+                return Err(ApiError::new(
+                    ResponseError::CoordinatorNotAvailable,
+                    format!("controller {id} at {address}: {}", status.message()),
+                ));
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        serde_json::from_slice(&reply.reply)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, format!("bad controller reply: {e}")))
+    }
+
+    fn controller_channel(&self, address: &str) -> Result<tonic::transport::Channel, ApiError> {
+        static CHANNELS: std::sync::LazyLock<Mutex<HashMap<String, tonic::transport::Channel>>> =
+            std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+        let mut channels = CHANNELS.lock();
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| {
+                ApiError::new(
+                    ResponseError::UnknownServerError,
+                    format!("controller address {address}: {e}"),
+                )
+            })?
+            .connect_timeout(Duration::from_secs(3));
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Runs a controller operation on this broker, which must be the active controller.
+    pub fn execute_controller_request(&self, request: ControllerRequest) -> ControllerOutcome {
+        if !self.metadata.is_controller() {
+            return ControllerOutcome {
+                result: Err(not_controller(self).into()),
+                offset: 0,
+            };
+        }
+        fn json<T: Serialize>(r: Result<T, ApiError>) -> Result<serde_json::Value, WireError> {
+            r.map_err(WireError::from).and_then(|v| {
+                serde_json::to_value(v).map_err(|e| WireError {
+                    code: -1,
+                    message: e.to_string(),
+                })
+            })
+        }
+        let result = match request {
+            ControllerRequest::CreateTopic {
+                topic,
+                validate_only,
+                internal,
+            } => json(if internal {
+                self.create_internal_topic_local(topic)
+            } else {
+                self.create_topic_local(topic, validate_only)
+            }),
+            ControllerRequest::DeleteTopic { name } => json(self.delete_topic_local(&name)),
+            ControllerRequest::CreatePartitions {
+                name,
+                count,
+                assignments,
+                validate_only,
+            } => json(self.create_partitions_local(&name, count, assignments.as_deref(), validate_only)),
+            ControllerRequest::AlterTopicConfigs {
+                name,
+                changes,
+                replace_all,
+                validate_only,
+            } => json(self.alter_topic_configs_local(&name, changes, replace_all, validate_only)),
+            ControllerRequest::AlterBrokerConfigs {
+                broker,
+                changes,
+                replace_all,
+                validate_only,
+            } => json(self.alter_broker_configs_local(broker.map(BrokerId), changes, replace_all, validate_only)),
+            ControllerRequest::AlterGroupConfigs {
+                group,
+                changes,
+                validate_only,
+            } => json(self.alter_group_configs_local(&group, changes, validate_only)),
+            ControllerRequest::AllocateProducerIds { broker, size } => {
+                json(self.allocate_producer_id_block_local(BrokerId(broker), size))
+            }
+            ControllerRequest::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                rack,
+                listeners,
+            } => json(self.register_broker_local(BrokerRegistrationRequest {
+                broker_id: BrokerId(broker_id),
+                incarnation_id,
+                rack,
+                listeners,
+            })),
+            ControllerRequest::Heartbeat {
+                broker_id,
+                broker_epoch,
+                current_metadata_offset,
+                want_shutdown,
+            } => json(self.heartbeat_local(BrokerHeartbeat {
+                broker_id: BrokerId(broker_id),
+                broker_epoch,
+                current_metadata_offset,
+                want_fence: false,
+                want_shutdown,
+            })),
+        };
+        ControllerOutcome {
+            result,
+            offset: self.image().offset,
+        }
+    }
+
+    /// Restarts broker sessions when this node has just become the active controller.
+    fn activate_controller(&self) {
+        let mut active = self.controller_state.active.lock();
+        if !*active {
+            *active = true;
+            self.controller_state.tracker.lock().activate(&self.image(), now_ms());
+            tracing::info!(node_id = self.node_id(), "became the active controller");
+        }
+    }
+
+    fn register_broker_local(&self, request: BrokerRegistrationRequest) -> Result<i64, ApiError> {
+        self.activate_controller();
+        let broker_id = request.broker_id;
+        let (_, reply) = self
+            .metadata
+            .commit_with(|image| {
+                let mut tracker = self.controller_state.tracker.lock();
+                match control::register_broker(image, &mut tracker, request, now_ms()) {
+                    Ok(result) => Ok((result.records, Ok(result.response))),
+                    Err(e) => Ok((Vec::new(), Err(ApiError::from(e)))),
+                }
+            })
+            .map_err(crate::controller::metadata_failure)?;
+        let reply = reply?;
+        tracing::info!(
+            broker = broker_id.0,
+            broker_epoch = reply.broker_epoch,
+            "registered broker"
+        );
+        Ok(reply.broker_epoch)
+    }
+
+    fn heartbeat_local(&self, request: BrokerHeartbeat) -> Result<control::HeartbeatReply, ApiError> {
+        self.activate_controller();
+        let (_, reply) = self
+            .metadata
+            .commit_with(|image| {
+                let mut tracker = self.controller_state.tracker.lock();
+                match control::heartbeat(image, &mut tracker, request, now_ms()) {
+                    Ok(result) => Ok((result.records, Ok(result.response))),
+                    Err(e) => Ok((Vec::new(), Err(ApiError::from(e)))),
+                }
+            })
+            .map_err(crate::controller::metadata_failure)?;
+        reply
+    }
+
+    /// On the active controller: fences brokers whose session expired and moves their
+    /// leaderships (run every second).
+    pub fn fence_expired_brokers(&self) {
+        if !self.metadata.is_controller() {
+            *self.controller_state.active.lock() = false;
+            return;
+        }
+        self.activate_controller();
+        let result = self.metadata.commit_with(|image| {
+            let mut tracker = self.controller_state.tracker.lock();
+            let result = control::fence_expired_brokers(image, &mut tracker, now_ms());
+            Ok((result.records, result.response))
+        });
+        match result {
+            Ok((_, fenced)) if !fenced.is_empty() => {
+                tracing::warn!(brokers = ?fenced.iter().map(|b| b.0).collect::<Vec<_>>(), "fenced brokers whose session expired")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "fencing expired brokers failed"),
+        }
+    }
+}
+
+/// `fjord.cluster.v1.Controller` on the controller listener.
+#[derive(Debug, Clone)]
+pub struct ControllerService {
+    pub broker: Arc<Broker>,
+}
+
+#[tonic::async_trait]
+impl Controller for ControllerService {
+    async fn call(
+        &self,
+        request: tonic::Request<ControllerCall>,
+    ) -> Result<tonic::Response<ControllerReply>, tonic::Status> {
+        let call = request.into_inner();
+        if call.cluster_id != self.broker.cluster_id {
+            tracing::warn!(from = call.from_node_id, theirs = %call.cluster_id, ours = %self.broker.cluster_id,
+                "refusing a controller call from another cluster");
+            return Err(tonic::Status::failed_precondition(format!(
+                "cluster id {} does not match this cluster's {}",
+                call.cluster_id, self.broker.cluster_id
+            )));
+        }
+        let request: ControllerRequest = serde_json::from_slice(&call.request)
+            .map_err(|e| tonic::Status::invalid_argument(format!("bad controller request: {e}")))?;
+        if !self.broker.metadata.is_controller() {
+            return Err(tonic::Status::failed_precondition(not_controller(&self.broker).message));
+        }
+        let outcome = self
+            .broker
+            .blocking(move |b| b.execute_controller_request(request))
+            .await;
+        let reply = serde_json::to_vec(&outcome).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(tonic::Response::new(ControllerReply { reply }))
+    }
+}
+
+/// This broker's registration and heartbeats in cluster mode (KIP-631): registers with a fresh
+/// incarnation, heartbeats every `broker_heartbeat_interval` with the metadata offset it has
+/// applied (the controller unfences it once caught up), registers again if the controller no
+/// longer knows its epoch. Stops when `shutdown` flips.
+pub async fn run_lifecycle(broker: Arc<Broker>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let incarnation_id = uuid::Uuid::new_v4();
+    let interval = broker.config.cluster.broker_heartbeat_interval;
+    let mut epoch: Option<i64> = None;
+    let mut fenced = true;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match epoch {
+            None => {
+                let request = ControllerRequest::RegisterBroker {
+                    broker_id: broker.node_id(),
+                    incarnation_id,
+                    rack: broker.config.rack.clone(),
+                    listeners: crate::lifecycle::endpoints(&broker.config),
+                };
+                match broker.blocking(move |b| b.controller_call::<i64>(request)).await {
+                    Ok(e) => epoch = Some(e),
+                    Err(error) => {
+                        tracing::info!(code = ?error.code, message = %error.message, "broker registration not accepted yet; retrying")
+                    }
+                }
+            }
+            Some(broker_epoch) => {
+                let request = ControllerRequest::Heartbeat {
+                    broker_id: broker.node_id(),
+                    broker_epoch,
+                    current_metadata_offset: broker.publishing.published().offset,
+                    want_shutdown: false,
+                };
+                match broker
+                    .blocking(move |b| b.controller_call::<control::HeartbeatReply>(request))
+                    .await
+                {
+                    Ok(reply) => {
+                        if fenced && !reply.is_fenced {
+                            tracing::info!(broker_epoch, "broker unfenced");
+                        }
+                        fenced = reply.is_fenced;
+                    }
+                    Err(error)
+                        if matches!(
+                            error.code,
+                            ResponseError::StaleBrokerEpoch | ResponseError::BrokerIdNotRegistered
+                        ) =>
+                    {
+                        tracing::warn!(message = %error.message, "controller does not know this broker's epoch; registering again");
+                        epoch = None;
+                    }
+                    Err(error) => tracing::debug!(code = ?error.code, message = %error.message, "heartbeat failed"),
+                }
+            }
+        }
+        let wait = if epoch.is_some() && !fenced {
+            interval
+        } else {
+            Duration::from_millis(200)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Controlled shutdown (KIP-631): heartbeats with `want_shutdown` until the controller has moved
+/// every leadership away, or `limit` passes.
+pub async fn controlled_shutdown(broker: &Arc<Broker>, limit: Duration) {
+    let Some(me) = broker
+        .image()
+        .cluster()
+        .broker(BrokerId(broker.node_id()))
+        .map(|b| b.epoch)
+    else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        let request = ControllerRequest::Heartbeat {
+            broker_id: broker.node_id(),
+            broker_epoch: me,
+            current_metadata_offset: broker.publishing.published().offset,
+            want_shutdown: true,
+        };
+        match broker
+            .blocking(move |b| b.controller_call::<control::HeartbeatReply>(request))
+            .await
+        {
+            Ok(reply) if reply.should_shut_down => {
+                tracing::info!("controlled shutdown complete: leaderships moved");
+                return;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::info!(message = %error.message, "controlled shutdown heartbeat failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!("controlled shutdown did not complete in time; stopping anyway");
+}

@@ -1,0 +1,229 @@
+"""Cluster mode, part 1 (issue 11): three broker processes on loopback form one metadata quorum,
+register with their racks, place replicas rack-aware, serve produce/fetch from partition
+leaders, survive kill -9 of the active controller, and fence a paused broker. Every check goes
+through third-party Kafka clients (confluent-kafka, kafka-python)."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
+from kafka.admin import NewTopic as KpNewTopic
+
+from helpers import wait_until
+
+# Short timings so failover and fencing happen within a test's patience.
+FAST = ["--set", "cluster.election_timeout=500ms", "--set", "cluster.raft_heartbeat_interval=100ms",
+        "--set", "cluster.broker_session_timeout=3s", "--set", "cluster.broker_heartbeat_interval=500ms"]
+RACKS = {1: "a", 2: "b", 3: "c"}
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000})
+
+
+def describe(bootstrap: str):
+    a = admin(bootstrap)  # keep the client alive until the future resolves
+    return a.describe_cluster().result(timeout=15)
+
+
+def create(bootstrap: str, name: str, partitions: int, rf: int, timeout: float = 30):
+    a = admin(bootstrap)
+    return a.create_topics([NewTopic(name, partitions, rf)])[name].result(timeout=timeout)
+
+
+def topic_names(bootstrap: str) -> set[str]:
+    a = admin(bootstrap)
+    return set(a.list_topics(timeout=10).topics)
+
+
+def live_nodes(broker) -> dict[int, str | None]:
+    """node id -> rack, as the broker's DescribeCluster reports them."""
+    try:
+        d = describe(broker.bootstrap)
+    except Exception:  # noqa: BLE001 - not answering yet
+        return {}
+    return {n.id: n.rack for n in d.nodes}
+
+
+def topic_layout(broker, topic: str):
+    a = admin(broker.bootstrap)
+    md = a.list_topics(topic=topic, timeout=10)
+    t = md.topics[topic]
+    if t.error is not None:
+        return None
+    return {p.id: (p.leader, tuple(p.replicas), tuple(p.isrs)) for p in t.partitions.values()}
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_factory):
+    c = cluster_factory(size=3, racks=["a", "b", "c"], voters=3, extra_args=FAST)
+    for b in c.brokers:
+        wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=60, what=f"{b.name} sees all three brokers")
+    return c
+
+
+def test_every_broker_sees_the_three_brokers_with_their_racks(cluster):
+    controllers = set()
+    for b in cluster.brokers:
+        d = describe(b.bootstrap)
+        assert {n.id: n.rack for n in d.nodes} == RACKS
+        controllers.add(d.controller.id)
+    assert len(controllers) == 1 and controllers <= set(RACKS), controllers
+    # kafka-python reads the same through Metadata.
+    k = KafkaAdminClient(bootstrap_servers=cluster.brokers[0].bootstrap)
+    try:
+        brokers = {b.get("node_id", b.get("broker_id")): b["rack"] for b in k.describe_cluster()["brokers"]}
+    finally:
+        k.close()
+    assert brokers == RACKS
+
+
+def assert_rack_distinct_and_balanced(layout: dict, partitions: int):
+    assert len(layout) == partitions
+    leaders = collections.Counter()
+    replicas = collections.Counter()
+    for leader, reps, isr in layout.values():
+        assert len(reps) == 3 and len({RACKS[r] for r in reps}) == 3, reps
+        assert leader == reps[0] and set(isr) == set(reps)
+        leaders[leader] += 1
+        replicas.update(reps)
+    assert max(leaders.values()) - min(leaders.values()) <= 1 and len(leaders) == 3, leaders
+    assert set(replicas.values()) == {partitions}, replicas
+
+
+def test_topics_from_any_client_and_broker_get_rack_distinct_balanced_replicas(cluster):
+    # confluent-kafka through broker 3, kafka-python through broker 2.
+    create(cluster.node(3).bootstrap, "orders", 6, 3)
+    k = KafkaAdminClient(bootstrap_servers=cluster.node(2).bootstrap)
+    try:
+        k.create_topics([KpNewTopic("payments", 6, 3)], timeout_ms=30000)
+    finally:
+        k.close()
+    for topic in ("orders", "payments"):
+        layouts = [wait_until(lambda b=b: topic_layout(b, topic), timeout=20, what=f"{topic} on {b.name}")
+                   for b in cluster.brokers]
+        assert layouts[0] == layouts[1] == layouts[2], "every broker gives the same metadata"
+        assert_rack_distinct_and_balanced(layouts[0], 6)
+    # More replicas than brokers: INVALID_REPLICATION_FACTOR.
+    with pytest.raises(Exception, match="INVALID_REPLICATION_FACTOR"):
+        create(cluster.node(1).bootstrap, "too-wide", 1, 4)
+
+
+def test_produce_and_consume_through_partition_leaders(cluster):
+    create(cluster.node(1).bootstrap, "spread", 3, 1)
+    layout = wait_until(lambda: topic_layout(cluster.node(1), "spread"), timeout=20, what="spread")
+    assert {leader for leader, _, _ in layout.values()} == {1, 2, 3}, "one leader per broker"
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True})
+    errors = []
+    for i in range(300):
+        p.produce("spread", key=str(i).encode(), value=f"v{i}".encode(), partition=i % 3,
+                  on_delivery=lambda err, msg: err and errors.append(err))
+    assert p.flush(30) == 0 and not errors, errors
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "spread-reader",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition("spread", i, 0) for i in range(3)])
+        seen = set()
+        deadline = time.monotonic() + 30
+        while len(seen) < 300 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                seen.add(m.value())
+        assert seen == {f"v{i}".encode() for i in range(300)}
+    finally:
+        c.close()
+
+
+def test_kill9_of_the_active_controller_elects_another_and_loses_no_topic(cluster):
+    controller = describe(cluster.node(1).bootstrap).controller.id
+    survivors = [b for b in cluster.brokers if b is not cluster.node(controller)]
+    created = []
+    for i in range(5):
+        create(survivors[0].bootstrap, f"before-{i}", 1, 3)
+        created.append(f"before-{i}")
+    cluster.node(controller).kill9()
+    t0 = time.monotonic()
+    new_controller = wait_until(lambda: _controller_other_than(survivors[0], controller),
+                                timeout=15, what="a new active controller")
+    elected_after = time.monotonic() - t0
+    # 2 x the maximal election timeout (cluster.election_timeout 500 ms, randomised up to 1 s),
+    # plus the probe's round trips.
+    assert elected_after < 2 * 1.0 + 1.0, elected_after
+    assert new_controller != controller
+    for i in range(5):
+        name = f"after-{i}"
+        wait_until(lambda name=name: _create(survivors[i % 2], name), timeout=20, what=f"create {name}")
+        created.append(name)
+    for b in survivors:
+        names = topic_names(b.bootstrap)
+        assert set(created) <= names, set(created) - names
+    # The killed broker comes back, catches up and sees every topic; none was created twice.
+    cluster.node(controller).start()
+    wait_until(lambda: set(created) <= _names_or_empty(cluster.node(controller)),
+               timeout=30, what="restarted broker catches up")
+    wait_until(lambda: live_nodes(cluster.node(controller)) == RACKS, timeout=30, what="restarted broker unfenced")
+    log = cluster.node(new_controller).log_text()
+    assert "panicked" not in log
+
+
+def _controller_other_than(broker, old: int) -> int | None:
+    try:
+        a = admin(broker.bootstrap)
+        c = a.describe_cluster(request_timeout=1.0).result(timeout=2).controller.id
+    except Exception:  # noqa: BLE001 - no controller known yet
+        return None
+    return c if c != old and c in RACKS else None
+
+
+def _names_or_empty(broker) -> set[str]:
+    try:
+        return topic_names(broker.bootstrap)
+    except Exception:  # noqa: BLE001 - still starting
+        return set()
+
+
+def _create(broker, name: str) -> bool:
+    try:
+        create(broker.bootstrap, name, 1, 3, timeout=10)
+        return True
+    except Exception as e:  # noqa: BLE001
+        if "TOPIC_ALREADY_EXISTS" in str(e):
+            return True  # an earlier attempt committed: created once, not twice
+        return False
+
+
+def test_a_paused_broker_is_fenced_and_its_leaderships_move(cluster):
+    create(cluster.node(1).bootstrap, "fenced", 3, 3)
+    victim = cluster.node(3)
+    led_before = {p for p, (leader, _, _) in topic_layout(cluster.node(1), "fenced").items() if leader == 3}
+    assert led_before, "broker 3 leads a partition"
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: set(live_nodes(cluster.node(1))) == {1, 2}, timeout=20, what="broker 3 fenced")
+        layout = topic_layout(cluster.node(1), "fenced")
+        for p in led_before:
+            assert layout[p][0] in (1, 2), layout[p]
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: live_nodes(cluster.node(1)) == RACKS, timeout=30, what="broker 3 unfenced again")
+
+
+def test_a_broker_of_another_cluster_is_refused(cluster, cluster_factory, tmp_path):
+    from conftest import Broker, _free_port  # the same process wrapper as the cluster's
+    voters = ",".join(f"{i + 1}@127.0.0.1:{cluster.controller_ports[i]}" for i in range(3))
+    stranger = Broker(tmp_path / "stranger", ["--node-id", "9", "--controller-voters", voters,
+                                               "--controller-listen", f"127.0.0.1:{_free_port()}",
+                                               "--set", "cluster.id=someothercluster", *FAST], "stranger")
+    stranger.start()
+    try:
+        time.sleep(3)
+        assert 9 not in live_nodes(cluster.node(1))
+        assert "does not match" in stranger.log_text() or "cluster id" in stranger.log_text()
+    finally:
+        stranger.stop()
