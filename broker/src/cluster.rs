@@ -146,6 +146,12 @@ pub enum ControllerRequest {
         broker: i32,
         size: i64,
     },
+    /// Preferred-leader election (ElectLeaders PREFERRED); `None` = every partition.
+    ElectPreferredLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// The quorum's state for DescribeQuorum (only the leader knows the followers' progress).
+    DescribeQuorum,
     RegisterBroker {
         broker_id: i32,
         incarnation_id: uuid::Uuid,
@@ -369,6 +375,10 @@ impl Broker {
             ControllerRequest::AllocateProducerIds { broker, size } => {
                 json(self.allocate_producer_id_block_local(BrokerId(broker), size))
             }
+            ControllerRequest::ElectPreferredLeaders { partitions } => {
+                json(self.elect_preferred_leaders_local(partitions.as_deref()))
+            }
+            ControllerRequest::DescribeQuorum => json(self.describe_quorum_local()),
             ControllerRequest::RegisterBroker {
                 broker_id,
                 incarnation_id,
@@ -466,6 +476,120 @@ impl Broker {
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "fencing expired brokers failed"),
         }
+    }
+}
+
+/// One replica of the metadata quorum as DescribeQuorum reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumReplica {
+    pub id: i32,
+    pub log_end_offset: i64,
+    pub last_fetch_timestamp: i64,
+    pub last_caught_up_timestamp: i64,
+}
+
+/// The metadata quorum as DescribeQuorum (key 55) reports it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    pub leader_id: i32,
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<QuorumReplica>,
+    pub observers: Vec<QuorumReplica>,
+}
+
+impl Broker {
+    /// ElectLeaders (PREFERRED) for the given partitions or all; per partition the Kafka error,
+    /// if any.
+    pub fn elect_preferred_leaders(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<(String, i32, Option<WireError>)>, ApiError> {
+        self.controller_call(ControllerRequest::ElectPreferredLeaders { partitions })
+    }
+
+    fn elect_preferred_leaders_local(
+        &self,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<(String, i32, Option<WireError>)>, ApiError> {
+        let (_, results) = self
+            .metadata
+            .commit_with(|image| {
+                let result = control::elect_preferred_leaders(image, partitions);
+                Ok((result.records, result.response))
+            })
+            .map_err(crate::controller::metadata_failure)?;
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                (
+                    r.topic,
+                    r.partition,
+                    r.result.err().map(|e| WireError::from(ApiError::from(e))),
+                )
+            })
+            .collect())
+    }
+
+    /// On the active controller, every `cluster.leader_rebalance_interval`: moves leadership back
+    /// to each partition's preferred replica where it is live and in the ISR
+    /// (`auto.leader.rebalance.enable`).
+    pub fn rebalance_leaders(&self) {
+        if !self.config.cluster.auto_leader_rebalance || !self.metadata.is_controller() {
+            return;
+        }
+        let result = self.metadata.commit_with(|image| {
+            let result = control::rebalance_leaders(image, 1000);
+            Ok((result.records, result.response))
+        });
+        match result {
+            Ok((_, moved)) if !moved.is_empty() => {
+                tracing::info!(partitions = moved.len(), "moved leaderships back to preferred replicas")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "preferred leader rebalance failed"),
+        }
+    }
+
+    /// The quorum's state (DescribeQuorum), from the active controller.
+    pub fn describe_quorum(&self) -> Result<QuorumDescription, ApiError> {
+        self.controller_call(ControllerRequest::DescribeQuorum)
+    }
+
+    fn describe_quorum_local(&self) -> Result<QuorumDescription, ApiError> {
+        let Some(quorum) = self.metadata.quorum() else {
+            // The embedded single node: a quorum of itself.
+            let me = QuorumReplica {
+                id: self.node_id(),
+                log_end_offset: self.image().offset as i64 + 1,
+                last_fetch_timestamp: crate::clock::now_ms(),
+                last_caught_up_timestamp: crate::clock::now_ms(),
+            };
+            return Ok(QuorumDescription {
+                leader_id: self.node_id(),
+                leader_epoch: 1,
+                high_watermark: me.log_end_offset,
+                voters: vec![me],
+                observers: Vec::new(),
+            });
+        };
+        let handle = tokio::runtime::Handle::current();
+        let state = handle
+            .block_on(quorum.state())
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        let replica = |r: &fjord_quorum::ReplicaState| QuorumReplica {
+            id: r.replica_id as i32,
+            log_end_offset: r.log_end_offset,
+            last_fetch_timestamp: r.last_fetch_timestamp,
+            last_caught_up_timestamp: r.last_caught_up_timestamp,
+        };
+        Ok(QuorumDescription {
+            leader_id: state.leader_id.map_or(-1, |id| id as i32),
+            leader_epoch: i32::try_from(state.leader_epoch).unwrap_or(i32::MAX),
+            high_watermark: state.high_watermark,
+            voters: state.voters.iter().map(replica).collect(),
+            observers: state.observers.iter().map(replica).collect(),
+        })
     }
 }
 

@@ -127,6 +127,12 @@ pub struct ClusterConfig {
     pub raft_heartbeat_interval: Duration,
     /// A metadata snapshot is taken after this many new log entries, and the log behind it trimmed.
     pub snapshot_every: u64,
+    /// The active controller moves leadership back to preferred replicas that are healthy again
+    /// (auto.leader.rebalance.enable).
+    pub auto_leader_rebalance: bool,
+    /// How often it checks (leader.imbalance.check.interval.seconds).
+    #[serde(with = "humantime_serde")]
+    pub leader_rebalance_interval: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -141,6 +147,8 @@ impl Default for ClusterConfig {
             election_timeout: Duration::from_secs(1),
             raft_heartbeat_interval: Duration::from_millis(100),
             snapshot_every: 1000,
+            auto_leader_rebalance: true,
+            leader_rebalance_interval: Duration::from_secs(300),
         }
     }
 }

@@ -111,6 +111,8 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         spawn_periodic(broker.clone(), CONTROLLER_TICK, shutdown_rx.clone(), |b| {
             b.fence_expired_brokers()
         });
+        let interval = broker.config.cluster.leader_rebalance_interval;
+        spawn_periodic(broker.clone(), interval, shutdown_rx.clone(), |b| b.rebalance_leaders());
     }
     // The admin API keeps serving (health NOT_SERVING) until the Kafka listener has drained.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);

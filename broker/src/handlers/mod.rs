@@ -15,6 +15,8 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_quorum;
+mod elect_leaders;
 mod errors;
 mod fetch;
 mod find_coordinator;
@@ -177,6 +179,8 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         }
         RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r).await),
         RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(broker, r)),
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(broker, r).await),
+        RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r).await),
         other => {
             // Unreachable in practice: decode_request refuses APIs outside SUPPORTED_APIS.
             tracing::warn!(?api_key, request = ?std::mem::discriminant(&other), "no handler for api, closing connection");

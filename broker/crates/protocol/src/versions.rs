@@ -7,9 +7,10 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
     DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
-    DescribeProducersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest, IncrementalAlterConfigsRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
+    DescribeProducersRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -134,6 +135,19 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         DescribeProducersRequest::VERSIONS.max,
         0,
     ),
+    // Cluster mode: preferred-leader election and the metadata quorum's state.
+    api(
+        ApiKey::ElectLeaders,
+        ElectLeadersRequest::VERSIONS.min,
+        ElectLeadersRequest::VERSIONS.max,
+        2,
+    ),
+    api(
+        ApiKey::DescribeQuorum,
+        DescribeQuorumRequest::VERSIONS.min,
+        DescribeQuorumRequest::VERSIONS.max,
+        1,
+    ), // v2 adds directory ids and the nodes' listeners (KIP-853)
     // Group coordinator (classic protocol, committed offsets, KIP-848 consumer groups).
     api(
         ApiKey::FindCoordinator,
