@@ -651,6 +651,10 @@ pub async fn run_lifecycle(broker: Arc<Broker>, mut shutdown: tokio::sync::watch
                 };
                 match broker.blocking(move |b| b.controller_call::<i64>(request)).await {
                     Ok(e) => epoch = Some(e),
+                    Err(error) if error.code == ResponseError::DuplicateBrokerRegistration => tracing::error!(
+                        node_id = broker.node_id(), message = %error.message,
+                        "registration refused: another live broker uses this node id; this broker will not join until it is gone"
+                    ),
                     Err(error) => {
                         tracing::info!(code = ?error.code, message = %error.message, "broker registration not accepted yet; retrying")
                     }
