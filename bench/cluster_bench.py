@@ -21,18 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "broker" / "test
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from conftest import Cluster  # noqa: E402
+from helpers import wait_until  # noqa: E402
 from test_cluster import RACKS, describe_quorum_v1, live_nodes  # noqa: E402
 
 
 def wait(pred, timeout: float, what: str, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(interval)
+    return wait_until(pred, timeout=timeout, what=what, interval=interval)
 
 
 def leader_via(broker) -> int | None:
