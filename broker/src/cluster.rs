@@ -201,16 +201,16 @@ pub struct ControllerOutcome {
 #[derive(Debug)]
 pub struct ControllerState {
     tracker: Mutex<HeartbeatTracker>,
-    /// Whether this node was the active controller at the last check (sessions are restarted
-    /// for every registered broker when it becomes active).
-    active: Mutex<bool>,
+    /// The Raft term in which this node last became the active controller (0 on the embedded
+    /// single node); sessions are restarted for every registered broker when it changes.
+    active: Mutex<Option<u64>>,
 }
 
 impl ControllerState {
     pub fn new(session_timeout: Duration) -> ControllerState {
         ControllerState {
             tracker: Mutex::new(HeartbeatTracker::new(session_timeout.as_millis() as u64)),
-            active: Mutex::new(false),
+            active: Mutex::new(None),
         }
     }
 }
@@ -272,11 +272,35 @@ impl Broker {
             request: body,
         };
         let channel = self.controller_channel(&address)?;
+        let timeout = self.forward_timeout(request);
+        let quorum = self.metadata.quorum().cloned();
         let handle = tokio::runtime::Handle::current();
         let reply = handle.block_on(async move {
             let mut client = ControllerClient::new(channel);
-            tokio::time::timeout(CONTROLLER_CALL_TIMEOUT, client.call(call)).await
+            // A controller that was paused or cut off keeps the call until it times out; once
+            // this broker learns of another leader the call is abandoned (NOT_CONTROLLER, and the
+            // caller retries against the new one), so heartbeats reach a new controller well
+            // within a broker session.
+            let changed = async {
+                match &quorum {
+                    Some(q) => q.wait_leader_change(Some(id as u64)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                reply = tokio::time::timeout(timeout, client.call(call)) => Some(reply),
+                () = changed => None,
+            }
         });
+        let reply = match reply {
+            None => {
+                return Err(ApiError::new(
+                    ResponseError::NotController,
+                    format!("the active controller changed from {id} while the call was in flight"),
+                ));
+            }
+            Some(reply) => reply,
+        };
         let reply = match reply {
             Err(_) => {
                 return Err(ApiError::new(
@@ -300,6 +324,18 @@ impl Broker {
         };
         serde_json::from_slice(&reply.reply)
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, format!("bad controller reply: {e}")))
+    }
+
+    /// How long a forwarded call may wait for the controller: a heartbeat or registration no
+    /// longer than a third of a broker session, so a lost one is retried (to a new controller
+    /// if there is one) before the session expires; admin operations longer.
+    fn forward_timeout(&self, request: &ControllerRequest) -> Duration {
+        match request {
+            ControllerRequest::Heartbeat { .. } | ControllerRequest::RegisterBroker { .. } => {
+                (self.config.cluster.broker_session_timeout / 3).max(Duration::from_millis(500))
+            }
+            _ => CONTROLLER_CALL_TIMEOUT,
+        }
     }
 
     fn controller_channel(&self, address: &str) -> Result<tonic::transport::Channel, ApiError> {
@@ -411,11 +447,16 @@ impl Broker {
 
     /// Restarts broker sessions when this node has just become the active controller.
     fn activate_controller(&self) {
+        let term = match self.metadata.quorum() {
+            None => Some(0),
+            Some(quorum) => quorum.leader_term(),
+        };
+        let Some(term) = term else { return };
         let mut active = self.controller_state.active.lock();
-        if !*active {
-            *active = true;
+        if *active != Some(term) {
+            *active = Some(term);
             self.controller_state.tracker.lock().activate(&self.image(), now_ms());
-            tracing::info!(node_id = self.node_id(), "became the active controller");
+            tracing::info!(node_id = self.node_id(), term, "became the active controller");
         }
     }
 
@@ -460,7 +501,7 @@ impl Broker {
     /// leaderships (run every second).
     pub fn fence_expired_brokers(&self) {
         if !self.metadata.is_controller() {
-            *self.controller_state.active.lock() = false;
+            *self.controller_state.active.lock() = None;
             return;
         }
         self.activate_controller();
@@ -641,6 +682,7 @@ pub async fn run_lifecycle(broker: Arc<Broker>, mut shutdown: tokio::sync::watch
         if *shutdown.borrow() {
             return;
         }
+        let mut answered = false;
         match epoch {
             None => {
                 let request = ControllerRequest::RegisterBroker {
@@ -672,6 +714,7 @@ pub async fn run_lifecycle(broker: Arc<Broker>, mut shutdown: tokio::sync::watch
                     .await
                 {
                     Ok(reply) => {
+                        answered = true;
                         if fenced && !reply.is_fenced {
                             tracing::info!(broker_epoch, "broker unfenced");
                         }
@@ -690,7 +733,9 @@ pub async fn run_lifecycle(broker: Arc<Broker>, mut shutdown: tokio::sync::watch
                 }
             }
         }
-        let wait = if epoch.is_some() && !fenced {
+        // A heartbeat that failed (a controller change, say) is retried soon, not after a
+        // whole interval, so the session does not run out meanwhile.
+        let wait = if epoch.is_some() && !fenced && answered {
             interval
         } else {
             Duration::from_millis(200)

@@ -437,6 +437,29 @@ impl Quorum {
         m.state == ServerState::Leader && m.current_leader == Some(self.inner.config.node_id)
     }
 
+    /// The Raft term this node leads, if it is the leader: a controller that lost leadership and
+    /// won it back has a new term, so per-leadership state (broker sessions) is keyed by it.
+    pub fn leader_term(&self) -> Option<u64> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        (m.state == ServerState::Leader && m.current_leader == Some(self.inner.config.node_id))
+            .then_some(m.current_term)
+    }
+
+    /// Resolves once the leader this node knows is no longer `leader` (another node, or none).
+    /// A call forwarded to a leader that was paused or cut off is abandoned by racing this.
+    pub async fn wait_leader_change(&self, leader: Option<u64>) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if metrics.borrow().current_leader != leader {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.inner.config.node_id

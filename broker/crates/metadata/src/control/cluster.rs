@@ -42,12 +42,18 @@ impl HeartbeatTracker {
     /// Starts a session from `now_ms` for every registered broker (Kafka does this when a
     /// controller becomes active): a new controller has heard from nobody yet, and must neither
     /// fence live brokers at once nor let a second process take a live broker's node id.
+    /// Contacts from an earlier leadership of this node are forgotten: they are stale, and would
+    /// fence live brokers at once.
     pub fn activate(&mut self, image: &MetadataImage, now_ms: u64) {
+        self.contacts.clear();
         for reg in image.cluster().brokers() {
-            self.contacts.entry(reg.id).or_insert(Contact {
-                last_contact_ms: now_ms,
-                metadata_offset: 0,
-            });
+            self.contacts.insert(
+                reg.id,
+                Contact {
+                    last_contact_ms: now_ms,
+                    metadata_offset: 0,
+                },
+            );
         }
     }
 
@@ -518,6 +524,17 @@ mod tests {
         );
         assert!(expire(&image, &mut tracker, 1_000 + SESSION).1.is_empty());
         assert_eq!(expire(&image, &mut tracker, 1_001 + SESSION).1, [1, 2]);
+    }
+
+    #[test]
+    fn a_controller_that_becomes_active_again_forgets_the_contacts_of_its_last_leadership() {
+        let image = plain_cluster(2);
+        let mut tracker = HeartbeatTracker::new(SESSION);
+        tracker.activate(&image, 1_000);
+        // Another node led for a long time; this one wins leadership back at 100_000.
+        tracker.activate(&image, 100_000);
+        assert!(expire(&image, &mut tracker, 100_000 + SESSION).1.is_empty());
+        assert_eq!(expire(&image, &mut tracker, 100_001 + SESSION).1, [1, 2]);
     }
 
     #[test]
