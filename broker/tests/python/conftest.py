@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from helpers import wait_until
+from netfault import Links
 
 LOG_TAIL_LINES = 60
 START_TIMEOUT = 30.0
@@ -233,12 +234,20 @@ class Cluster:
     """N fjord-broker processes on loopback forming one cluster: the first `voters` brokers are
     the controller quorum, the rest learners; broker i is node i+1 in rack racks[i % len]."""
 
-    def __init__(self, root: Path, size: int, racks: list[str], voters: int, extra_args: list[str]):
+    def __init__(self, root: Path, size: int, racks: list[str], voters: int, extra_args: list[str],
+                 proxied: bool = False):
+        """`proxied`: every broker reaches every other broker's controller listener through its
+        own `netfault.LinkProxy` (self.links), so a test can cut links between brokers."""
         self.cluster_id = "fjordtestcluster" + uuid.uuid4().hex[:6]
         self.controller_ports = [_free_port() for _ in range(size)]
-        voter_list = ",".join(f"{i + 1}@127.0.0.1:{self.controller_ports[i]}" for i in range(voters))
+        self.links = Links({i + 1: port for i, port in enumerate(self.controller_ports)}) if proxied else None
         self.brokers: list[Broker] = []
         for i in range(size):
+            def addr(j: int, i: int = i) -> str:
+                if self.links is None or i == j:
+                    return f"127.0.0.1:{self.controller_ports[j]}"
+                return self.links.address(i + 1, j + 1)
+            voter_list = ",".join(f"{j + 1}@{addr(j)}" for j in range(voters))
             args = ["--node-id", str(i + 1), "--rack", racks[i % len(racks)],
                     "--controller-voters", voter_list,
                     "--controller-listen", f"127.0.0.1:{self.controller_ports[i]}",
@@ -267,14 +276,17 @@ def cluster_factory(request):
     root = Path(tempfile.mkdtemp(prefix=f"fjord-{request.module.__name__}-"))
 
     def make(size: int = 3, racks: list[str] | None = None, voters: int = 3,
-             extra_args: list[str] | None = None) -> Cluster:
-        c = Cluster(root / f"cluster{len(made)}", size, racks or ["a", "b", "c"], voters, extra_args or [])
+             extra_args: list[str] | None = None, proxied: bool = False) -> Cluster:
+        c = Cluster(root / f"cluster{len(made)}", size, racks or ["a", "b", "c"], voters, extra_args or [],
+                    proxied=proxied)
         made.append(c)
         c.start()
         return c
 
     yield make
     for c in made:
+        if c.links is not None:
+            c.links.heal_all()  # so controlled shutdowns can reach the controller
         for b in c.brokers:
             if b.proc is not None and b.proc.poll() is None:
                 try:
@@ -284,6 +296,8 @@ def cluster_factory(request):
             b.stop()
             if b in _live_brokers:
                 _live_brokers.remove(b)
+        if c.links is not None:
+            c.links.close()
     if request.session.testsfailed or os.environ.get("FJORD_KEEP_TMP"):
         print(f"\ncluster dirs kept at {root}")
     else:
