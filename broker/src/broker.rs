@@ -67,6 +67,7 @@ impl Broker {
                 metadata.set_reserve(config.storage.metadata_reserve_bytes.as_u64());
                 let broker_epoch = crate::lifecycle::register_locally(&metadata, &config)
                     .context("registering the broker in metadata")?;
+                metadata.compact_if_over(config.cluster.snapshot_every);
                 (MetadataBackend::Local(metadata), broker_epoch)
             }
         };

@@ -53,6 +53,14 @@ impl MetadataBackend {
         }
     }
 
+    /// The embedded node's local log is rewritten as its image once it holds more than
+    /// `max_batches` batches (the quorum snapshots and purges its own log).
+    pub fn compact_if_over(&self, max_batches: u64) {
+        if let MetadataBackend::Local(store) = self {
+            store.compact_if_over(max_batches);
+        }
+    }
+
     /// The quorum, in cluster mode.
     pub fn quorum(&self) -> Option<&Quorum> {
         match self {

@@ -126,6 +126,8 @@ pub struct ClusterConfig {
     #[serde(with = "humantime_serde")]
     pub raft_heartbeat_interval: Duration,
     /// A metadata snapshot is taken after this many new log entries, and the log behind it trimmed.
+    /// The embedded single node's local metadata log is rewritten as its image (one checkpoint)
+    /// once it holds more batches than this, checked at start and every `checkpoint_interval`.
     pub snapshot_every: u64,
     /// The active controller moves leadership back to preferred replicas that are healthy again
     /// (auto.leader.rebalance.enable).

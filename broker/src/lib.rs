@@ -157,6 +157,7 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         |b| {
             b.replicas.checkpoint_all();
             b.metadata.ensure_reserve();
+            b.metadata.compact_if_over(b.config.cluster.snapshot_every);
         },
     );
     let cleaner = replication::cleaner::LogCleaner::start(broker.clone()).context("starting the log cleaner")?;

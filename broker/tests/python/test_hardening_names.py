@@ -19,7 +19,7 @@ import time
 
 import grpc
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import TopicCollection, TopicPartition
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions,
                                    NewTopic, ResourceType)
 
@@ -169,6 +169,47 @@ def test_torn_tail_is_truncated_and_the_broker_starts(fresh):
         f.write(b"\x00\x00\x01\x00\x12\x34\x56\x78[{\"type\":")
     fresh.start()
     assert topic in topic_names(fresh.bootstrap)
+
+
+def test_the_metadata_log_is_compacted_and_replays_to_the_same_topics(broker_factory):
+    """The embedded node's metadata log does not grow with every change ever made: past
+    `cluster.snapshot_every` batches it is rewritten as its image, and restarts (including
+    kill -9) replay it to the same topics, ids, partitions and configs."""
+    b = broker_factory(["--set", "topics.num_partitions=1", "--set", "cluster.snapshot_every=20",
+                        "--set", "storage.checkpoint_interval=200ms"], name=unique("compact"))
+    topics = [unique("k") for _ in range(30)]
+    for t in topics:
+        create_topic(b.bootstrap, t, partitions=2, config={"retention.ms": "3600000"})
+    gone = topics.pop()
+    a = admin(b.bootstrap)
+    a.delete_topics([gone], operation_timeout=10)[gone].result(timeout=20)
+    log = metadata_log(b.data_dir)
+    wait_until(lambda: "compacted the metadata log" in b.log_text(), 10, "a compaction")
+    def topic_ids():
+        a = admin(b.bootstrap)
+        desc = a.describe_topics(TopicCollection(topics), request_timeout=15)
+        return {name: str(f.result(timeout=20).topic_id) for name, f in desc.items()}
+
+    ids_before = topic_ids()
+    produce_ok(b.bootstrap, topics[0], [{"value": b"v%d" % i, "partition": 1} for i in range(5)])
+    b.kill9()
+    size = log.stat().st_size
+    b.start()
+    md = admin(b.bootstrap).list_topics(timeout=10)
+    assert set(topics) <= set(md.topics) and gone not in md.topics
+    assert topic_ids() == ids_before
+    assert all(len(md.topics[t].partitions) == 2 for t in topics)
+    assert watermarks(b.bootstrap, topics[0], 1) == (0, 5)
+    cfg = ConfigResource(ResourceType.TOPIC, topics[-1])
+    a = admin(b.bootstrap)  # alive until the future resolves
+    values = a.describe_configs([cfg])[cfg].result(timeout=10)
+    assert values["retention.ms"].value == "3600000"
+    # 31 creations, a deletion and the registrations would be well over 30 entries uncompacted.
+    assert size < 64 * 1024, size
+    text = log.read_bytes()
+    assert b'{"base_offset":' in text[:40], "the log starts with a checkpoint"
+    # The image as of the compaction plus what came after: no record of a topic twice.
+    assert text.count(b'"type":"Topic"') <= len(topics) + 2, text.count(b'"type":"Topic"')
 
 
 def test_partition_dir_of_another_topic_id_is_moved_aside_not_deleted(fresh):

@@ -3,6 +3,12 @@
 //! entry. If nothing valid follows it, it is a torn tail (an append that was never acknowledged)
 //! and is truncated away; if a valid entry follows, committed metadata is damaged and opening
 //! fails with [`Error::Corrupt`] instead of silently dropping it.
+//!
+//! A compacted log ([`MetadataLog::compact`]) starts with a checkpoint entry
+//! (`{"base_offset":N}`) followed by one batch holding the whole image as records
+//! ([`crate::MetadataImage::to_records`]); replay starts the image at offset N, so offsets stay
+//! monotonic across compactions. The file is replaced atomically (temporary file, fsync,
+//! rename, directory fsync), so a crash leaves either the old or the new log.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -23,6 +29,47 @@ pub struct MetadataLog {
     file: File,
     /// Disk space released when an append finds the disk full.
     reserve: Option<Reserve>,
+    /// Batches in the file (the compacted image counts as one).
+    batches: u64,
+}
+
+/// What replaying a log gives: the offset its first batch follows, and its batches in order.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub base_offset: u64,
+    pub batches: Vec<Vec<MetadataRecord>>,
+}
+
+/// The first entry of a compacted log.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Checkpoint {
+    base_offset: u64,
+}
+
+/// Decodes a checkpoint entry at `pos` (only the first entry of a file may be one).
+fn checkpoint_at(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let header = bytes.get(pos..pos.checked_add(ENTRY_HEADER_LEN)?)?;
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if len > 1024 {
+        return None;
+    }
+    let start = pos + ENTRY_HEADER_LEN;
+    let body = bytes.get(start..start + len)?;
+    if !body.starts_with(b"{\"base_offset\"") || crc32c::crc32c(body) != crc {
+        return None;
+    }
+    let checkpoint = serde_json::from_slice::<Checkpoint>(body).ok()?;
+    Some((checkpoint.base_offset, start + len))
+}
+
+fn encode_entry(body: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(ENTRY_HEADER_LEN + body.len());
+    entry.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    entry.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+    entry.extend_from_slice(body);
+    entry
 }
 
 /// Decodes the entry starting at `pos`: its batch and the position after it, or `None` if no
@@ -50,7 +97,7 @@ fn entry_at(bytes: &[u8], pos: usize) -> Option<(Vec<MetadataRecord>, usize)> {
 
 impl MetadataLog {
     /// Opens (or creates) the log at `path` and returns it with every intact batch, in order.
-    pub fn open(path: &Path) -> Result<(MetadataLog, Vec<Vec<MetadataRecord>>)> {
+    pub fn open(path: &Path) -> Result<(MetadataLog, Replay)> {
         let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
@@ -68,6 +115,11 @@ impl MetadataLog {
         file.read_to_end(&mut bytes).map_err(io)?;
         let mut batches = Vec::new();
         let mut pos = 0usize;
+        let mut base_offset = 0;
+        if let Some((base, next)) = checkpoint_at(&bytes, 0) {
+            base_offset = base;
+            pos = next;
+        }
         while let Some((batch, next)) = entry_at(&bytes, pos) {
             batches.push(batch);
             pos = next;
@@ -90,18 +142,56 @@ impl MetadataLog {
                 path: path.to_path_buf(),
                 file,
                 reserve: None,
+                batches: batches.len() as u64,
             },
-            batches,
+            Replay { base_offset, batches },
         ))
+    }
+
+    /// Batches in the file since it was last compacted (the compacted image counts as one).
+    pub fn batches(&self) -> u64 {
+        self.batches
+    }
+
+    /// Replaces the log with a checkpoint at `base_offset` and one batch, `records` (the image as
+    /// records, so replay gives the same image at offset `base_offset + 1`). Atomic: on any
+    /// failure (a full disk, say) the old log stays as it was and keeps being appended to.
+    pub fn compact(&mut self, base_offset: u64, records: &[MetadataRecord]) -> Result<()> {
+        let path = self.path.clone();
+        let tmp = self.path.with_extension("log.compacting");
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let checkpoint = serde_json::to_vec(&Checkpoint { base_offset })?;
+        let image = serde_json::to_vec(records)?;
+        let written = (|| -> std::io::Result<File> {
+            let mut out = File::create(&tmp)?;
+            out.write_all(&encode_entry(&checkpoint))?;
+            out.write_all(&encode_entry(&image))?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            OpenOptions::new().read(true).append(true).open(&self.path)
+        })();
+        match written {
+            Ok(file) => {
+                self.file = file;
+                self.batches = 1;
+                Ok(())
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(io(error))
+            }
+        }
     }
 
     /// Appends one batch durably (written and fsynced before returning).
     pub fn append(&mut self, batch: &[MetadataRecord]) -> Result<()> {
-        let body = serde_json::to_vec(batch)?;
-        let mut entry = Vec::with_capacity(ENTRY_HEADER_LEN + body.len());
-        entry.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        entry.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-        entry.extend_from_slice(&body);
+        let entry = encode_entry(&serde_json::to_vec(batch)?);
         let path = self.path.clone();
         let io = |source| Error::Io { path, source };
         match self.write_entry(&entry) {
@@ -109,7 +199,9 @@ impl MetadataLog {
                 self.write_entry(&entry).map_err(io)
             }
             result => result.map_err(io),
-        }
+        }?;
+        self.batches += 1;
+        Ok(())
     }
 
     /// Writes and fsyncs one entry; on failure cuts the file back to where it was, so a partial
@@ -182,8 +274,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("meta/metadata.log");
         {
-            let (mut log, batches) = MetadataLog::open(&path).expect("opens");
-            assert!(batches.is_empty());
+            let (mut log, replay) = MetadataLog::open(&path).expect("opens");
+            assert!(replay.batches.is_empty());
             log.append(&[MetadataRecord::Topic {
                 name: "t".into(),
                 topic_id: TopicId::random(),
@@ -191,7 +283,7 @@ mod tests {
             .expect("append");
             log.append(&config("1")).expect("append");
         }
-        let (_, batches) = MetadataLog::open(&path).expect("reopens");
+        let (_, Replay { batches, .. }) = MetadataLog::open(&path).expect("reopens");
         assert_eq!(batches.len(), 2);
         assert_eq!(batches[1], config("1"));
     }
@@ -253,7 +345,7 @@ mod tests {
         let last = bytes.len() - 3;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
-        let (mut log, batches) = MetadataLog::open(&path).expect("reopens");
+        let (mut log, Replay { batches, .. }) = MetadataLog::open(&path).expect("reopens");
         assert_eq!(batches, vec![config("1")]);
         assert!(std::fs::metadata(&path).expect("stat").len() < len);
         // The log stays appendable after truncation, and garbage after the end is dropped too.
@@ -261,7 +353,7 @@ mod tests {
         drop(log);
         let mut f = OpenOptions::new().append(true).open(&path).expect("open");
         f.write_all(&[0xff, 0xff, 0xff]).expect("write");
-        let (_, batches) = MetadataLog::open(&path).expect("reopens");
+        let (_, Replay { batches, .. }) = MetadataLog::open(&path).expect("reopens");
         assert_eq!(batches, vec![config("1"), config("3")]);
     }
 }
