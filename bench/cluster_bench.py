@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--topics", type=int, default=1000)
     ap.add_argument("--partitions", type=int, default=10)
+    ap.add_argument("--rf", type=int, default=3, help="replication factor of the created topics")
     args = ap.parse_args()
     # The production default timings: election 1 s (randomised to 2 s), sessions 9 s.
     extra: list[str] = []
@@ -55,7 +56,7 @@ def main() -> None:
         for b in cluster.brokers:
             wait(lambda b=b: live_nodes(b) == RACKS, 60, f"{b.name} ready", 0.2)
         elections = []
-        for _ in range(args.kills):
+        for _ in range(args.kills):  # --kills 0 skips the election measurement
             old = wait(lambda: leader_via(cluster.node(1)) or leader_via(cluster.node(2)), 30, "a leader")
             survivor = next(b for b in cluster.brokers if b is not cluster.node(old))
             cluster.node(old).kill9()
@@ -69,20 +70,21 @@ def main() -> None:
             wait(lambda: cluster.node(old).log_text().count("broker unfenced") > unfenced_before
                  and live_nodes(survivor) == RACKS, 60, "the killed broker back", 0.2)
         print(flush=True)
-        print(f"controller election after kill -9: median {statistics.median(elections) * 1000:.0f} ms, "
-              f"min {min(elections) * 1000:.0f} ms, max {max(elections) * 1000:.0f} ms over {len(elections)} kills "
-              f"(election_timeout 1 s, randomised to 2 s)")
+        if elections:
+            print(f"controller election after kill -9: median {statistics.median(elections) * 1000:.0f} ms, "
+                  f"min {min(elections) * 1000:.0f} ms, max {max(elections) * 1000:.0f} ms over {len(elections)} kills "
+                  f"(election_timeout 1 s, randomised to 2 s)")
 
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
         t0 = time.monotonic()
         for start in range(0, args.topics, 50):
             names = [f"bench-{i}" for i in range(start, min(start + 50, args.topics))]
-            futures = admin.create_topics([NewTopic(n, args.partitions, 3) for n in names], request_timeout=120)
+            futures = admin.create_topics([NewTopic(n, args.partitions, args.rf) for n in names], request_timeout=120)
             for f in futures.values():
                 f.result(timeout=180)
         took = time.monotonic() - t0
         total = args.topics * args.partitions
-        print(f"created {args.topics} topics x {args.partitions} partitions (RF 3, {total} partitions) "
+        print(f"created {args.topics} topics x {args.partitions} partitions (RF {args.rf}, {total} partitions) "
               f"in {took:.1f} s ({args.topics / took:.0f} topics/s)")
 
         node = cluster.node(3)
