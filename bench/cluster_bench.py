@@ -49,7 +49,9 @@ def main() -> None:
     ap.add_argument("--rf", type=int, default=3, help="replication factor of the created topics")
     args = ap.parse_args()
     # The production default timings: election 1 s (randomised to 2 s), sessions 9 s.
-    extra: list[str] = []
+    # The per-broker partition cap (topics.max_partitions) defaults to what the open-file limit
+    # allows; the benchmark asks for more partitions than that on purpose.
+    extra: list[str] = ["--set", f"topics.max_partitions={max(10_000, args.topics * args.partitions + 1000)}"]
     root = Path(tempfile.mkdtemp(prefix="fjord-cluster-bench-"))
     cluster = Cluster(root, 3, ["a", "b", "c"], 3, extra).start()
     try:

@@ -406,6 +406,51 @@ pub fn validate_produce_batches(buf: &[u8], max_batch_bytes: usize) -> Result<Va
     })
 }
 
+/// Validates batches copied from a partition leader (replica fetch): each a whole magic-2 batch
+/// inside the buffer with a correct CRC-32C, no larger than `max_batch_bytes`, offsets strictly
+/// increasing from the first. The leader already validated the records; compacted batches may
+/// have fewer records than offsets, so only `record_count <= last_offset_delta + 1` is required.
+pub fn validate_replicated_batches(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<ValidatedBatch>, BatchError> {
+    if buf.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut batches = Vec::new();
+    let mut pos = 0usize;
+    let mut next_offset = i64::MIN;
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        let header = BatchHeader::parse(rest)?;
+        let total = header.total_len();
+        if total > rest.len() {
+            return Err(BatchError::Truncated);
+        }
+        if total > max_batch_bytes {
+            return Err(BatchError::TooLarge {
+                size: total,
+                max: max_batch_bytes,
+            });
+        }
+        verify_crc(&header, &rest[..total])?;
+        if header.last_offset_delta < 0
+            || header.record_count < 0
+            || i64::from(header.record_count) > i64::from(header.last_offset_delta) + 1
+            || header.base_offset < next_offset
+        {
+            return Err(BatchError::InvalidRecordCount {
+                count: header.record_count,
+                last_offset_delta: header.last_offset_delta,
+            });
+        }
+        next_offset = header.next_offset();
+        batches.push(ValidatedBatch {
+            range: pos..pos + total,
+            header,
+        });
+        pos += total;
+    }
+    Ok(batches)
+}
+
 /// A batch found by [`scan_batches`].
 #[derive(Clone, Copy, Debug)]
 pub struct RawBatch<'a> {

@@ -41,6 +41,15 @@ pub enum Error {
         log_end: Offset,
     },
 
+    /// Replicated batches start below the follower's log end offset: it must truncate first.
+    #[error("replicated batch at offset {base_offset} is below the log end offset {log_end_offset}")]
+    OffsetOutOfOrder {
+        /// The first offset of the replicated batches.
+        base_offset: i64,
+        /// The follower's log end offset.
+        log_end_offset: i64,
+    },
+
     /// A checkpoint file exists but cannot be parsed.
     #[error("corrupt checkpoint file {path}: {reason}")]
     CorruptCheckpoint {

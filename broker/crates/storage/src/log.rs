@@ -864,6 +864,74 @@ impl Log {
         })
     }
 
+    /// Appends batches copied from the partition leader (a follower's replica fetch) verbatim:
+    /// offsets, leader epochs and timestamps as the leader assigned them. The first batch must
+    /// start at or after the log end offset (a gap is allowed only where the leader's log has
+    /// one: compaction, or a leader whose log starts later); the leader-epoch cache and producer
+    /// state follow the batches. Does not fsync and does not move the high watermark.
+    pub fn append_as_follower(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        let batches = batch::validate_replicated_batches(records, self.config.max_message_bytes.max(records.len()))?;
+        let leo = self.log_end_offset().0;
+        let first = batches.first().expect("validated: at least one batch").header;
+        if first.base_offset < leo {
+            return Err(Error::OffsetOutOfOrder {
+                base_offset: first.base_offset,
+                log_end_offset: leo,
+            });
+        }
+        if first.base_offset > leo && self.segments.len() == 1 && self.active().size == 0 {
+            // An empty log and a leader whose log starts later (retention, DeleteRecords): start
+            // where the leader's log starts. A gap after data is kept as it is, as compaction
+            // leaves gaps between batches.
+            self.truncate_fully_and_start_at(first.base_offset)?;
+        }
+        let last = batches.last().expect("validated").header;
+        let max_timestamp = batches.iter().map(|b| b.header.max_timestamp).max().unwrap_or(-1);
+        self.maybe_roll(records.len() as u64, max_timestamp, last.last_offset(), now_ms)?;
+        let limits = self.config.limits();
+        let seg = self.active_mut();
+        let start = seg.size;
+        let file = seg.open_log()?;
+        if let Err(e) = write_all_vectored(&file, &mut [IoSlice::new(records)]) {
+            if let Err(undo) = file.set_len(start) {
+                warn!(path = %seg.log_path.display(), error = %undo,
+                    "could not remove partial write after a failed follower append");
+            }
+            return Err(Error::io("write", &seg.log_path)(e));
+        }
+        let mut pos = start;
+        let mut record_count = 0u64;
+        for b in &batches {
+            seg.track_batch(pos, &b.header, &limits);
+            pos += b.header.total_len() as u64;
+            record_count += b.header.record_count.max(0) as u64;
+        }
+        seg.size = pos;
+        for b in &batches {
+            if b.header.partition_leader_epoch >= 0 {
+                self.epochs
+                    .assign_if_newer(b.header.partition_leader_epoch, b.header.base_offset);
+            }
+            self.producers.apply_replicated(&b.header);
+        }
+        let new_leo = last.next_offset();
+        let full = self.unflushed_appends.len() >= MAX_APPEND_MARKS;
+        match self.unflushed_appends.back_mut() {
+            Some(back) if back.1 == now_ms || full => back.0 = new_leo,
+            _ => self.unflushed_appends.push_back((new_leo, now_ms)),
+        }
+        Ok(AppendInfo {
+            base_offset: Offset(first.base_offset),
+            last_offset: Offset(last.last_offset()),
+            log_append_time_ms: None,
+            bytes: records.len(),
+            record_count,
+            max_timestamp,
+            offset_of_max_timestamp: Offset(last.last_offset()),
+            duplicates: 0,
+        })
+    }
+
     /// Appends the batches of a payload that are not duplicates (usually none) and answers
     /// with the original offsets of the duplicates at either end, as Kafka answers a retried
     /// batch with the offsets it got the first time.
@@ -1398,7 +1466,7 @@ impl Log {
     }
 
     /// Deletes every segment and starts an empty log at `offset`.
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
         let old: Vec<Segment> = self.segments.drain(..).collect();
         // On failure the old segments stay in memory so the log keeps an active segment.
         let created = old

@@ -309,6 +309,11 @@ impl ProducerStateManager {
     }
 
     /// Replays one batch already in the log (recovery): no validation, like a follower.
+    /// Applies a batch copied from the partition leader (its sequence was checked there).
+    pub(crate) fn apply_replicated(&mut self, h: &BatchHeader) {
+        self.replay(h);
+    }
+
     fn replay(&mut self, h: &BatchHeader) {
         if has_producer(h) {
             let entry = self

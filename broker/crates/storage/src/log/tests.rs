@@ -1146,3 +1146,97 @@ fn many_segments_and_logs_keep_at_most_the_file_cache_open() {
     }
     assert!(files.opens() > 8 * 4, "files were reopened through the cache");
 }
+
+/// Reads the raw bytes of the whole log from `from` up to `upto` (exclusive).
+fn read_raw(log: &Log, from: i64, upto: Offset) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut next = from;
+    while next < upto.0 {
+        let plan = log.read(Offset(next), upto, 1 << 20, true).expect("read");
+        if plan.is_empty() {
+            break;
+        }
+        let bytes = plan.read_bytes().expect("read bytes");
+        next = headers(&bytes).last().expect("a batch").next_offset();
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+#[test]
+fn a_follower_copies_the_leaders_batches_verbatim_across_segments_and_epochs() {
+    let leader_dir = tempfile::tempdir().expect("tempdir");
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let mut leader = open(leader_dir.path(), small_config(), false);
+    let mut follower = open(follower_dir.path(), small_config(), false);
+    for i in 0..12 {
+        let b = batch(3, 200, 1_000 + i);
+        leader
+            .append(&b, LeaderEpoch(if i < 6 { 1 } else { 4 }), 1_000 + i)
+            .expect("append");
+    }
+    // Fetch in chunks as a replica fetcher would, each at the follower's log end offset.
+    let end = leader.log_end_offset();
+    while follower.log_end_offset() < end {
+        let from = follower.log_end_offset().0;
+        let plan = leader.read(Offset(from), end, 1500, true).expect("read");
+        let bytes = plan.read_bytes().expect("bytes");
+        let info = follower.append_as_follower(&bytes, 2_000).expect("follower append");
+        assert_eq!(info.base_offset.0, from);
+    }
+    assert_eq!(follower.log_end_offset(), end);
+    assert!(follower.segment_count() > 1, "the follower rolled segments too");
+    assert_eq!(
+        read_raw(&follower, 0, end),
+        read_raw(&leader, 0, end),
+        "byte-identical replicas"
+    );
+    assert_eq!(follower.latest_epoch(), Some(LeaderEpoch(4)));
+    assert_eq!(
+        follower.end_offset_for_epoch(LeaderEpoch(1)),
+        leader.end_offset_for_epoch(LeaderEpoch(1))
+    );
+    // A batch below the log end offset is refused (the follower must truncate first) and the
+    // log is unchanged; a corrupt batch is refused.
+    let again = leader
+        .read(Offset(0), end, 1500, true)
+        .expect("read")
+        .read_bytes()
+        .expect("bytes");
+    assert!(matches!(
+        follower.append_as_follower(&again, 2_000),
+        Err(Error::OffsetOutOfOrder { .. })
+    ));
+    let mut bad = again.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert!(follower.append_as_follower(&bad, 2_000).is_err());
+    assert_eq!(follower.log_end_offset(), end);
+    // Reopened after a crash, the copy is intact.
+    drop(follower);
+    let follower = open(follower_dir.path(), small_config(), false);
+    assert_eq!(follower.log_end_offset(), end);
+    assert_eq!(follower.latest_epoch(), Some(LeaderEpoch(4)));
+}
+
+#[test]
+fn an_empty_follower_starts_where_the_leaders_log_starts() {
+    let leader_dir = tempfile::tempdir().expect("tempdir");
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let mut leader = open(leader_dir.path(), small_config(), false);
+    fill(&mut leader, 10, 2, 300, 1_000);
+    leader.delete_records_before(Offset(7)).expect("delete records");
+    let start = leader.log_start_offset();
+    let plan = leader
+        .read(start, leader.log_end_offset(), 1 << 20, true)
+        .expect("read");
+    let bytes = plan.read_bytes().expect("bytes");
+    let first = headers(&bytes)[0].base_offset;
+    let mut follower = open(follower_dir.path(), small_config(), false);
+    follower.append_as_follower(&bytes, 2_000).expect("follower append");
+    assert_eq!(follower.log_start_offset().0, first);
+    assert_eq!(
+        follower.log_end_offset(),
+        headers(&bytes).last().expect("batch").next_offset().into()
+    );
+}
