@@ -160,6 +160,10 @@ pub enum ControllerRequest {
     },
     /// The quorum's state for DescribeQuorum (only the leader knows the followers' progress).
     DescribeQuorum,
+    /// ISR changes from a partition leader (AlterPartition), one result per request.
+    AlterPartitions {
+        requests: Vec<control::AlterPartitionRequest>,
+    },
     RegisterBroker {
         broker_id: i32,
         incarnation_id: uuid::Uuid,
@@ -423,6 +427,7 @@ impl Broker {
                 json(self.elect_preferred_leaders_local(partitions.as_deref()))
             }
             ControllerRequest::DescribeQuorum => json(self.describe_quorum_local()),
+            ControllerRequest::AlterPartitions { requests } => json(self.alter_partitions_local(&requests)),
             ControllerRequest::RegisterBroker {
                 broker_id,
                 incarnation_id,
@@ -524,6 +529,90 @@ impl Broker {
             }
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "fencing expired brokers failed"),
+        }
+    }
+}
+
+impl Broker {
+    /// On the controller: AlterPartition for each request, committed as one batch; per request
+    /// the new partition epoch or Kafka's refusal.
+    fn alter_partitions_local(
+        &self,
+        requests: &[control::AlterPartitionRequest],
+    ) -> Result<Vec<Result<i32, WireError>>, ApiError> {
+        let (_, results) = self
+            .metadata
+            .commit_with(|image| {
+                let mut records = Vec::new();
+                let mut results = Vec::with_capacity(requests.len());
+                let mut working = image.clone();
+                for request in requests {
+                    match control::alter_partition(&working, request) {
+                        Ok(result) => {
+                            if !result.records.is_empty() {
+                                working = working.apply(&result.records)?;
+                                records.extend(result.records);
+                            }
+                            results.push(Ok(result.response));
+                        }
+                        Err(error) => results.push(Err(WireError::from(ApiError::from(error)))),
+                    }
+                }
+                Ok((records, results))
+            })
+            .map_err(crate::controller::metadata_failure)?;
+        Ok(results)
+    }
+
+    /// As partition leader, every `ISR_CHECK_INTERVAL`: asks the controller to shrink or expand
+    /// the ISR of the partitions that need it (cluster mode only).
+    pub fn maintain_isr(&self) {
+        if self.metadata.quorum().is_none() || self.is_shutting_down() {
+            return;
+        }
+        let lag = self.config.cluster.replica_lag_time_max.as_millis() as i64;
+        let proposals = self.replicas.isr_proposals(crate::clock::now_ms(), lag);
+        if proposals.is_empty() {
+            return;
+        }
+        let me = BrokerId(self.node_id());
+        let requests = proposals
+            .iter()
+            .map(|p| {
+                p.partition.set_pending_isr(Some(p.new_isr.clone()));
+                control::AlterPartitionRequest {
+                    broker_id: me,
+                    topic: p.partition.topic.clone(),
+                    partition: p.partition.index,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    new_isr: p.new_isr.iter().map(|id| BrokerId(*id)).collect(),
+                }
+            })
+            .collect();
+        let results =
+            self.controller_call::<Vec<Result<i32, WireError>>>(ControllerRequest::AlterPartitions { requests });
+        match results {
+            Ok(results) => {
+                for (proposal, result) in proposals.iter().zip(results) {
+                    let p = &proposal.partition;
+                    match result {
+                        Ok(epoch) => tracing::info!(topic = %p.topic, partition = p.index, isr = ?proposal.new_isr,
+                            partition_epoch = epoch, "isr changed"),
+                        Err(error) => {
+                            p.set_pending_isr(None);
+                            tracing::info!(topic = %p.topic, partition = p.index, code = error.code,
+                                message = %error.message, "isr change refused");
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                for p in &proposals {
+                    p.partition.set_pending_isr(None);
+                }
+                tracing::debug!(message = %error.message, "alter partition failed");
+            }
         }
     }
 }

@@ -137,6 +137,10 @@ impl From<control::Error> for ApiError {
             control::Error::DuplicateBrokerRegistration { .. } => ResponseError::DuplicateBrokerRegistration,
             control::Error::ElectionNotNeeded { .. } => ResponseError::ElectionNotNeeded,
             control::Error::PreferredLeaderNotAvailable { .. } => ResponseError::PreferredLeaderNotAvailable,
+            control::Error::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+            control::Error::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+            control::Error::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
+            control::Error::IneligibleReplica { .. } => ResponseError::IneligibleReplica,
             _ => ResponseError::UnknownServerError,
         };
         ApiError::new(code, error.to_string())

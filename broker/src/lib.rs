@@ -36,6 +36,8 @@ const READ_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How often the active controller checks broker sessions.
 const CONTROLLER_TICK: Duration = Duration::from_secs(1);
+/// How often a partition leader checks whether its ISR should shrink or expand.
+const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long the admin API keeps serving (health NOT_SERVING) after the Kafka listener drained.
 const ADMIN_NOT_SERVING_GRACE: Duration = Duration::from_millis(500);
@@ -113,6 +115,9 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         });
         let interval = broker.config.cluster.leader_rebalance_interval;
         spawn_periodic(broker.clone(), interval, shutdown_rx.clone(), |b| b.rebalance_leaders());
+        spawn_periodic(broker.clone(), ISR_CHECK_INTERVAL, shutdown_rx.clone(), |b| {
+            b.maintain_isr()
+        });
     }
     // The admin API keeps serving (health NOT_SERVING) until the Kafka listener has drained.
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);

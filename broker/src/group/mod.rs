@@ -667,11 +667,17 @@ impl Broker {
         }
     }
 
-    /// Appends records for `group` to its `__consumer_offsets` partition (blocking). Durable
-    /// once [`crate::replication::Flusher::wait_durable`] returns.
-    pub fn append_group_records(&self, group: &str, records: &[OffsetsRecord]) -> Result<(), ResponseError> {
+    /// Appends records for `group` to its `__consumer_offsets` partition (blocking), which this
+    /// broker must lead (else NOT_COORDINATOR: a follower's copy is written only by its fetcher).
+    /// Durable once [`crate::replication::Flusher::wait_durable`] returns, and on every in-sync
+    /// replica once the returned offset is below the high watermark.
+    pub fn append_group_records(
+        &self,
+        group: &str,
+        records: &[OffsetsRecord],
+    ) -> Result<Option<(Arc<crate::replication::Partition>, i64)>, ResponseError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         self.ensure_offsets_topic().map_err(|e| {
             tracing::error!(message = %e.message, "cannot create __consumer_offsets");
@@ -687,6 +693,9 @@ impl Broker {
             tracing::error!(partition = index, "__consumer_offsets partition is not hosted");
             return Err(ResponseError::CoordinatorNotAvailable);
         };
+        if partition.leader_id() != self.node_id() {
+            return Err(ResponseError::NotCoordinator);
+        }
         let now = crate::clock::now_ms();
         let batch = encode_batch(records, now).map_err(|error| {
             tracing::error!(%error, "cannot encode __consumer_offsets batch");
@@ -696,7 +705,7 @@ impl Broker {
             .replicas
             .append_as_leader(&partition, fjord_storage::AppendOrigin::Coordinator, &batch, now)
         {
-            Ok(_) => Ok(()),
+            Ok((info, _)) => Ok(Some((partition, info.last_offset.0 + 1))),
             Err(error) => {
                 tracing::error!(%group, %error, "appending to __consumer_offsets failed");
                 Err(ResponseError::KafkaStorageError)
@@ -715,12 +724,31 @@ pub async fn write_records(
         return Ok(());
     }
     let group = group.to_string();
-    broker
+    let appended = broker
         .blocking(move |b| b.append_group_records(&group, &records))
         .await?;
     broker.replicas.flusher.wait_durable().await;
-    Ok(())
+    wait_replicated(broker, appended).await
 }
+
+/// Waits until the in-sync replicas of `__consumer_offsets` have an appended group batch.
+pub async fn wait_replicated(
+    broker: &Arc<Broker>,
+    appended: Option<(Arc<crate::replication::Partition>, i64)>,
+) -> Result<(), ResponseError> {
+    let Some((partition, end)) = appended else {
+        return Ok(());
+    };
+    let deadline = std::time::Instant::now() + GROUP_REPLICATION_TIMEOUT;
+    match partition.wait_for_high_watermark(broker.node_id(), end, deadline).await {
+        crate::replication::partition::HighWatermarkWait::Reached => Ok(()),
+        crate::replication::partition::HighWatermarkWait::NotLeader => Err(ResponseError::NotCoordinator),
+        crate::replication::partition::HighWatermarkWait::TimedOut => Err(ResponseError::RequestTimedOut),
+    }
+}
+
+/// How long a group write waits for the in-sync replicas of its `__consumer_offsets` partition.
+const GROUP_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Writes what a request or timer changed in a group's state, and waits until it is durable.
 pub async fn persist(broker: &Arc<Broker>, group: &str) -> Result<(), ResponseError> {
@@ -730,15 +758,15 @@ pub async fn persist(broker: &Arc<Broker>, group: &str) -> Result<(), ResponseEr
             let _order = b.groups.append_order.lock();
             let records = b.groups.take_changes(b, &group);
             if records.is_empty() {
-                return Ok(false);
+                return Ok(None);
             }
-            b.append_group_records(&group, &records).map(|()| true)
+            b.append_group_records(&group, &records)
         })
         .await?;
-    if appended {
+    if appended.is_some() {
         broker.replicas.flusher.wait_durable().await;
     }
-    Ok(())
+    wait_replicated(broker, appended).await
 }
 
 /// [`persist`], logging a failure (for callers whose answer does not depend on it).

@@ -2,7 +2,10 @@
 //! limits (the request's capped by the broker's `network.fetch_max_bytes`), long-polling on
 //! `max_wait_ms`/`min_bytes` until enough data arrives. Topics are addressed by id from v13.
 //! Fetch sessions are not kept: session id 0 tells clients to send full requests, which Kafka
-//! allows.
+//! allows. A fetch from a follower replica (`replica_id`, or `replica_state` from v15) reads up to
+//! the log end offset instead of the high watermark, records the follower's position (which moves
+//! the high watermark), and answers a follower whose last fetched epoch diverges from this log
+//! with `diverging_epoch` (KIP-595/KIP-320) so it truncates.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fjord_metadata::TopicId;
 use fjord_protocol::kafka_protocol::error::ResponseError;
-use fjord_protocol::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use fjord_protocol::kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
 use fjord_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
 use fjord_storage::{Offset, ReadPlan};
 use tokio::sync::Notify;
@@ -29,6 +32,10 @@ struct Wanted {
     partition: Option<Arc<Partition>>,
     /// Error that does not depend on the data (unknown topic, epoch mismatch).
     fixed_error: Option<ResponseError>,
+    /// A follower's fetch reads up to the log end offset.
+    follower: bool,
+    /// For a follower whose log diverges: the epoch and end offset to truncate to.
+    diverging: Option<(i32, i64)>,
 }
 
 struct Planned {
@@ -50,6 +57,13 @@ struct RemoteRead {
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
     let image = broker.image();
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
+    let me = broker.node_id();
+    let now = crate::clock::now_ms();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut wanted = Vec::new();
     for (topic_index, t) in request.topics.iter().enumerate() {
@@ -76,11 +90,37 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
             } else {
                 None
             };
+            let follower = replica_id >= 0;
             let fixed_error = topic_error.or_else(|| match &partition {
                 None => Some(ResponseError::UnknownTopicOrPartition),
                 Some(_) if !super::leads(broker, &name, p.partition) => Some(ResponseError::NotLeaderOrFollower),
+                Some(part) if follower && !part.has_replica(replica_id) => {
+                    Some(ResponseError::NotLeaderOrFollower)
+                }
                 Some(part) => epoch_error(p.current_leader_epoch, part.leader_epoch().0),
             });
+            let mut diverging = None;
+            if follower
+                && fixed_error.is_none()
+                && let Some(part) = &partition
+            {
+                if p.last_fetched_epoch >= 0 && version >= 12 {
+                    let log = part.log.lock();
+                    match log.end_offset_for_epoch(fjord_storage::LeaderEpoch(p.last_fetched_epoch)) {
+                        Some((epoch, end)) if epoch.0 != p.last_fetched_epoch || end.0 < p.fetch_offset => {
+                            diverging = Some((epoch.0, end.0));
+                        }
+                        None => diverging = Some((-1, log.log_start_offset().0.min(p.fetch_offset))),
+                        Some(_) => {}
+                    }
+                }
+                if diverging.is_none() {
+                    let (_, moved) = part.record_follower_fetch(me, replica_id, p.fetch_offset, now);
+                    if moved {
+                        part.wake_waiters();
+                    }
+                }
+            }
             wanted.push(Wanted {
                 topic_index,
                 index: p.partition,
@@ -88,6 +128,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
                 partition,
                 fixed_error,
+                follower,
+                diverging,
             });
         }
     }
@@ -111,7 +153,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
         }
         let planned = plan_reads(&wanted, max_bytes);
         let total: usize = planned.iter().filter_map(|p| p.plan.as_ref()).map(ReadPlan::len).sum();
-        let any_error = planned.iter().any(|p| p.error.is_some() || p.remote.is_some());
+        let any_error = planned.iter().any(|p| p.error.is_some() || p.remote.is_some())
+            || wanted.iter().any(|w| w.diverging.is_some());
         if total >= min_bytes || any_error || Instant::now() >= deadline || broker.is_shutting_down() {
             let plans: Vec<Option<ReadPlan>> = planned.iter().map(|p| p.plan.clone()).collect();
             let local = broker.blocking(move |b| {
@@ -149,7 +192,12 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
             }
             None => Bytes::new(),
         };
-        let partition = PartitionData::default()
+        let mut partition = PartitionData::default();
+        if let Some((epoch, end_offset)) = w.diverging {
+            partition =
+                partition.with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset));
+        }
+        let partition = partition
             .with_partition_index(w.index)
             .with_error_code(error.map_or(0, |e| e.code()))
             .with_high_watermark(planned.high_watermark)
@@ -182,7 +230,11 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
     wanted
         .iter()
         .map(|w| {
-            let Some(partition) = w.partition.as_ref().filter(|_| w.fixed_error.is_none()) else {
+            let Some(partition) = w
+                .partition
+                .as_ref()
+                .filter(|_| w.fixed_error.is_none() && w.diverging.is_none())
+            else {
                 return Planned {
                     error: w.fixed_error,
                     high_watermark: -1,
@@ -193,11 +245,13 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
             };
             let log = partition.log.lock();
             let (local_start, hw) = (log.log_start_offset(), log.high_watermark());
+            // A follower copies everything the leader has; consumers read what the ISR has.
+            let upper = if w.follower { log.log_end_offset() } else { hw };
             let limit = w.partition_max_bytes.min(remaining);
             let result = if limit == 0 && !first_data {
                 Ok(None)
             } else {
-                log.read(Offset(w.fetch_offset), hw, limit, first_data).map(Some)
+                log.read(Offset(w.fetch_offset), upper, limit, first_data).map(Some)
             };
             drop(log);
             let log_start = crate::tiering::log_start_offset(partition, local_start);

@@ -57,7 +57,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, v
         Ok(())
     } else {
         let gid = group_id.clone();
-        let appended: Result<(), ResponseError> = broker
+        let appended: Result<_, ResponseError> = broker
             .blocking(move |b| {
                 let records: Vec<OffsetsRecord> = commits
                     .iter()
@@ -70,18 +70,21 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: OffsetCommitRequest, v
                         (key, Some(value.encode()))
                     })
                     .collect();
-                b.append_group_records(&gid, &records)?;
+                let appended = b.append_group_records(&gid, &records)?;
                 b.groups.with_groups(|groups| {
                     let group = groups.entry(gid.clone()).or_insert_with(|| Group::new_classic(now_ms));
                     group.offsets.extend(commits);
                 });
-                Ok(())
+                Ok(appended)
             })
             .await;
-        if appended.is_ok() {
-            broker.replicas.flusher.wait_durable().await;
+        match appended {
+            Ok(appended) => {
+                broker.replicas.flusher.wait_durable().await;
+                crate::group::wait_replicated(broker, appended).await
+            }
+            Err(e) => Err(e),
         }
-        appended
     };
     for (ti, partition, result) in slots {
         let code = match (result, &written) {

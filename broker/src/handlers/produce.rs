@@ -1,9 +1,14 @@
 //! Produce (key 0): validate and append each partition's record batches verbatim, then answer
 //! per acks: 0 = no response, 1 = after the append, -1 (all) = after the group-commit fsync
-//! when `storage.fsync_on_acks_all` is on (on one node the ISR is this broker). A payload refused
-//! for some of its records lists them in `record_errors` (KIP-467, Produce v8+).
+//! when `storage.fsync_on_acks_all` is on and once the high watermark covers the batch, i.e.
+//! every ISR member has it on disk (on one node the ISR is this broker). acks=all with fewer than
+//! `min.insync.replicas` in the ISR gets NOT_ENOUGH_REPLICAS before the append, or
+//! NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank while waiting. A payload refused for some
+//! of its records lists them in `record_errors` (KIP-467, Produce v8+).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use fjord_protocol::kafka_protocol::error::ResponseError;
 use fjord_protocol::kafka_protocol::messages::produce_response::{
@@ -18,12 +23,15 @@ use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::is_internal_topic;
 use crate::replication::Partition;
+use crate::replication::partition::HighWatermarkWait;
 
 /// One partition's slot in the response, with the append to do (if the partition exists).
 struct Slot {
     topic_index: usize,
     response: PartitionProduceResponse,
     append: Option<(Arc<Partition>, bytes::Bytes)>,
+    /// After the append: the partition and the offset the high watermark must reach (acks=all).
+    replicate: Option<(Arc<Partition>, i64)>,
 }
 
 pub(super) async fn handle(
@@ -108,13 +116,17 @@ pub(super) async fn handle(
                 topic_index,
                 response,
                 append,
+                replicate: None,
             });
         }
     }
     let slots = broker
         .blocking(move |b| {
             let now = crate::clock::now_ms();
-            slots.into_iter().map(|slot| append(b, slot, now)).collect::<Vec<_>>()
+            slots
+                .into_iter()
+                .map(|slot| append(b, slot, acks, now))
+                .collect::<Vec<_>>()
         })
         .await;
     // The append is the ordered part; the fsync wait below overlaps with later requests.
@@ -122,6 +134,19 @@ pub(super) async fn handle(
     let wrote = slots.iter().any(|s| s.response.error_code == 0);
     if acks == -1 && wrote && broker.config.storage.fsync_on_acks_all {
         broker.replicas.flusher.wait_durable().await;
+    }
+    let mut slots = slots;
+    if acks == -1 {
+        let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
+        let me = broker.node_id();
+        for slot in &mut slots {
+            if let Some((partition, end)) = slot.replicate.take()
+                && let Some((code, message)) = wait_replicated(&partition, me, end, deadline).await
+            {
+                let index = slot.response.index;
+                slot.response = error_response(index, code, message);
+            }
+        }
     }
     if acks == 0 {
         return None;
@@ -132,17 +157,57 @@ pub(super) async fn handle(
     Some(ProduceResponse::default().with_responses(topics))
 }
 
+/// acks=all on a partition with followers in its ISR: waits until the high watermark reaches
+/// `end` (every ISR member has the batch); the error to answer instead, if any.
+async fn wait_replicated(
+    partition: &Arc<Partition>,
+    me: i32,
+    end: i64,
+    deadline: Instant,
+) -> Option<(ResponseError, &'static str)> {
+    match partition.wait_for_high_watermark(me, end, deadline).await {
+        HighWatermarkWait::NotLeader => {
+            Some((ResponseError::NotLeaderOrFollower, "leadership moved before the ISR had the batch"))
+        }
+        HighWatermarkWait::TimedOut => {
+            Some((ResponseError::RequestTimedOut, "the in-sync replicas did not confirm the batch in time"))
+        }
+        HighWatermarkWait::Reached => {
+            let min_insync = partition.min_insync_replicas.load(Ordering::Relaxed) as usize;
+            (partition.isr_size() < min_insync).then_some((
+                ResponseError::NotEnoughReplicasAfterAppend,
+                "the batch was written but the ISR shrank below min.insync.replicas",
+            ))
+        }
+    }
+}
+
 /// Appends one partition's batches (blocking), fills in its response, wakes fetchers and hands
 /// the partition to the flusher.
-fn append(broker: &Broker, mut slot: Slot, now_ms: i64) -> Slot {
+fn append(broker: &Broker, mut slot: Slot, acks: i16, now_ms: i64) -> Slot {
     let Some((partition, records)) = slot.append.take() else {
         return slot;
     };
+    let me = broker.node_id();
+    if acks == -1 && partition.replica_count() > 1 {
+        let min_insync = partition.min_insync_replicas.load(Ordering::Relaxed) as usize;
+        if partition.isr_size() < min_insync {
+            slot.response = error_response(
+                slot.response.index,
+                ResponseError::NotEnoughReplicas,
+                "fewer in-sync replicas than min.insync.replicas",
+            );
+            return slot;
+        }
+    }
     let result = broker
         .replicas
         .append_as_leader(&partition, fjord_storage::AppendOrigin::Client, &records, now_ms);
     match result {
         Ok((info, log_start)) => {
+            if acks == -1 && !partition.leader_alone_in_isr(me) {
+                slot.replicate = Some((partition.clone(), info.last_offset.0 + 1));
+            }
             broker.metrics.records_appended.inc_by(info.record_count);
             broker.metrics.duplicate_batches.inc_by(info.duplicates as u64);
             slot.response = slot

@@ -4,6 +4,7 @@
 //! end offset; cluster mode will move it with follower fetches instead.
 
 pub mod cleaner;
+pub mod fetcher;
 pub mod flusher;
 pub mod partition;
 mod staging;
@@ -26,6 +27,15 @@ use crate::topic_config;
 
 /// Written at clean shutdown, removed at start: its absence means the logs need recovery.
 const CLEAN_SHUTDOWN_MARKER: &str = ".fjord-clean-shutdown";
+
+/// An ISR change a leader asks the controller for (AlterPartition).
+#[derive(Debug)]
+pub struct IsrProposal {
+    pub partition: Arc<Partition>,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
 
 /// Errors of partition management.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +64,8 @@ pub struct ReplicaManager {
     /// Logs opened for partitions whose metadata is being committed (`staging.rs`).
     staged: parking_lot::Mutex<HashMap<(String, i32), (TopicId, Log)>>,
     pub flusher: Arc<Flusher>,
+    /// Copies the partitions this broker follows from their leaders.
+    pub fetchers: fetcher::Fetchers,
 }
 
 fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
@@ -94,12 +106,17 @@ impl ReplicaManager {
         records: &[u8],
         now_ms: i64,
     ) -> fjord_storage::Result<(fjord_storage::AppendInfo, fjord_storage::Offset)> {
+        let me = self.config.node_id;
+        let alone = partition.leader_alone_in_isr(me);
         let result = {
             let mut log = partition.log.lock();
             let epoch = partition.leader_epoch();
             log.append_from(origin, records, epoch, now_ms).map(|info| {
-                let leo = log.log_end_offset();
-                log.set_high_watermark(leo);
+                if alone {
+                    // The ISR is this broker: everything appended is committed.
+                    let leo = log.log_end_offset();
+                    log.set_high_watermark(leo);
+                }
                 (info, log.log_start_offset())
             })
         };
@@ -110,7 +127,50 @@ impl ReplicaManager {
         result
     }
 
-    /// Prepares the data dir and notes (and consumes) the clean-shutdown marker.
+    /// The ISR changes this broker wants as leader (Kafka's maybeShrinkIsr and maybeExpandIsr):
+    /// a member that has not caught up with the log end for `lag_max_ms` leaves; a replica whose
+    /// fetch position reached the high watermark joins. Partitions with a change in flight are
+    /// skipped.
+    pub fn isr_proposals(&self, now_ms: i64, lag_max_ms: i64) -> Vec<IsrProposal> {
+        let me = self.config.node_id;
+        let mut proposals = Vec::new();
+        for partition in self.all() {
+            let set = partition.replica_set();
+            if set.leader != me || set.replicas.len() < 2 || set.pending_isr.is_some() {
+                continue;
+            }
+            let hw = partition.offsets().1.0;
+            let lagging = |id: &i32| match set.followers.get(id) {
+                Some(f) => now_ms - f.last_caught_up_ms > lag_max_ms,
+                None => now_ms - set.since_ms > lag_max_ms,
+            };
+            let mut new_isr: Vec<i32> = set.isr.iter().copied().filter(|id| *id == me || !lagging(id)).collect();
+            for id in &set.replicas {
+                if !new_isr.contains(id) && set.followers.get(id).is_some_and(|f| f.fetch_offset >= hw) && !lagging(id)
+                {
+                    new_isr.push(*id);
+                }
+            }
+            if !new_isr.contains(&me) {
+                new_isr.push(me);
+            }
+            let mut current = set.isr.clone();
+            current.sort_unstable();
+            let mut proposed = new_isr.clone();
+            proposed.sort_unstable();
+            if current != proposed {
+                proposals.push(IsrProposal {
+                    partition,
+                    leader_epoch: set.leader_epoch,
+                    partition_epoch: set.partition_epoch,
+                    new_isr,
+                });
+            }
+        }
+        proposals
+    }
+
+    /// Prepares the data dir and notes (and consumes) the clean-shutdown marker.    /// Prepares the data dir and notes (and consumes) the clean-shutdown marker.
     pub fn new(config: &BrokerConfig, metrics: Arc<Metrics>) -> Result<ReplicaManager, Error> {
         let data_dir = config.storage.data_dir.clone();
         let io = |source| Error::Io {
@@ -139,6 +199,7 @@ impl ReplicaManager {
             synced_offset: parking_lot::Mutex::new(None),
             clean_start,
             staged: parking_lot::Mutex::new(HashMap::new()),
+            fetchers: fetcher::Fetchers::new(config.node_id, flusher.clone()),
             flusher,
         })
     }
@@ -173,7 +234,34 @@ impl ReplicaManager {
         }
         self.apply_image(image)?;
         *synced = Some(image.offset);
+        self.update_fetchers(image);
         Ok(())
+    }
+
+    /// Points the replica fetchers at the leaders of the partitions this broker follows.
+    fn update_fetchers(&self, image: &MetadataImage) {
+        let me = self.config.node_id;
+        let mut wanted: HashMap<i32, (String, Vec<Arc<Partition>>)> = HashMap::new();
+        for partition in self.all() {
+            let set = partition.replica_set();
+            if set.leader == me || set.leader < 0 {
+                continue;
+            }
+            let Some(address) = image
+                .cluster()
+                .broker(fjord_metadata::BrokerId(set.leader))
+                .filter(|b| !b.fenced)
+                .and_then(|b| b.listeners.first().map(|l| format!("{}:{}", l.host, l.port)))
+            else {
+                continue;
+            };
+            wanted
+                .entry(set.leader)
+                .or_insert_with(|| (address, Vec::new()))
+                .1
+                .push(partition);
+        }
+        self.fetchers.update(wanted);
     }
 
     fn apply_image(&self, image: &MetadataImage) -> Result<(), Error> {
@@ -212,14 +300,23 @@ impl ReplicaManager {
             log_config.producer_id_expiration_ms = self.config.producers.id_expiration_ms;
             log_config.max_compression_ratio = self.config.storage.max_compression_ratio as usize;
             let (flush_messages, flush_ms) = topic_config::flush_policy(&defaults, &topic.configs);
+            let min_insync = topic_config::effective(&defaults, &topic.configs, "min.insync.replicas")
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(1);
             for p in topic.partitions.iter().filter(|p| p.replicas.contains(&me)) {
                 if let Some(existing) = self.get(&topic.name, p.partition.0) {
-                    let mut log = existing.log.lock();
-                    if log.config() != &log_config {
-                        log.set_config(log_config.clone());
+                    {
+                        let mut log = existing.log.lock();
+                        if log.config() != &log_config {
+                            log.set_config(log_config.clone());
+                        }
                     }
                     *existing.flush_messages.lock() = flush_messages;
                     *existing.flush_ms.lock() = flush_ms;
+                    existing
+                        .min_insync_replicas
+                        .store(min_insync, std::sync::atomic::Ordering::Relaxed);
+                    self.take_replica_set(&existing, p);
                     self.sync_remote(&existing, topic, &defaults);
                     continue;
                 }
@@ -243,9 +340,12 @@ impl ReplicaManager {
                 };
                 // Becoming leader with an ISR of one (this broker): everything in the log is
                 // committed, as Kafka does for a single-replica leader. The checkpointed high
-                // watermark may be stale after a crash.
-                let leo = log.log_end_offset();
-                log.set_high_watermark(leo);
+                // watermark may be stale after a crash. A replicated partition keeps its
+                // checkpointed high watermark: the ISR moves it.
+                if p.isr.iter().all(|id| *id == me) {
+                    let leo = log.log_end_offset();
+                    log.set_high_watermark(leo);
+                }
                 let partition = Arc::new(Partition::new(
                     topic.name.clone(),
                     topic.id,
@@ -255,6 +355,10 @@ impl ReplicaManager {
                 ));
                 *partition.flush_messages.lock() = flush_messages;
                 *partition.flush_ms.lock() = flush_ms;
+                partition
+                    .min_insync_replicas
+                    .store(min_insync, std::sync::atomic::Ordering::Relaxed);
+                self.take_replica_set(&partition, p);
                 self.sync_remote(&partition, topic, &defaults);
                 self.partitions
                     .write()
@@ -262,6 +366,34 @@ impl ReplicaManager {
             }
         }
         Ok(())
+    }
+
+    /// A partition takes the image's leader, epochs, replicas and ISR. As (new) leader its
+    /// high watermark is recomputed for the ISR; as follower its fetcher follows the leader.
+    fn take_replica_set(&self, partition: &Arc<Partition>, p: &fjord_metadata::PartitionImage) {
+        let me = self.config.node_id;
+        let ids = |v: &[fjord_metadata::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
+        partition.set_replica_set(
+            p.leader.0,
+            p.leader_epoch,
+            p.partition_epoch,
+            ids(&p.replicas),
+            ids(&p.isr),
+        );
+        if p.leader.0 == me {
+            let moved = if partition.leader_alone_in_isr(me) {
+                let mut log = partition.log.lock();
+                let leo = log.log_end_offset();
+                let moved = log.high_watermark() < leo;
+                log.set_high_watermark(leo);
+                moved
+            } else {
+                partition.update_high_watermark(me).1
+            };
+            if moved {
+                partition.wake_waiters();
+            }
+        }
     }
 
     /// Tiered-storage state follows the topic's remote.storage.enable (and the broker switch).

@@ -1,7 +1,9 @@
-//! One partition hosted by this broker: its log behind a mutex, leadership state, and the
-//! fetch waiters to wake when the high watermark moves.
+//! One partition hosted by this broker: its log behind a mutex, leadership state (the replica
+//! set as metadata has it, and as leader its followers' fetch positions, from which the high
+//! watermark moves), and the fetch waiters to wake when the high watermark moves.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use fjord_metadata::TopicId;
@@ -11,7 +13,61 @@ use tokio::sync::Notify;
 
 use crate::tiering::RemoteLog;
 
-/// A partition led by this broker (single node: every partition).
+/// A follower's position as its leader sees it (Kafka's `Replica` state on the leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerState {
+    /// The offset it last fetched from: everything below is on its disk (it fetches only after
+    /// its own flush), so this is its log end offset for the high watermark.
+    pub fetch_offset: i64,
+    pub last_fetch_ms: i64,
+    /// Last time it had caught up with the leader's log end offset (ISR shrink after
+    /// `replica.lag.time.max.ms` without catching up).
+    pub last_caught_up_ms: i64,
+    /// The leader's log end offset when it answered the previous fetch.
+    leader_end_at_last_fetch: i64,
+}
+
+/// How a wait for the high watermark ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HighWatermarkWait {
+    Reached,
+    NotLeader,
+    TimedOut,
+}
+
+/// The partition's replica set as the metadata image has it, plus what only the leader knows.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaSet {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// An ISR the leader asked the controller for that is not committed yet; until it is, the
+    /// high watermark counts the union of both (Kafka's maximal ISR).
+    pub pending_isr: Option<Vec<i32>>,
+    /// As leader: each follower's fetch position.
+    pub followers: HashMap<i32, FollowerState>,
+    /// When this leadership (leader and epoch) began, for followers that never fetched.
+    pub since_ms: i64,
+}
+
+impl ReplicaSet {
+    /// The ISR the high watermark must wait for: the committed one plus any pending additions.
+    pub fn maximal_isr(&self) -> Vec<i32> {
+        let mut isr = self.isr.clone();
+        if let Some(pending) = &self.pending_isr {
+            for id in pending {
+                if !isr.contains(id) {
+                    isr.push(*id);
+                }
+            }
+        }
+        isr
+    }
+}
+
+/// A partition hosted by this broker, as leader or follower (single node: leader).
 #[derive(Debug)]
 pub struct Partition {
     pub topic: String,
@@ -27,6 +83,10 @@ pub struct Partition {
     waiters: Mutex<Vec<Weak<Notify>>>,
     /// Tiered-storage state; Some while the topic has remote.storage.enable=true.
     remote: parking_lot::RwLock<Option<Arc<RemoteLog>>>,
+    /// Leadership and followers (see [`ReplicaSet`]).
+    replica_set: Mutex<ReplicaSet>,
+    /// The topic's `min.insync.replicas`.
+    pub min_insync_replicas: AtomicU32,
 }
 
 impl Partition {
@@ -42,6 +102,156 @@ impl Partition {
             dirty: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
             remote: parking_lot::RwLock::new(None),
+            replica_set: Mutex::new(ReplicaSet::default()),
+            min_insync_replicas: AtomicU32::new(1),
+        }
+    }
+
+    /// A copy of the replica set.
+    pub fn replica_set(&self) -> ReplicaSet {
+        self.replica_set.lock().clone()
+    }
+
+    /// The leader's broker id (-1: none), without copying the replica set.
+    pub fn leader_id(&self) -> i32 {
+        self.replica_set.lock().leader
+    }
+
+    /// How many replicas the partition has.
+    pub fn replica_count(&self) -> usize {
+        self.replica_set.lock().replicas.len()
+    }
+
+    /// Whether `broker` is one of the partition's replicas.
+    pub fn has_replica(&self, broker: i32) -> bool {
+        self.replica_set.lock().replicas.contains(&broker)
+    }
+
+    /// Takes the replica set and leader epoch of a new metadata image. A new leader epoch
+    /// forgets the followers' positions (they are re-learnt from their next fetches) and any
+    /// pending ISR change; a new partition epoch settles the pending ISR change. Returns the
+    /// previous leader.
+    pub fn set_replica_set(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+    ) -> i32 {
+        let mut set = self.replica_set.lock();
+        let previous = set.leader;
+        if set.leader_epoch != leader_epoch || set.leader != leader {
+            set.followers.clear();
+            set.pending_isr = None;
+            set.since_ms = crate::clock::now_ms();
+        }
+        if set.partition_epoch != partition_epoch {
+            set.pending_isr = None;
+        }
+        set.leader = leader;
+        set.leader_epoch = leader_epoch;
+        set.partition_epoch = partition_epoch;
+        set.replicas = replicas;
+        set.isr = isr;
+        *self.leader_epoch.lock() = LeaderEpoch(leader_epoch);
+        previous
+    }
+
+    /// Notes an ISR change sent to the controller (see [`ReplicaSet::pending_isr`]).
+    pub fn set_pending_isr(&self, isr: Option<Vec<i32>>) {
+        self.replica_set.lock().pending_isr = isr;
+    }
+
+    /// True if the leader alone makes up the (maximal) ISR, so the high watermark follows its
+    /// log end offset (the single node, replication factor 1, or a shrunk ISR).
+    pub fn leader_alone_in_isr(&self, me: i32) -> bool {
+        let set = self.replica_set.lock();
+        let isr = set.maximal_isr();
+        isr.is_empty() || isr == [me]
+    }
+
+    /// The size of the maximal ISR (at least 1: the leader).
+    pub fn isr_size(&self) -> usize {
+        self.replica_set.lock().maximal_isr().len().max(1)
+    }
+
+    /// As leader: records a follower's fetch at `fetch_offset` and moves the high watermark to
+    /// the smallest log end offset of the maximal ISR. Returns the high watermark and whether
+    /// it moved (the caller wakes waiters then).
+    pub fn record_follower_fetch(&self, me: i32, follower: i32, fetch_offset: i64, now_ms: i64) -> (Offset, bool) {
+        let mut log = self.log.lock();
+        let leo = log.log_end_offset().0;
+        let mut set = self.replica_set.lock();
+        let previous = set.followers.get(&follower).copied();
+        let caught_up = if fetch_offset >= leo {
+            now_ms
+        } else {
+            match previous {
+                Some(p) if fetch_offset >= p.leader_end_at_last_fetch => p.last_fetch_ms,
+                Some(p) => p.last_caught_up_ms,
+                None => 0,
+            }
+        };
+        set.followers.insert(
+            follower,
+            FollowerState {
+                fetch_offset,
+                last_fetch_ms: now_ms,
+                last_caught_up_ms: caught_up,
+                leader_end_at_last_fetch: leo,
+            },
+        );
+        let hw = Self::isr_high_watermark(&set, me, leo);
+        drop(set);
+        Self::raise_high_watermark(&mut log, hw)
+    }
+
+    /// As leader: waits until the high watermark reaches `end` (every member of the ISR has
+    /// everything below it), leadership moves away, or `deadline` passes.
+    pub async fn wait_for_high_watermark(&self, me: i32, end: i64, deadline: std::time::Instant) -> HighWatermarkWait {
+        loop {
+            let waiter = Arc::new(Notify::new());
+            self.register_waiter(&waiter);
+            if self.leader_id() != me {
+                return HighWatermarkWait::NotLeader;
+            }
+            if self.offsets().1.0 >= end {
+                return HighWatermarkWait::Reached;
+            }
+            if tokio::time::timeout_at(deadline.into(), waiter.notified()).await.is_err() {
+                return if self.offsets().1.0 >= end {
+                    HighWatermarkWait::Reached
+                } else {
+                    HighWatermarkWait::TimedOut
+                };
+            }
+        }
+    }
+
+    /// As leader: recomputes the high watermark (after an append or an ISR change).
+    pub fn update_high_watermark(&self, me: i32) -> (Offset, bool) {
+        let mut log = self.log.lock();
+        let leo = log.log_end_offset().0;
+        let hw = Self::isr_high_watermark(&self.replica_set.lock(), me, leo);
+        Self::raise_high_watermark(&mut log, hw)
+    }
+
+    fn isr_high_watermark(set: &ReplicaSet, me: i32, leo: i64) -> i64 {
+        set.maximal_isr()
+            .iter()
+            .filter(|&&id| id != me)
+            .map(|id| set.followers.get(id).map_or(i64::MIN, |f| f.fetch_offset.min(leo)))
+            .fold(leo, i64::min)
+    }
+
+    fn raise_high_watermark(log: &mut Log, hw: i64) -> (Offset, bool) {
+        let current = log.high_watermark();
+        if hw > current.0 {
+            log.set_high_watermark(Offset(hw));
+            (Offset(hw), true)
+        } else {
+            (current, false)
         }
     }
 

@@ -18,7 +18,7 @@ from kafka.admin import NewTopic as KpNewTopic
 from helpers import wait_until
 
 # Short timings so failover and fencing happen within a test's patience.
-FAST = ["--set", "cluster.election_timeout=500ms", "--set", "cluster.raft_heartbeat_interval=100ms",
+FAST = ["--set", "cluster.replica_lag_time_max=2s", "--set", "cluster.election_timeout=500ms", "--set", "cluster.raft_heartbeat_interval=100ms",
         "--set", "cluster.broker_session_timeout=3s", "--set", "cluster.broker_heartbeat_interval=500ms",
         "--set", "cluster.leader_rebalance_interval=1s", "--set", "cluster.snapshot_every=20"]
 RACKS = {1: "a", 2: "b", 3: "c"}

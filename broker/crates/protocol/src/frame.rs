@@ -132,6 +132,52 @@ pub fn encode_response(
     Ok(())
 }
 
+/// Appends one size-prefixed request frame (header + body) to `out`: the client side, used by a
+/// follower's replica fetcher to talk to its leader.
+pub fn encode_request(
+    out: &mut BytesMut,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    client_id: &str,
+    body: &RequestKind,
+) -> Result<(), EncodeError> {
+    let fail = |reason: String| EncodeError {
+        api_key,
+        version,
+        reason,
+    };
+    let start = out.len();
+    out.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_string(
+            client_id.to_string(),
+        )))
+        .encode(out, api_key.request_header_version(version))
+        .map_err(|e| fail(e.to_string()))?;
+    if let Err(e) = body.encode(out, version) {
+        out.truncate(start);
+        return Err(fail(e.to_string()));
+    }
+    let size = i32::try_from(out.len() - start - 4).map_err(|e| fail(e.to_string()))?;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
+
+/// Decodes a response frame (the bytes after the size prefix) of `api_key` at `version`:
+/// its correlation id and body.
+pub fn decode_response(frame: Bytes, api_key: ApiKey, version: i16) -> Result<(i32, ResponseKind), String> {
+    let mut buf = frame;
+    let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+        .map_err(|e| format!("{api_key:?} v{version} response header: {e}"))?;
+    let body = ResponseKind::decode(api_key, &mut buf, version)
+        .map_err(|e| format!("{api_key:?} v{version} response: {e}"))?;
+    Ok((header.correlation_id, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ pub mod frame;
 pub mod versions;
 
 pub use chunked::encode_fetch_response_chunked;
-pub use frame::{DecodeError, DecodedRequest, decode_request, encode_response, peek_header};
+pub use frame::{
+    DecodeError, DecodedRequest, decode_request, decode_response, encode_request, encode_response, peek_header,
+};
 pub use kafka_protocol;
 pub use versions::{SUPPORTED_APIS, SupportedApi, supported_range};

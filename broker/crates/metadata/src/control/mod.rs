@@ -5,6 +5,7 @@
 
 mod cluster;
 mod election;
+mod isr;
 mod topics;
 
 pub use cluster::{
@@ -12,6 +13,7 @@ pub use cluster::{
     fence_expired_brokers, heartbeat, register_broker, unregister_broker,
 };
 pub use election::{ElectionResult, elect_preferred_leaders, rebalance_leaders};
+pub use isr::{AlterPartitionRequest, alter_partition};
 pub use topics::{assign_replicas, create_partitions, new_partition_records};
 
 use crate::records::{BrokerId, MetadataRecord};
@@ -79,6 +81,36 @@ pub enum Error {
         topic: String,
         partition: i32,
         preferred: BrokerId,
+    },
+    /// Kafka: NOT_LEADER_OR_FOLLOWER. An AlterPartition from a broker that does not lead.
+    #[error("broker {broker_id} is not the leader of {topic}-{partition}")]
+    NotLeader {
+        broker_id: BrokerId,
+        topic: String,
+        partition: i32,
+    },
+    /// Kafka: FENCED_LEADER_EPOCH. An AlterPartition for an older leader epoch.
+    #[error("{topic}-{partition}: leader epoch {request_epoch} is stale, the current one is {current_epoch}")]
+    FencedLeaderEpoch {
+        topic: String,
+        partition: i32,
+        request_epoch: i32,
+        current_epoch: i32,
+    },
+    /// Kafka: INVALID_UPDATE_VERSION. An AlterPartition built on an older partition epoch.
+    #[error("{topic}-{partition}: partition epoch {request_epoch} is stale, the current one is {current_epoch}")]
+    InvalidUpdateVersion {
+        topic: String,
+        partition: i32,
+        request_epoch: i32,
+        current_epoch: i32,
+    },
+    /// Kafka: INELIGIBLE_REPLICA. A proposed ISR member that is not a replica or not live.
+    #[error("{topic}-{partition}: replica {broker_id} cannot join the isr (not a replica, or fenced)")]
+    IneligibleReplica {
+        topic: String,
+        partition: i32,
+        broker_id: BrokerId,
     },
 }
 

@@ -1,0 +1,136 @@
+"""ISR replication (issue 12, first part): followers copy their leaders' logs with the Kafka Fetch
+protocol, the high watermark waits for the ISR, and acks=all means every ISR member has the
+batch. Checked with confluent-kafka producers and consumers against three broker processes."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import NewTopic
+
+from helpers import unique, wait_until
+from test_cluster import FAST, RACKS, admin, describe, live_nodes, topic_layout
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_factory):
+    c = cluster_factory(size=3, racks=["a", "b", "c"], voters=3, extra_args=FAST)
+    for b in c.brokers:
+        wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=60, what=f"{b.name} sees all three brokers")
+    return c
+
+
+def create_replicated(cluster, name: str, partitions: int = 3, min_isr: int = 2) -> dict:
+    a = admin(cluster.node(1).bootstrap)
+    a.create_topics([NewTopic(name, partitions, 3, config={"min.insync.replicas": str(min_isr)})],
+                    request_timeout=15)[name].result(timeout=30)
+    return wait_until(lambda: topic_layout(cluster.node(1), name), timeout=20, what=f"{name} metadata")
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], **conf) -> list:
+    """Produces with acks=all and idempotence; returns (partition, offset, value) per ack."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 5, "message.timeout.ms": 30000, **conf})
+    acked, errors = [], []
+
+    def report(err, msg):
+        (errors if err else acked).append((err, msg))
+
+    for i, v in enumerate(values):
+        p.produce(topic, value=v, key=str(i).encode(), on_delivery=report)
+        p.poll(0)
+    p.flush(60)
+    assert not errors, errors[:3]
+    return [(m.partition(), m.offset(), m.value()) for _, m in acked]
+
+
+def consume_all(bootstrap: str, topic: str, partitions: int, expect: int, timeout: float = 60) -> list:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("g"), "enable.auto.commit": False,
+                  "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out = []
+    try:
+        def more():
+            for m in c.consume(500, timeout=1):
+                if m.error() is None:
+                    out.append((m.partition(), m.offset(), m.value()))
+            return len(out) >= expect
+        wait_until(more, timeout=timeout, what=f"{expect} records from {topic}", interval=0)
+    finally:
+        c.close()
+    return out
+
+
+def segment_bytes(broker, topic: str, partition: int) -> bytes:
+    d = Path(broker.data_dir) / f"{topic}-{partition}"
+    return b"".join(p.read_bytes() for p in sorted(d.glob("*.log")))
+
+
+def test_every_replica_holds_the_leaders_batches_byte_for_byte(cluster):
+    topic = unique("repl")
+    create_replicated(cluster, topic)
+    acked = produce(cluster.bootstrap, topic, [b"v%d" % i for i in range(600)])
+    assert len(acked) == 600
+    for p in range(3):
+        wait_until(lambda p=p: len({segment_bytes(b, topic, p) for b in cluster.brokers}) == 1,
+                   timeout=20, what=f"replicas of partition {p} identical")
+        assert segment_bytes(cluster.node(1), topic, p), "replicated data is there"
+
+
+def test_acknowledged_records_survive_kill9_of_every_leader_in_turn(cluster):
+    topic = unique("survive")
+    layout = create_replicated(cluster, topic)
+    acked = produce(cluster.bootstrap, topic, [b"a%d" % i for i in range(300)])
+    leaders = sorted({leader for leader, _, _ in layout.values()})
+    killed = []
+    for vid in leaders:
+        victim = cluster.node(vid)
+        victim.kill9()
+        killed.append(vid)
+        observer = next(b for b in cluster.brokers if b.alive())
+        wait_until(lambda: vid not in live_nodes(observer), timeout=20, what=f"broker {vid} fenced")
+        wait_until(lambda: all(l not in (vid, -1) for l, _, _ in topic_layout(observer, topic).values()),
+                   timeout=20, what="leaders moved off the killed broker")
+        got = consume_all(observer.bootstrap, topic, 3, len(acked))
+        assert sorted(got) == sorted(acked), "an acknowledged record was lost or duplicated"
+        victim.start()
+        wait_until(lambda: live_nodes(observer) == RACKS, timeout=40, what=f"broker {vid} back")
+    assert killed
+
+
+def test_acks_all_gets_not_enough_replicas_when_the_isr_is_below_min_insync(cluster):
+    """min.insync.replicas=3 and one follower paused: the leader drops it from the ISR after
+    replica_lag_time_max, acks=all then gets NOT_ENOUGH_REPLICAS while acks=1 still works; once
+    the follower is back and has caught up it rejoins the ISR and acks=all works again. (Pausing
+    two of three brokers would also stop the metadata quorum, as in KRaft's combined mode.)"""
+    topic = unique("nenough")
+    layout = create_replicated(cluster, topic, partitions=1, min_isr=3)
+    leader, replicas, _ = layout[0]
+    follower = next(r for r in replicas if r != leader and r != describe(cluster.node(1).bootstrap).controller.id)
+    observer = cluster.node(leader)
+    assert produce(observer.bootstrap, topic, [b"before"])
+    cluster.node(follower).proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: follower not in topic_layout(observer, topic)[0][2], timeout=20,
+                   what=f"follower {follower} out of the ISR")
+        p = Producer({"bootstrap.servers": observer.bootstrap, "acks": "all", "retries": 0,
+                      "message.timeout.ms": 10000})
+        errors = []
+        p.produce(topic, value=b"x", on_delivery=lambda err, msg: errors.append(err))
+        p.flush(15)
+        assert errors and errors[0] is not None and errors[0].name() == "NOT_ENOUGH_REPLICAS", errors
+        p1 = Producer({"bootstrap.servers": observer.bootstrap, "acks": "1", "retries": 0})
+        ok = []
+        p1.produce(topic, value=b"y", on_delivery=lambda err, msg: ok.append(err))
+        p1.flush(15)
+        assert ok == [None], ok
+    finally:
+        cluster.node(follower).proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: set(topic_layout(observer, topic)[0][2]) == set(replicas), timeout=40,
+               what=f"follower {follower} back in the ISR")
+    assert produce(observer.bootstrap, topic, [b"after"])
+    for b in cluster.brokers:
+        wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=40, what="all live")
