@@ -262,8 +262,55 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// Replays `__consumer_offsets` into memory (blocking; called once at start-up).
+    /// The `__consumer_offsets` partitions this broker leads: the groups it coordinates.
+    pub fn led_partitions(&self, broker: &Broker) -> std::collections::BTreeSet<i32> {
+        let me = broker.node_id();
+        broker
+            .replicas
+            .partitions_of(OFFSETS_TOPIC)
+            .iter()
+            .filter(|p| p.leader_id() == me)
+            .map(|p| p.index)
+            .collect()
+    }
+
+    /// Follows leadership of `__consumer_offsets` (Kafka's onElection/onResignation): groups of
+    /// a partition this broker no longer leads are dropped from memory, and those of a partition
+    /// it now leads are replayed from its log (blocking). `led` is what it led before; returns
+    /// what it leads now.
+    pub fn follow_leadership(
+        &self,
+        broker: &Broker,
+        led: &std::collections::BTreeSet<i32>,
+    ) -> std::collections::BTreeSet<i32> {
+        let now = self.led_partitions(broker);
+        if now == *led {
+            return now;
+        }
+        let n = self.config.offsets_topic_partitions;
+        let lost: Vec<i32> = led.difference(&now).copied().collect();
+        if !lost.is_empty() {
+            self.groups.lock().retain(|id, _| !lost.contains(&partition_for(id, n)));
+            tracing::info!(partitions = ?lost, "no longer coordinating the groups of these __consumer_offsets partitions");
+        }
+        let gained: std::collections::BTreeSet<i32> = now.difference(led).copied().collect();
+        if !gained.is_empty() {
+            self.load_partitions(broker, &gained);
+        }
+        now
+    }
+
+    /// Replays `__consumer_offsets` into memory (blocking; called once at start-up): the
+    /// partitions this broker leads (every one, on a single node).
     pub fn load(&self, broker: &Broker) {
+        let led = self.led_partitions(broker);
+        self.load_partitions(broker, &led);
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Replays the given `__consumer_offsets` partitions, replacing what memory holds for the
+    /// groups that map to them.
+    fn load_partitions(&self, broker: &Broker, indexes: &std::collections::BTreeSet<i32>) {
         let started = Instant::now();
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut stored_groups: HashMap<String, Option<records::GroupValue>> = HashMap::new();
@@ -271,7 +318,12 @@ impl GroupCoordinator {
         // Which protocol wrote a group's state last (a group may have changed protocol).
         let mut last_writer: HashMap<String, &'static str> = HashMap::new();
         let mut records = 0usize;
-        for partition in broker.replicas.partitions_of(OFFSETS_TOPIC) {
+        for partition in broker
+            .replicas
+            .partitions_of(OFFSETS_TOPIC)
+            .into_iter()
+            .filter(|p| indexes.contains(&p.index))
+        {
             let result = read_partition(&partition, |key, value| {
                 records += 1;
                 match (key, value) {
@@ -358,11 +410,14 @@ impl GroupCoordinator {
         tracing::info!(
             groups = groups.len(),
             records,
+            partitions = indexes.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "group coordinator loaded __consumer_offsets"
         );
-        *self.groups.lock() = groups;
-        self.loaded.store(true, Ordering::Release);
+        let n = self.config.offsets_topic_partitions;
+        let mut current = self.groups.lock();
+        current.retain(|id, _| !indexes.contains(&partition_for(id, n)));
+        current.extend(groups);
     }
 
     /// Advances every group's timers; returns the groups whose stored state may have changed.
@@ -638,10 +693,14 @@ impl Broker {
             return Ok(());
         }
         let config = &self.groups.config;
+        // Kafka's offsets.topic.replication.factor is 3; here it is capped at the live brokers
+        // (one on the embedded node), so the first group of a small cluster does not fail.
+        let live = self.image().cluster().unfenced_brokers().count().max(1);
+        let replication_factor = i16::try_from(live.min(3)).unwrap_or(3);
         let topic = NewTopic {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: config.offsets_topic_partitions,
-            replication_factor: -1,
+            replication_factor,
             explicit_assignments: None,
             configs: [
                 ("cleanup.policy".to_string(), "compact".to_string()),
@@ -779,7 +838,12 @@ pub async fn persist_if_dirty(broker: &Arc<Broker>, group: &str) {
 /// Loads the coordinator, then runs its timers (sessions, rebalances, offsets retention) until
 /// shutdown.
 pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    broker.blocking(|b| b.groups.load(b)).await;
+    let mut led = broker
+        .blocking(|b| {
+            b.groups.load(b);
+            b.groups.led_partitions(b)
+        })
+        .await;
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expiry = Instant::now();
@@ -788,6 +852,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
+        let before = led.clone();
+        led = broker.blocking(move |b| b.groups.follow_leadership(b, &before)).await;
         let now_ms = crate::clock::now_ms();
         for group in broker.groups.tick(Instant::now(), now_ms) {
             persist_if_dirty(&broker, &group).await;
@@ -811,6 +877,15 @@ pub fn precheck(broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
     }
     if !broker.groups.is_loaded() {
         return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    // The coordinator of a group is the leader of its __consumer_offsets partition.
+    let index = partition_for(group_id, broker.groups.config.offsets_topic_partitions);
+    let leader = broker
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(index as usize).map(|p| p.leader.0));
+    if leader.is_some_and(|leader| leader != broker.node_id()) {
+        return Err(ResponseError::NotCoordinator);
     }
     Ok(())
 }

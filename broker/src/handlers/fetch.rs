@@ -94,9 +94,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
             let fixed_error = topic_error.or_else(|| match &partition {
                 None => Some(ResponseError::UnknownTopicOrPartition),
                 Some(_) if !super::leads(broker, &name, p.partition) => Some(ResponseError::NotLeaderOrFollower),
-                Some(part) if follower && !part.has_replica(replica_id) => {
-                    Some(ResponseError::NotLeaderOrFollower)
-                }
+                Some(part) if follower && !part.has_replica(replica_id) => Some(ResponseError::NotLeaderOrFollower),
                 Some(part) => epoch_error(p.current_leader_epoch, part.leader_epoch().0),
             });
             let mut diverging = None;

@@ -166,12 +166,14 @@ async fn wait_replicated(
     deadline: Instant,
 ) -> Option<(ResponseError, &'static str)> {
     match partition.wait_for_high_watermark(me, end, deadline).await {
-        HighWatermarkWait::NotLeader => {
-            Some((ResponseError::NotLeaderOrFollower, "leadership moved before the ISR had the batch"))
-        }
-        HighWatermarkWait::TimedOut => {
-            Some((ResponseError::RequestTimedOut, "the in-sync replicas did not confirm the batch in time"))
-        }
+        HighWatermarkWait::NotLeader => Some((
+            ResponseError::NotLeaderOrFollower,
+            "leadership moved before the ISR had the batch",
+        )),
+        HighWatermarkWait::TimedOut => Some((
+            ResponseError::RequestTimedOut,
+            "the in-sync replicas did not confirm the batch in time",
+        )),
         HighWatermarkWait::Reached => {
             let min_insync = partition.min_insync_replicas.load(Ordering::Relaxed) as usize;
             (partition.isr_size() < min_insync).then_some((

@@ -219,7 +219,10 @@ impl Partition {
             if self.offsets().1.0 >= end {
                 return HighWatermarkWait::Reached;
             }
-            if tokio::time::timeout_at(deadline.into(), waiter.notified()).await.is_err() {
+            if tokio::time::timeout_at(deadline.into(), waiter.notified())
+                .await
+                .is_err()
+            {
                 return if self.offsets().1.0 >= end {
                     HighWatermarkWait::Reached
                 } else {

@@ -76,6 +76,7 @@ class Broker:
         self.proc: subprocess.Popen | None = None
         self.exit_codes: list[int] = []
         self.starts = 0
+        self.port_retries = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -101,6 +102,10 @@ class Broker:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             rc = self.proc.poll()
+            if rc is not None and self._port_taken_by_another_process():
+                # Ports come from the OS and are free when chosen, but another process (a
+                # concurrent test run) may bind one before the broker does: choose new ones.
+                return self.start()
             if rc is not None:
                 raise AssertionError(f"{self.name} exited with {rc} during startup\n{self.log_tail()}")
             if self.health_status() == 200:
@@ -109,6 +114,24 @@ class Broker:
                 raise AssertionError(f"{self.name}: /health not 200 within {START_TIMEOUT}s\n"
                                      f"{self.log_tail()}")
             time.sleep(0.05)
+
+    def _port_taken_by_another_process(self) -> bool:
+        """After a failed start: was it an http or admin port that someone else took? Those are
+        re-chosen (at most 3 times); the Kafka and controller ports stay fixed."""
+        tail = self.log_tail()
+        if "Address already in use" not in tail or self.port_retries >= 3:
+            return False
+        if "binding the http listener" in tail:
+            self.http_port = _free_port()
+            self.http = f"http://127.0.0.1:{self.http_port}"
+        elif "binding the admin grpc listener" in tail:
+            self.admin_port = _free_port()
+            self.admin = f"127.0.0.1:{self.admin_port}"
+        else:
+            return False
+        self.port_retries += 1
+        self.starts -= 1
+        return True
 
     def health_status(self) -> int | None:
         try:

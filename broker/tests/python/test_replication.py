@@ -134,3 +134,56 @@ def test_acks_all_gets_not_enough_replicas_when_the_isr_is_below_min_insync(clus
     assert produce(observer.bootstrap, topic, [b"after"])
     for b in cluster.brokers:
         wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=40, what="all live")
+
+
+def test_a_groups_coordinator_is_killed_and_the_group_moves_with_its_offsets(cluster):
+    topic = unique("grp")
+    create_replicated(cluster, topic)
+    produce(cluster.bootstrap, topic, [b"g%d" % i for i in range(300)])
+    group = unique("group")
+
+    def consumer(bootstrap):
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                      "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        c.subscribe([topic])
+        return c
+
+    c = consumer(cluster.bootstrap)
+    seen = []
+    try:
+        wait_until(lambda: seen.extend(m for m in c.consume(50, timeout=1) if m.error() is None) or len(seen) >= 150,
+                   timeout=60, what="150 records", interval=0)
+        c.commit(asynchronous=False)
+        committed = {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)}
+    finally:
+        c.close()
+    a = admin(cluster.bootstrap)
+    coordinator = a.describe_consumer_groups([group])[group].result(timeout=20).coordinator.id
+    victim = cluster.node(coordinator)
+    victim.kill9()
+    try:
+        survivors = ",".join(b.bootstrap for b in cluster.brokers if b.alive())
+        c = consumer(survivors)
+        try:
+            def same():
+                try:
+                    got = c.committed([TopicPartition(topic, p) for p in range(3)], timeout=5)
+                except Exception:  # noqa: BLE001 - coordinator moving
+                    return False
+                return {tp.partition: tp.offset for tp in got} == committed
+            wait_until(same, timeout=40, what="the committed offsets from the new coordinator")
+            rest = []
+            wait_until(lambda: rest.extend(m for m in c.consume(50, timeout=1) if m.error() is None)
+                       or len(seen) + len(rest) >= 300, timeout=60, what="the rest of the records", interval=0)
+            c.commit(asynchronous=False)
+            values = sorted(m.value() for m in seen + rest)
+            assert len(set(values)) == 300, "a record was skipped after the coordinator moved"
+        finally:
+            c.close()
+        a2 = admin(survivors)  # alive until the future resolves
+        new = a2.describe_consumer_groups([group])[group].result(timeout=30).coordinator.id
+        assert new != coordinator
+    finally:
+        victim.start()
+        observer = next(b for b in cluster.brokers if b is not victim)
+        wait_until(lambda: live_nodes(observer) == RACKS, timeout=40, what="the killed broker back")
