@@ -169,6 +169,12 @@ async fn run(
             },
         };
         correlation_id = correlation_id.wrapping_add(1);
+        // The leader epoch each partition was fetched in: a response is applied only while it
+        // is still current (a leadership change meanwhile voids it).
+        let epochs: HashMap<Key, i32> = followed
+            .iter()
+            .map(|p| ((p.topic.clone(), p.index), p.leader_epoch().0))
+            .collect();
         let request = fetch_request(me, &followed);
         let response = match exchange(stream, correlation_id, request).await {
             Ok(response) => response,
@@ -191,10 +197,11 @@ async fn run(
         for topic in response.responses {
             let name = topic.topic.to_string();
             for data in topic.partitions {
-                let Some(partition) = by_key.get(&(name.clone(), data.partition_index)).cloned() else {
+                let key = (name.clone(), data.partition_index);
+                let (Some(partition), Some(&epoch)) = (by_key.get(&key).cloned(), epochs.get(&key)) else {
                     continue;
                 };
-                match apply(&partition, data).await {
+                match apply(&partition, leader, epoch, data).await {
                     Applied::Appended => {
                         flusher.mark_dirty(&partition);
                         appended = true;
@@ -223,22 +230,31 @@ enum Applied {
 /// Applies one partition's fetch response on a blocking thread.
 async fn apply(
     partition: &Arc<Partition>,
+    leader: i32,
+    epoch: i32,
     data: fjord_protocol::kafka_protocol::messages::fetch_response::PartitionData,
 ) -> Applied {
     let partition = partition.clone();
-    tokio::task::spawn_blocking(move || apply_blocking(&partition, data))
+    tokio::task::spawn_blocking(move || apply_blocking(&partition, leader, epoch, data))
         .await
         .unwrap_or(Applied::Backoff)
 }
 
 fn apply_blocking(
     partition: &Arc<Partition>,
+    leader: i32,
+    epoch: i32,
     data: fjord_protocol::kafka_protocol::messages::fetch_response::PartitionData,
 ) -> Applied {
     let code = data.error_code;
     let (topic, index) = (&partition.topic, partition.index);
+    // Every change below happens under the log lock after checking that the fetch is still
+    // current: leadership changes take the same lock (`Partition::set_replica_set`).
+    let mut log = partition.log.lock();
+    if !partition.still_follows(leader, epoch) {
+        return Applied::Nothing;
+    }
     if code == ResponseError::OffsetOutOfRange.code() {
-        let mut log = partition.log.lock();
         let leo = log.log_end_offset().0;
         let result = if data.log_start_offset > leo {
             log.truncate_fully_and_start_at(data.log_start_offset)
@@ -256,7 +272,6 @@ fn apply_blocking(
     }
     let diverging = &data.diverging_epoch;
     if diverging.epoch >= 0 || diverging.end_offset >= 0 {
-        let mut log = partition.log.lock();
         let local = log
             .end_offset_for_epoch(LeaderEpoch(diverging.epoch))
             .map(|(_, end)| end.0);
@@ -278,7 +293,6 @@ fn apply_blocking(
     }
     let mut appended = false;
     let records = data.records.unwrap_or_default();
-    let mut log = partition.log.lock();
     if !records.is_empty() {
         match log.append_as_follower(&records, crate::clock::now_ms()) {
             Ok(_) => appended = true,

@@ -374,6 +374,7 @@ impl ReplicaManager {
         let me = self.config.node_id;
         let ids = |v: &[fjord_metadata::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<i32>>();
         partition.set_replica_set(
+            me,
             p.leader.0,
             p.leader_epoch,
             p.partition_epoch,

@@ -133,13 +133,20 @@ impl Partition {
     /// previous leader.
     pub fn set_replica_set(
         &self,
+        me: i32,
         leader: i32,
         leader_epoch: i32,
         partition_epoch: i32,
         replicas: Vec<i32>,
         isr: Vec<i32>,
     ) -> i32 {
+        // Under the log lock: a follower append checks leadership under it too, so no batch from
+        // a former leader lands after this broker took over (see `Partition::still_follows`).
+        let mut log = self.log.lock();
         let mut set = self.replica_set.lock();
+        if leader == me && (set.leader != me || set.leader_epoch != leader_epoch) {
+            log.begin_leader_epoch(LeaderEpoch(leader_epoch));
+        }
         let previous = set.leader;
         if set.leader_epoch != leader_epoch || set.leader != leader {
             set.followers.clear();
@@ -156,6 +163,14 @@ impl Partition {
         set.isr = isr;
         *self.leader_epoch.lock() = LeaderEpoch(leader_epoch);
         previous
+    }
+
+    /// Whether this broker still follows `leader` in `leader_epoch` (checked, with the log lock
+    /// held, before a fetched batch is appended: a response to a fetch sent before a leadership
+    /// change must not be applied after it).
+    pub fn still_follows(&self, leader: i32, leader_epoch: i32) -> bool {
+        let set = self.replica_set.lock();
+        set.leader == leader && set.leader_epoch == leader_epoch
     }
 
     /// Notes an ISR change sent to the controller (see [`ReplicaSet::pending_isr`]).

@@ -678,6 +678,14 @@ impl Log {
         self.high_watermark = hw.0.min(self.log_end_offset().0).max(self.log_start_offset);
     }
 
+    /// A new leader starts `epoch` at its log end offset (Kafka's `assignEpochStartOffset` on
+    /// becoming leader), before any append in it: a follower asking where an older epoch ends
+    /// must learn it ends here, even if this leader has not appended yet.
+    pub fn begin_leader_epoch(&mut self, epoch: LeaderEpoch) {
+        let leo = self.log_end_offset().0;
+        self.epochs.assign_if_newer(epoch.0, leo);
+    }
+
     /// Everything below this offset is fsynced.
     pub fn recovery_point(&self) -> Offset {
         Offset(self.recovery_point)
