@@ -323,3 +323,177 @@ def test_broker_kill9_mid_transaction_and_after_commit(broker_factory):
     p2.commit_transaction(30)
     got = read_all(b.bootstrap, topic, [0, 1], "read_committed", expect=5, timeout=30)
     assert sorted(values(got)) == sorted([f"done-{i}".encode() for i in range(4)] + [b"after"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The wire contract: Kafka's error codes for bad transactional input (non-flexible versions).
+
+def _init_pid(addr: str, tid: str, timeout_ms: int = 60000) -> tuple[int, int, int]:
+    import wire
+    body = wire.string(tid) + wire.i32(timeout_ms)
+    _, resp = wire.roundtrip(addr, wire.frame(wire.request_header_v1(22, 1, 1) + body))
+    r = wire.Reader(resp)
+    r.i32()
+    return r.i16(), r.i64(), r.i16()
+
+
+def _add_partitions(addr: str, tid: str, pid: int, epoch: int, topic: str, parts: list[int],
+                    version: int = 2) -> dict[int, int]:
+    import wire
+    body = (wire.string(tid) + wire.i64(pid) + wire.i16(epoch)
+            + wire.array([wire.string(topic) + wire.array([wire.i32(p) for p in parts])]))
+    _, resp = wire.roundtrip(addr, wire.frame(wire.request_header_v1(24, version, 2) + body))
+    r = wire.Reader(resp)
+    r.i32()
+    out = {}
+    for _ in range(r.i32()):
+        r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            out[p] = r.i16()
+    return out
+
+
+def _end_txn(addr: str, tid: str, pid: int, epoch: int, commit: bool, version: int = 2) -> int:
+    import wire
+    body = wire.string(tid) + wire.i64(pid) + wire.i16(epoch) + wire.i8(1 if commit else 0)
+    _, resp = wire.roundtrip(addr, wire.frame(wire.request_header_v1(26, version, 3) + body))
+    r = wire.Reader(resp)
+    r.i32()
+    return r.i16()
+
+
+def _txn_batch(pid: int, epoch: int, seq: int, value: bytes) -> bytes:
+    """A transactional batch (attributes bit 4) of one record."""
+    import struct
+
+    import wire
+    ts = int(time.time() * 1000)
+    recs = wire.record(0, 0, None, value)
+    after_crc = (wire.i16(1 << 4) + wire.i32(0) + wire.i64(ts) + wire.i64(ts) + wire.i64(pid)
+                 + wire.i16(epoch) + wire.i32(seq) + wire.i32(1) + recs)
+    after_length = wire.i32(-1) + wire.i8(2) + struct.pack(">I", wire.crc32c(after_crc)) + after_crc
+    return wire.i64(0) + wire.i32(len(after_length)) + after_length
+
+
+def _produce_txn(addr: str, tid: str, topic: str, batch: bytes) -> int:
+    import wire
+    body = (wire.string(tid) + wire.i16(-1) + wire.i32(10000)
+            + wire.array([wire.string(topic) + wire.array([wire.i32(0) + wire.nbytes(batch)])]))
+    _, resp = wire.roundtrip(addr, wire.frame(wire.request_header_v1(0, 3, 4) + body))
+    return wire.parse_produce_v3(resp)[(topic, 0)][0]
+
+
+def test_bad_transactional_input_gets_kafka_error_codes(txb):
+    addr = txb.bootstrap
+    topic = unique("wire-txn")
+    create_topic(addr, topic, 1)
+    tid = unique("wire-tid")
+    err, pid, epoch = wait_until(lambda: (r := _init_pid(addr, tid))[0] != 14 and r, 10, "coordinator loaded")
+    assert (err, epoch) == (0, 0)
+    # transaction.timeout.ms above transactions.max_timeout: INVALID_TRANSACTION_TIMEOUT (50).
+    assert _init_pid(addr, unique("tid"), timeout_ms=3_600_000)[0] == 50
+    # EndTxn with nothing added: INVALID_TXN_STATE (48).
+    assert _end_txn(addr, tid, pid, epoch, True) == 48
+    # A transactional batch for a partition the transaction has not added: INVALID_TXN_STATE.
+    assert _produce_txn(addr, tid, topic, _txn_batch(pid, epoch, 0, b"x")) == 48
+    # AddPartitionsToTxn naming an unknown topic: UNKNOWN_TOPIC_OR_PARTITION (3) for it (and
+    # OPERATION_NOT_ATTEMPTED (55) for the rest of the request).
+    assert _add_partitions(addr, tid, pid, epoch, unique("nope"), [0]) == {0: 3}
+    # Unknown transactional id or producer id: INVALID_PRODUCER_ID_MAPPING (49).
+    assert _add_partitions(addr, unique("ghost"), pid, epoch, topic, [0]) == {0: 49}
+    assert _add_partitions(addr, tid, pid + 1, epoch, topic, [0]) == {0: 49}
+    # Stale epoch: PRODUCER_FENCED (90) from v2, INVALID_PRODUCER_EPOCH (47) before (KIP-588).
+    assert _add_partitions(addr, tid, pid, epoch + 1, topic, [0]) == {0: 90}
+    assert _add_partitions(addr, tid, pid, epoch + 1, topic, [0], version=1) == {0: 47}
+    # The proper sequence works: add, produce, commit; a retried commit succeeds, an abort after
+    # it is INVALID_TXN_STATE.
+    assert _add_partitions(addr, tid, pid, epoch, topic, [0]) == {0: 0}
+    assert _produce_txn(addr, tid, topic, _txn_batch(pid, epoch, 0, b"ok")) == 0
+    assert _end_txn(addr, tid, pid, epoch, True) == 0
+    assert _end_txn(addr, tid, pid, epoch, True) == 0
+    assert _end_txn(addr, tid, pid, epoch, False) == 48
+    # A new producer for the id fences this one: its transactional batches and EndTxn are refused.
+    err, pid2, epoch2 = _init_pid(addr, tid)
+    assert (err, pid2, epoch2) == (0, pid, epoch + 1)
+    assert _add_partitions(addr, tid, pid, epoch, topic, [0]) == {0: 90}
+    assert _end_txn(addr, tid, pid, epoch, False) == 90
+    assert _produce_txn(addr, tid, topic, _txn_batch(pid, epoch, 1, b"zombie")) == 47
+    # The coordinator keeps serving.
+    assert _add_partitions(addr, tid, pid2, epoch2, topic, [0]) == {0: 0}
+    assert _end_txn(addr, tid, pid2, epoch2, False) == 0
+    assert values(read_all(addr, topic, [0], "read_committed", expect=1)) == [b"ok"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exactly once through client crashes: a consume-transform-produce loop killed with kill -9.
+
+CTP_SCRIPT = r'''
+import sys, time
+from confluent_kafka import Consumer, Producer, TopicPartition
+bootstrap, src, dst, group, tid = sys.argv[1:6]
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+              "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+c.subscribe([src])
+p = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, "linger.ms": 1,
+              "transaction.timeout.ms": 10000})
+p.init_transactions(30)
+print("ready", flush=True)
+while True:
+    msgs = [m for m in c.consume(20, 0.5) if not m.error()]
+    if not msgs:
+        continue
+    p.begin_transaction()
+    for m in msgs:
+        p.produce(dst, value=m.value().replace(b"in", b"out"), partition=m.partition())
+    offsets = {}
+    for m in msgs:
+        offsets[m.partition()] = m.offset() + 1
+    p.send_offsets_to_transaction([TopicPartition(src, k, v) for k, v in offsets.items()],
+                                  c.consumer_group_metadata(), 30)
+    p.commit_transaction(30)
+'''
+
+
+def test_consume_transform_produce_survives_kill9_of_the_client_exactly_once(txb, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    addr = txb.bootstrap
+    src, dst = unique("ctp-src"), unique("ctp-dst")
+    create_topic(addr, src, 2)
+    create_topic(addr, dst, 2)
+    n = 400
+    plain = Producer({"bootstrap.servers": addr, "linger.ms": 5})
+    for i in range(n):
+        plain.produce(src, value=f"in-{i}".encode(), partition=i % 2)
+    plain.flush(30)
+    group, tid = unique("ctp-g"), unique("ctp-tid")
+    script = tmp_path / "ctp.py"
+    script.write_text(CTP_SCRIPT)
+    rng = random.Random(14)
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, str(script), addr, src, dst, group, tid],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            assert proc.stdout.readline().strip() == b"ready"
+            time.sleep(rng.uniform(0.3, 1.5))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    # A last run finishes the input.
+    proc = subprocess.Popen([sys.executable, str(script), addr, src, dst, group, tid],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        got = read_all(addr, dst, [0, 1], "read_committed", expect=n, settle=2.0, timeout=90)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    outs = values(got)
+    assert len(outs) == n, f"{len(outs)} outputs for {n} inputs ({len(outs) - len(set(outs))} duplicates)"
+    assert sorted(outs) == sorted(f"out-{i}".encode() for i in range(n))
+    # In input order per partition.
+    for part in range(2):
+        assert [v for p_, _, v in got if p_ == part] == [f"out-{i}".encode() for i in range(part, n, 2)]
