@@ -433,7 +433,9 @@ import sys, time
 from confluent_kafka import Consumer, Producer, TopicPartition
 bootstrap, src, dst, group, tid = sys.argv[1:6]
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-              "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+              "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+              # A killed member holds up the next rebalance until its session times out.
+              "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
 c.subscribe([src])
 p = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid, "linger.ms": 1,
               "transaction.timeout.ms": 10000})
@@ -445,6 +447,7 @@ while True:
         continue
     p.begin_transaction()
     for m in msgs:
+        time.sleep(0.005)
         p.produce(dst, value=m.value().replace(b"in", b"out"), partition=m.partition())
     offsets = {}
     for m in msgs:
@@ -452,6 +455,7 @@ while True:
     p.send_offsets_to_transaction([TopicPartition(src, k, v) for k, v in offsets.items()],
                                   c.consumer_group_metadata(), 30)
     p.commit_transaction(30)
+    print("committed", len(msgs), flush=True)
 '''
 
 
@@ -474,12 +478,15 @@ def test_consume_transform_produce_survives_kill9_of_the_client_exactly_once(txb
     script = tmp_path / "ctp.py"
     script.write_text(CTP_SCRIPT)
     rng = random.Random(14)
-    for _ in range(4):
+    for _ in range(3):
         proc = subprocess.Popen([sys.executable, str(script), addr, src, dst, group, tid],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         try:
             assert proc.stdout.readline().strip() == b"ready"
-            time.sleep(rng.uniform(0.3, 1.5))
+            # Let it commit a few transactions, then kill it at a random point of the next ones.
+            for _ in range(rng.randint(1, 3)):
+                assert proc.stdout.readline().startswith(b"committed")
+            time.sleep(rng.uniform(0.0, 0.2))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
