@@ -295,11 +295,11 @@ impl GroupCoordinator {
 
     /// Whether `group` has transactional offset commits waiting for their transaction
     /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT meanwhile).
-    pub fn has_pending_txn_offsets(&self, group: &str) -> bool {
-        self.txn_offsets
-            .lock()
-            .values()
-            .any(|list| list.iter().any(|o| o.group == group))
+    pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.txn_offsets.lock().values().any(|list| {
+            list.iter()
+                .any(|o| o.group == group && o.topic == topic && o.partition == partition)
+        })
     }
 
     /// (group, topic, partition, committed offset) of every committed offset, for lag metrics.

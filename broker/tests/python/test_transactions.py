@@ -8,7 +8,9 @@
 - a second producer with the same transactional.id fences the first and aborts its open
   transaction; a transaction that outlives transaction.timeout.ms is aborted by the coordinator;
 - send_offsets_to_transaction (consume-transform-produce): the group's offsets become visible
-  only when the transaction commits;
+  only when the transaction commits (UNSTABLE_OFFSET_COMMIT for require_stable fetches until
+  then); a consume-transform-produce loop killed with kill -9 at random points produces each
+  output exactly once;
 - kill -9 of the broker in the middle of a transaction and after a commit: after restart the
   coordinator and the logs agree (open transaction aborted by timeout, committed data and
   offsets intact);
@@ -231,6 +233,10 @@ def test_send_offsets_to_transaction_commits_offsets_with_the_output(txb):
     for m in batch[:5]:
         p.produce(dst, value=m.value().replace(b"in", b"out"))
     p.send_offsets_to_transaction([TopicPartition(src, 0, 5)], c.consumer_group_metadata(), 30)
+    # While the transaction is open, a read_committed consumer's OffsetFetch (require_stable)
+    # gets UNSTABLE_OFFSET_COMMIT and retries until its timeout.
+    with pytest.raises(KafkaException):
+        c.committed([TopicPartition(src, 0)], timeout=2)
     p.abort_transaction(30)
     assert committed_offset(c, src) < 5  # nothing committed by an aborted transaction
     # Second: all 10 and offset 10, committed.
