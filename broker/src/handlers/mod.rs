@@ -18,6 +18,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_quorum;
+mod describe_transactions;
 mod elect_leaders;
 mod end_txn;
 mod errors;
@@ -200,6 +201,10 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             turn.end();
             ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, r, version).await)
         }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(describe_transactions::describe(broker, r))
+        }
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(describe_transactions::list(broker, r)),
         RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r).await),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r).await)

@@ -510,3 +510,36 @@ def test_consume_transform_produce_survives_kill9_of_the_client_exactly_once(txb
     # In input order per partition.
     for part in range(2):
         assert [v for p_, _, v in got if p_ == part] == [f"out-{i}".encode() for i in range(part, n, 2)]
+
+
+def test_describe_and_list_transactions_with_kafka_python_admin(txb):
+    from kafka import KafkaAdminClient
+
+    topic = unique("desc")
+    create_topic(txb.bootstrap, topic, 2)
+    tid = unique("desc-tid")
+    p = txn_producer(txb.bootstrap, tid)
+    p.begin_transaction()
+    p.produce(topic, value=b"x", partition=1)
+    p.flush(10)
+    k = KafkaAdminClient(bootstrap_servers=txb.bootstrap)
+    try:
+        d = k.describe_transactions([tid])[tid]
+        assert str(d.state).endswith("ONGOING") or "Ongoing" in str(d.state), d
+        assert {(tp.topic, tp.partition) for tp in d.topic_partitions} == {(topic, 1)}
+        assert d.transaction_timeout_ms == 60000 and d.producer_epoch == 0
+        def listing(**filters):
+            return {t.transactional_id: t for ts in k.list_transactions(**filters).values() for t in ts}
+
+        assert tid in listing(state_filters=["Ongoing"])
+        p.commit_transaction(30)
+        listed = listing(transactional_id_pattern="desc-tid-.*")
+        assert set(listed) == {tid}
+        assert "COMPLETECOMMIT" in str(listed[tid].state).upper().replace("_", ""), listed[tid]
+        assert tid not in listing(state_filters=["Ongoing"])
+        with pytest.raises(Exception) as err:
+            k.describe_transactions([unique("unknown-tid")])
+        assert "TransactionalIdNotFound" in type(err.value).__name__ or "105" in str(err.value) or \
+            "not be found" in str(err.value).lower(), err.value
+    finally:
+        k.close()

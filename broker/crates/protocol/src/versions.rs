@@ -3,8 +3,8 @@
 //! and implement, never `ApiKey::valid_versions()`).
 
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest, TxnOffsetCommitRequest,
-    WriteTxnMarkersRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
+    InitProducerIdRequest, ListTransactionsRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
 };
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
@@ -71,6 +71,18 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         WriteTxnMarkersRequest::VERSIONS.min,
         WriteTxnMarkersRequest::VERSIONS.max,
         1,
+    ),
+    api(
+        ApiKey::DescribeTransactions,
+        DescribeTransactionsRequest::VERSIONS.min,
+        DescribeTransactionsRequest::VERSIONS.max,
+        0,
+    ),
+    api(
+        ApiKey::ListTransactions,
+        ListTransactionsRequest::VERSIONS.min,
+        ListTransactionsRequest::VERSIONS.max,
+        2,
     ),
     api(
         ApiKey::TxnOffsetCommit,
