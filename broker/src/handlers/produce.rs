@@ -208,6 +208,11 @@ fn verify_transaction(
     let Some(id) = transactional_id else {
         return Err(ResponseError::InvalidTxnState);
     };
+    // Cluster mode: the coordinator may be another broker (Kafka asks it with
+    // AddPartitionsToTxn verify_only; not yet), so only ids coordinated here are verified.
+    if !broker.txn.coordinates(broker, id) {
+        return Ok(());
+    }
     let p = crate::txn::ProducerIdAndEpoch {
         producer_id: header.producer_id,
         epoch: header.producer_epoch,

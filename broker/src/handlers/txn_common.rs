@@ -5,13 +5,17 @@ use fjord_protocol::kafka_protocol::error::ResponseError;
 
 use crate::broker::Broker;
 
-/// A transactional id must be non-empty and the coordinator loaded.
+/// A transactional id must be non-empty, coordinated here (NOT_COORDINATOR: the client looks
+/// the coordinator up again) and the coordinator loaded.
 pub(super) fn precheck(broker: &Broker, transactional_id: &str) -> Result<(), ResponseError> {
     if transactional_id.is_empty() {
         return Err(ResponseError::InvalidRequest);
     }
     if !broker.txn.is_loaded() {
         return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    if !broker.txn.coordinates(broker, transactional_id) {
+        return Err(ResponseError::NotCoordinator);
     }
     Ok(())
 }

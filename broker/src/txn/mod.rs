@@ -160,6 +160,20 @@ impl TxnCoordinator {
         Ok(())
     }
 
+    /// Whether this broker coordinates `transactional_id`: it leads the id's
+    /// `__transaction_state` partition (or the topic does not exist yet and will be made here).
+    pub fn coordinates(&self, broker: &Broker, transactional_id: &str) -> bool {
+        let image = broker.image();
+        let Some(topic) = image.topic(STATE_TOPIC) else {
+            return true;
+        };
+        let index = partition_for(transactional_id, topic.partitions.len() as i32);
+        topic
+            .partitions
+            .get(index as usize)
+            .is_some_and(|p| p.leader.0 == broker.node_id())
+    }
+
     /// KIP-890 part 1: a transactional batch may be written only to a partition its producer's
     /// open transaction has added (INVALID_TXN_STATE otherwise; INVALID_PRODUCER_EPOCH for a
     /// stale epoch, as the produce path reports it).
@@ -372,6 +386,9 @@ pub async fn init_producer_id(
     }
     if !broker.txn.is_loaded() {
         return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    if !broker.txn.coordinates(broker, transactional_id) {
+        return Err(ResponseError::NotCoordinator);
     }
     broker.blocking(|b| b.ensure_txn_state_topic()).await?;
     for attempt in 0..3 {
