@@ -17,6 +17,9 @@ use crate::broker::Broker;
 use crate::group::records::OffsetValue;
 use crate::group::{self, GroupKind};
 
+/// One partition of the request: topic index, partition, and its error or offset to commit.
+type Slot = (usize, i32, Result<((String, i32), OffsetValue), ResponseError>);
+
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: TxnOffsetCommitRequest,
@@ -29,7 +32,7 @@ pub(super) async fn handle(
     let image = broker.image();
     let now_ms = crate::clock::now_ms();
     let max_metadata = broker.groups.config.offset_metadata_max_bytes;
-    let mut slots: Vec<(usize, i32, Result<((String, i32), OffsetValue), ResponseError>)> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
     let mut topics: Vec<TxnOffsetCommitResponseTopic> = Vec::new();
     for (ti, t) in request.topics.iter().enumerate() {
         topics.push(TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()));
