@@ -40,6 +40,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Consumer groups and committed offsets.
     pub groups: GroupCoordinator,
+    /// Transactional ids and their transactions.
+    pub txn: crate::txn::TxnCoordinator,
     /// Read buffers reused across fetches.
     pub read_buffers: Arc<BufferPool>,
     /// Producer ids for InitProducerId.
@@ -79,6 +81,7 @@ impl Broker {
         tracing::info!(%cluster_id, node_id = config.node_id, topics = image.topic_count(),
             partitions = image.partition_count(), "broker state loaded");
         let groups = GroupCoordinator::new(config.groups.clone());
+        let txn = crate::txn::TxnCoordinator::new(config.transactions.clone());
         let publishers: Vec<Arc<dyn MetadataPublisher>> = vec![replicas.clone()];
         let publishing = Arc::new(Publishing::new(image, publishers));
         Ok(Arc::new(Broker {
@@ -90,6 +93,7 @@ impl Broker {
             publishing,
             metrics,
             groups,
+            txn,
             read_buffers: BufferPool::new(READ_BUFFER_POOL_BYTES),
             producer_ids: ProducerIdAllocator::default(),
             tiering,

@@ -90,6 +90,7 @@ pub struct BrokerConfig {
     pub cleaner: LogCleanerConfig,
     pub groups: GroupConfig,
     pub producers: ProducerConfig,
+    pub transactions: TransactionConfig,
     pub tiering: TieringConfig,
     pub cluster: ClusterConfig,
 }
@@ -227,6 +228,35 @@ impl Default for ProducerConfig {
     fn default() -> Self {
         ProducerConfig {
             id_expiration_ms: 86_400_000,
+        }
+    }
+}
+
+/// The transaction coordinator (Kafka's `transaction.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransactionConfig {
+    /// transaction.state.log.num.partitions: partitions of `__transaction_state` (fixed once
+    /// created).
+    pub state_log_partitions: i32,
+    /// transaction.state.log.segment.bytes
+    pub state_log_segment_bytes: u64,
+    /// transaction.max.timeout.ms: the longest `transaction.timeout.ms` a producer may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_timeout: Duration,
+    /// transaction.abort.timed.out.transaction.cleanup.interval.ms: how often transactions past
+    /// their timeout are looked for and aborted.
+    #[serde(with = "humantime_serde")]
+    pub abort_timed_out_interval: Duration,
+}
+
+impl Default for TransactionConfig {
+    fn default() -> Self {
+        TransactionConfig {
+            state_log_partitions: 50,
+            state_log_segment_bytes: 100 * 1024 * 1024,
+            max_timeout: Duration::from_secs(900),
+            abort_timed_out_interval: Duration::from_secs(10),
         }
     }
 }

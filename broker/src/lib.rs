@@ -20,6 +20,7 @@ pub mod replication;
 pub mod resources;
 pub mod tiering;
 pub mod topic_config;
+pub mod txn;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +168,7 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     );
     let cleaner = replication::cleaner::LogCleaner::start(broker.clone()).context("starting the log cleaner")?;
     tokio::spawn(group::run(broker.clone(), shutdown_rx.clone()));
+    tokio::spawn(txn::run(broker.clone(), shutdown_rx.clone()));
     if let Some(tiering) = broker.tiering.clone() {
         tiering.load_all(&broker).await;
         tokio::spawn(tiering.run(broker.clone(), shutdown_rx.clone()));

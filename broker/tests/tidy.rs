@@ -56,6 +56,7 @@ const RULES: &[(&str, &[&str])] = &[
         &[
             "controller",
             "group",
+            "txn",
             "replication",
             "tiering",
             "admin",
@@ -70,6 +71,7 @@ const RULES: &[(&str, &[&str])] = &[
     ("handlers", &["network", "admin", "http", "resources"]),
     // The coordinator and the partition layer never reach up into request handling.
     ("group", &["handlers", "network", "admin", "http"]),
+    ("txn", &["handlers", "network", "admin", "http"]),
     (
         "replication",
         &[
@@ -78,6 +80,7 @@ const RULES: &[(&str, &[&str])] = &[
             "admin",
             "http",
             "group",
+            "txn",
             "controller",
             "producer_ids",
             "resources",

@@ -21,7 +21,6 @@ use fjord_protocol::kafka_protocol::protocol::Decodable;
 use fjord_protocol::kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use fjord_storage::Offset;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -203,6 +202,20 @@ pub struct GroupCoordinator {
     /// log in the order the changes were made (a later state is never overwritten by an
     /// earlier one).
     append_order: Mutex<()>,
+    /// Transactional offset commits (TxnOffsetCommit) by producer id, applied when the
+    /// transaction's commit marker reaches their `__consumer_offsets` partition, dropped on abort.
+    txn_offsets: Mutex<HashMap<i64, Vec<PendingTxnOffset>>>,
+}
+
+/// A transactional offset commit waiting for its transaction's outcome.
+#[derive(Debug, Clone)]
+pub struct PendingTxnOffset {
+    pub group: String,
+    /// The group's `__consumer_offsets` partition.
+    pub offsets_partition: i32,
+    pub topic: String,
+    pub partition: i32,
+    pub value: OffsetValue,
 }
 
 /// Kafka's partition of `__consumer_offsets` for a group: `abs(groupId.hashCode()) % n`, with
@@ -235,6 +248,7 @@ impl GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
             append_order: Mutex::new(()),
+            txn_offsets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -246,6 +260,46 @@ impl GroupCoordinator {
     /// Runs `f` on the groups under the coordinator lock.
     pub fn with_groups<T>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> T) -> T {
         f(&mut self.groups.lock())
+    }
+
+    /// Remembers transactional offset commits of `producer_id` until its transaction ends.
+    pub fn add_txn_offsets(&self, producer_id: i64, offsets: Vec<PendingTxnOffset>) {
+        self.txn_offsets.lock().entry(producer_id).or_default().extend(offsets);
+    }
+
+    /// A transaction marker of `producer_id` reached `__consumer_offsets` partition
+    /// `offsets_partition`: its offset commits there become committed offsets (commit) or are
+    /// dropped (abort).
+    pub fn complete_txn(&self, producer_id: i64, offsets_partition: i32, commit: bool) {
+        let done: Vec<PendingTxnOffset> = {
+            let mut pending = self.txn_offsets.lock();
+            let Some(list) = pending.get_mut(&producer_id) else {
+                return;
+            };
+            let (done, rest): (Vec<_>, Vec<_>) = list.drain(..).partition(|o| o.offsets_partition == offsets_partition);
+            *list = rest;
+            if list.is_empty() {
+                pending.remove(&producer_id);
+            }
+            done
+        };
+        if !commit || done.is_empty() {
+            return;
+        }
+        let mut groups = self.groups.lock();
+        for o in done {
+            let group = groups.entry(o.group).or_insert_with(|| Group::new_classic(0));
+            group.offsets.insert((o.topic, o.partition), o.value);
+        }
+    }
+
+    /// Whether `group` has transactional offset commits waiting for their transaction
+    /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT meanwhile).
+    pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        self.txn_offsets.lock().values().any(|list| {
+            list.iter()
+                .any(|o| o.group == group && o.topic == topic && o.partition == partition)
+        })
     }
 
     /// (group, topic, partition, committed offset) of every committed offset, for lag metrics.
@@ -371,8 +425,36 @@ impl GroupCoordinator {
                     }
                 }
             });
-            if let Err(error) = result {
-                tracing::error!(partition = partition.index, %error, "reading __consumer_offsets failed");
+            match result {
+                Ok(open) => {
+                    // Transactional offset commits whose transaction has no marker yet.
+                    for (producer_id, records) in open {
+                        let pending = records
+                            .into_iter()
+                            .filter_map(|(key, value)| match (key, value.map(|v| OffsetValue::decode(&v))) {
+                                (
+                                    RecordKey::Offset {
+                                        group,
+                                        topic,
+                                        partition: p,
+                                    },
+                                    Some(Ok(value)),
+                                ) => Some(PendingTxnOffset {
+                                    group,
+                                    offsets_partition: partition.index,
+                                    topic,
+                                    partition: p,
+                                    value,
+                                }),
+                                _ => None,
+                            })
+                            .collect();
+                        self.add_txn_offsets(producer_id, pending);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(partition = partition.index, %error, "reading __consumer_offsets failed");
+                }
             }
         }
         let now = Instant::now();
@@ -599,55 +681,42 @@ impl StoredConsumerGroup {
     }
 }
 
-/// Reads every record of one `__consumer_offsets` partition, in offset order.
+/// Reads every record of one `__consumer_offsets` partition, in offset order. Records of
+/// transactional batches (TxnOffsetCommit) are visited when their commit marker is read and
+/// dropped at an abort marker; those still open at the end are returned by producer id.
 fn read_partition(
     partition: &crate::replication::Partition,
     mut visit: impl FnMut(RecordKey, Option<Bytes>),
-) -> Result<(), String> {
-    let (start, hw, _) = partition.offsets();
-    // Stored batches decompress within the same cap as everywhere else.
-    let limit = partition.log.lock().config().max_decompressed_read_bytes();
-    let mut offset = start;
-    while offset < hw {
-        let plan = partition
-            .log
-            .lock()
-            .read(offset, hw, 8 << 20, true)
-            .map_err(|e| e.to_string())?;
-        if plan.is_empty() {
-            break;
-        }
-        let bytes = plan.read_bytes().map_err(|e| e.to_string())?;
-        let mut next = offset;
-        for batch in fjord_storage::batch::scan_batches(&bytes) {
-            let batch = batch.map_err(|e| e.to_string())?;
-            next = Offset(batch.header.next_offset());
-            if batch.header.is_control() {
-                continue;
-            }
-            let h = batch.header;
-            let body = &batch.bytes[fjord_storage::batch::BATCH_HEADER_LEN..];
-            let data = fjord_storage::records::decompress_bounded(h.compression(), body, limit)
-                .map_err(|e| format!("batch at offset {}: {e}", h.base_offset))?;
-            for record in fjord_storage::records::RecordIter::new(&data) {
-                let record = record.map_err(|e| format!("batch at offset {}: {e}", h.base_offset))?;
-                if h.base_offset + i64::from(record.meta.offset_delta) < offset.0 {
-                    continue;
+) -> Result<HashMap<i64, Vec<OffsetsRecord>>, String> {
+    use crate::replication::ScannedRecord;
+    let mut open: HashMap<i64, Vec<OffsetsRecord>> = HashMap::new();
+    crate::replication::scan_records(partition, |item| match item {
+        ScannedRecord::Data { header, key, value } => {
+            let Some(key) = key else { return };
+            match RecordKey::decode(key) {
+                Ok(Some(key)) => {
+                    let value = value.map(Bytes::copy_from_slice);
+                    if header.is_transactional() && header.producer_id >= 0 {
+                        open.entry(header.producer_id).or_default().push((key, value));
+                    } else {
+                        visit(key, value);
+                    }
                 }
-                let Some(key) = record.key else { continue };
-                match RecordKey::decode(key) {
-                    Ok(Some(key)) => visit(key, record.value.map(Bytes::copy_from_slice)),
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "skipping unreadable __consumer_offsets key"),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "skipping unreadable __consumer_offsets key"),
+            }
+        }
+        ScannedRecord::Marker { header, control } => {
+            if let Some(records) = open.remove(&header.producer_id)
+                && control == fjord_storage::ControlType::Commit
+            {
+                for (key, value) in records {
+                    visit(key, value);
                 }
             }
         }
-        if next <= offset {
-            break;
-        }
-        offset = next;
-    }
-    Ok(())
+    })?;
+    Ok(open)
 }
 
 /// Encodes records as one uncompressed record batch.
@@ -770,6 +839,62 @@ impl Broker {
                 Err(ResponseError::KafkaStorageError)
             }
         }
+    }
+}
+
+impl Broker {
+    /// Appends transactional offset commits of `producer_id`/`epoch` for `group` to its
+    /// `__consumer_offsets` partition (blocking) and remembers them until the transaction ends.
+    pub fn append_txn_offsets(
+        &self,
+        group: &str,
+        producer_id: i64,
+        epoch: i16,
+        offsets: Vec<((String, i32), OffsetValue)>,
+    ) -> Result<(), ResponseError> {
+        self.ensure_offsets_topic()
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        let index = partition_for(group, self.groups.config.offsets_topic_partitions);
+        let Some(partition) = self.replicas.get(OFFSETS_TOPIC, index) else {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        };
+        let records: Vec<(Bytes, Option<Bytes>)> = offsets
+            .iter()
+            .map(|((topic, p), value)| {
+                let key = RecordKey::Offset {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *p,
+                };
+                (key.encode(), Some(value.encode()))
+            })
+            .collect();
+        let now = crate::clock::now_ms();
+        let batch = crate::txn::records::encode_transactional(producer_id, epoch, &records, now)
+            .map_err(|_| ResponseError::UnknownServerError)?;
+        match self
+            .replicas
+            .append_as_leader(&partition, fjord_storage::AppendOrigin::Coordinator, &batch, now)
+        {
+            Ok(_) => {}
+            Err(fjord_storage::Error::InvalidProducerEpoch { .. }) => return Err(ResponseError::ProducerFenced),
+            Err(error) => {
+                tracing::error!(%group, %error, "appending transactional offsets failed");
+                return Err(ResponseError::KafkaStorageError);
+            }
+        }
+        let pending = offsets
+            .into_iter()
+            .map(|((topic, p), value)| PendingTxnOffset {
+                group: group.to_string(),
+                offsets_partition: index,
+                topic,
+                partition: p,
+                value,
+            })
+            .collect();
+        self.groups.add_txn_offsets(producer_id, pending);
+        Ok(())
     }
 }
 

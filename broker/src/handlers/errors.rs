@@ -15,7 +15,7 @@ pub(super) fn storage_error_code(error: &StorageError) -> ResponseError {
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         StorageError::InvalidSequence { .. } => ResponseError::InvalidRecord,
-        StorageError::TransactionalBatch { .. } => ResponseError::InvalidTxnState,
+        StorageError::InvalidControlBatch { .. } => ResponseError::InvalidRecord,
         // A stored batch that cannot be read (Kafka's CorruptRecordException).
         StorageError::CorruptBatch { .. } => ResponseError::CorruptMessage,
         _ => ResponseError::KafkaStorageError,

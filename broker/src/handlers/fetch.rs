@@ -5,7 +5,9 @@
 //! allows. A fetch from a follower replica (`replica_id`, or `replica_state` from v15) reads up to
 //! the log end offset instead of the high watermark, records the follower's position (which moves
 //! the high watermark), and answers a follower whose last fetched epoch diverges from this log
-//! with `diverging_epoch` (KIP-595/KIP-320) so it truncates.
+//! with `diverging_epoch` (KIP-595/KIP-320) so it truncates. With `isolation_level=1`
+//! (read_committed) data is returned only below the last stable offset, with the aborted
+//! transactions overlapping the returned range.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,8 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use fjord_metadata::TopicId;
 use fjord_protocol::kafka_protocol::error::ResponseError;
-use fjord_protocol::kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
-use fjord_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse};
+use fjord_protocol::kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
+use fjord_protocol::kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use fjord_storage::{Offset, ReadPlan};
 use tokio::sync::Notify;
 
@@ -41,6 +45,9 @@ struct Wanted {
 struct Planned {
     error: Option<ResponseError>,
     high_watermark: i64,
+    last_stable_offset: i64,
+    /// read_committed: aborted transactions in the fetched range.
+    aborted: Vec<fjord_storage::AbortedTxn>,
     log_start_offset: i64,
     plan: Option<ReadPlan>,
     /// A read below the local log start, served from tiered storage.
@@ -149,7 +156,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
                 p.register_waiter(&waiter);
             }
         }
-        let planned = plan_reads(&wanted, max_bytes);
+        let planned = plan_reads(&wanted, max_bytes, request.isolation_level == 1);
         let total: usize = planned.iter().filter_map(|p| p.plan.as_ref()).map(ReadPlan::len).sum();
         let any_error = planned.iter().any(|p| p.error.is_some() || p.remote.is_some())
             || wanted.iter().any(|w| w.diverging.is_some());
@@ -199,9 +206,19 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
             .with_partition_index(w.index)
             .with_error_code(error.map_or(0, |e| e.code()))
             .with_high_watermark(planned.high_watermark)
-            .with_last_stable_offset(planned.high_watermark)
+            .with_last_stable_offset(planned.last_stable_offset)
             .with_log_start_offset(planned.log_start_offset)
-            .with_aborted_transactions(read_committed.then(Vec::new))
+            .with_aborted_transactions(read_committed.then(|| {
+                planned
+                    .aborted
+                    .iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            }))
             .with_preferred_read_replica(super::broker_id(-1))
             .with_records(Some(records));
         topics[w.topic_index].partitions.push(partition);
@@ -222,7 +239,7 @@ fn epoch_error(requested: i32, current: i32) -> Option<ResponseError> {
 /// Plans every partition's read under its log lock (cheap: index lookups), applying the
 /// request-wide byte limit. Only the first partition that returns data may exceed the limits,
 /// by returning one whole batch (KIP-74).
-fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
+fn plan_reads(wanted: &[Wanted], max_bytes: usize, read_committed: bool) -> Vec<Planned> {
     let mut remaining = max_bytes;
     let mut first_data = true;
     wanted
@@ -236,20 +253,34 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                 return Planned {
                     error: w.fixed_error,
                     high_watermark: -1,
+                    last_stable_offset: -1,
+                    aborted: Vec::new(),
                     log_start_offset: -1,
                     plan: None,
                     remote: None,
                 };
             };
             let log = partition.log.lock();
-            let (local_start, hw) = (log.log_start_offset(), log.high_watermark());
-            // A follower copies everything the leader has; consumers read what the ISR has.
-            let upper = if w.follower { log.log_end_offset() } else { hw };
+            let (local_start, hw, lso) = (log.log_start_offset(), log.high_watermark(), log.last_stable_offset());
+            // A follower copies everything the leader has; consumers read what the ISR has,
+            // read_committed ones up to the last stable offset.
+            let upper = if w.follower {
+                log.log_end_offset()
+            } else if read_committed {
+                lso
+            } else {
+                hw
+            };
             let limit = w.partition_max_bytes.min(remaining);
             let result = if limit == 0 && !first_data {
                 Ok(None)
             } else {
                 log.read(Offset(w.fetch_offset), upper, limit, first_data).map(Some)
+            };
+            let aborted = if read_committed && !w.follower && w.fetch_offset < upper.0 {
+                log.aborted_transactions(Offset(w.fetch_offset), upper)
+            } else {
+                Vec::new()
             };
             drop(log);
             let log_start = crate::tiering::log_start_offset(partition, local_start);
@@ -271,6 +302,8 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                 return Planned {
                     error: None,
                     high_watermark: hw.0,
+                    last_stable_offset: lso.0,
+                    aborted,
                     log_start_offset: log_start.0,
                     plan: None,
                     remote: Some(read),
@@ -286,6 +319,8 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                     Planned {
                         error: None,
                         high_watermark: hw.0,
+                        last_stable_offset: lso.0,
+                        aborted,
                         log_start_offset: log_start.0,
                         plan,
                         remote: None,
@@ -294,6 +329,8 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize) -> Vec<Planned> {
                 Err(error) => Planned {
                     error: Some(storage_error_code(&error)),
                     high_watermark: hw.0,
+                    last_stable_offset: lso.0,
+                    aborted: Vec::new(),
                     log_start_offset: log_start.0,
                     plan: None,
                     remote: None,

@@ -1,6 +1,6 @@
 //! FindCoordinator (key 10): a group is coordinated by the leader of its `__consumer_offsets`
-//! partition (transactional ids, until transactions land: by this node).
-//! Creates `__consumer_offsets` on first use, as Kafka does. v4+ batches keys.
+//! partition, a transactional id by the leader of its `__transaction_state` partition (both by
+//! the Java hash of the key). Creates either topic on first use, as Kafka does. v4+ batches keys.
 
 use std::sync::Arc;
 
@@ -19,8 +19,21 @@ pub(super) async fn handle(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let created = if broker.image().topic(crate::group::OFFSETS_TOPIC).is_some() {
+    let internal_topic = if request.key_type == 1 {
+        crate::txn::STATE_TOPIC
+    } else {
+        crate::group::OFFSETS_TOPIC
+    };
+    let created = if broker.image().topic(internal_topic).is_some() || !KEY_TYPES.contains(&request.key_type) {
         Ok(())
+    } else if request.key_type == 1 {
+        broker
+            .blocking(|b| b.ensure_txn_state_topic())
+            .await
+            .map_err(|code| crate::controller::ApiError {
+                code,
+                message: "cannot create __transaction_state".into(),
+            })
     } else {
         broker.blocking(|b| b.ensure_offsets_topic()).await
     };
@@ -43,13 +56,16 @@ pub(super) async fn handle(
         if key.is_empty() && request.key_type == 0 {
             return (Some(ResponseError::InvalidGroupId), "group id is empty".into());
         }
+        if key.is_empty() && request.key_type == 1 {
+            return (Some(ResponseError::InvalidRequest), "transactional id is empty".into());
+        }
         (None, String::new())
     };
     let image = broker.image();
     let brokers = super::live_brokers(broker, &image);
-    // The leader of the group's offsets partition, if it is a live broker.
+    // The leader of the key's internal partition, if it is a live broker.
     let coordinator_of = |key: &str| -> Option<(i32, String, i32)> {
-        let topic = image.topic(crate::group::OFFSETS_TOPIC)?;
+        let topic = image.topic(internal_topic)?;
         let index = crate::group::partition_for(key, topic.partitions.len() as i32);
         let leader = topic.partitions.get(index as usize)?.leader.0;
         let b = brokers.iter().find(|b| b.id == leader)?;
@@ -59,10 +75,10 @@ pub(super) async fn handle(
         .iter()
         .map(|key| {
             let (mut error, mut message) = answer(key);
-            let (node, host, port) = if request.key_type == 0 && error.is_none() {
+            let (node, host, port) = if error.is_none() {
                 coordinator_of(key).unwrap_or_else(|| {
                     error = Some(ResponseError::CoordinatorNotAvailable);
-                    message = "the group's offsets partition has no live leader".into();
+                    message = format!("the key's {internal_topic} partition has no live leader");
                     (-1, String::new(), -1)
                 })
             } else {

@@ -25,6 +25,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, ve
     // v10+ (KIP-1075): how long a lookup may wait for remote storage; REQUEST_TIMED_OUT after.
     let remote_timeout = (version >= 10 && request.timeout_ms >= 0)
         .then(|| std::time::Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)));
+    // read_committed: LATEST is the last stable offset.
+    let read_committed = request.isolation_level == 1;
     // Timestamp lookups may read and decompress segment data: off the async workers.
     broker
         .blocking(move |broker| {
@@ -35,7 +37,17 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, ve
                     let partitions = t
                         .partitions
                         .iter()
-                        .map(|p| lookup(broker, &t.name, p.partition_index, p.timestamp, version, remote_timeout))
+                        .map(|p| {
+                            lookup(
+                                broker,
+                                &t.name,
+                                p.partition_index,
+                                p.timestamp,
+                                version,
+                                remote_timeout,
+                                read_committed,
+                            )
+                        })
                         .collect();
                     ListOffsetsTopicResponse::default()
                         .with_name(t.name)
@@ -54,6 +66,7 @@ fn lookup(
     timestamp: i64,
     version: i16,
     remote_timeout: Option<std::time::Duration>,
+    read_committed: bool,
 ) -> ListOffsetsPartitionResponse {
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(index)
@@ -127,6 +140,7 @@ fn lookup(
     }
     let log = partition.log.lock();
     let found = match timestamp {
+        LATEST if read_committed => Ok(Some((log.last_stable_offset(), -1))),
         LATEST => Ok(Some((log.high_watermark(), -1))),
         EARLIEST => Ok(Some((
             crate::tiering::log_start_offset(&partition, log.log_start_offset()),

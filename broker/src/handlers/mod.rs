@@ -1,6 +1,8 @@
 //! One file per Kafka API. `handle` dispatches a decoded request to its handler and wraps the
 //! response; partition- and topic-level failures are error codes inside responses, never `Err`.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 pub mod api_versions;
 mod consumer_group_describe;
@@ -16,7 +18,9 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_quorum;
+mod describe_transactions;
 mod elect_leaders;
+mod end_txn;
 mod errors;
 mod fetch;
 mod find_coordinator;
@@ -34,6 +38,9 @@ mod offset_for_leader_epoch;
 mod operations;
 mod produce;
 mod sync_group;
+mod txn_common;
+mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -173,7 +180,32 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))
         }
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await),
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(broker, r, version).await)
+        }
+        // Transaction APIs end their turn at once: ending a transaction waits for fsyncs, and
+        // their order is the coordinator's (CONCURRENT_TRANSACTIONS), not the connection's.
+        RequestKind::AddPartitionsToTxn(r) => {
+            turn.end();
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(broker, r, version).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            turn.end();
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(broker, r, version).await)
+        }
+        RequestKind::EndTxn(r) => {
+            turn.end();
+            ResponseKind::EndTxn(end_txn::handle(broker, r, version).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            turn.end();
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(broker, r, version).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(describe_transactions::describe(broker, r))
+        }
+        RequestKind::ListTransactions(r) => ResponseKind::ListTransactions(describe_transactions::list(broker, r)),
+        RequestKind::WriteTxnMarkers(r) => ResponseKind::WriteTxnMarkers(write_txn_markers::handle(broker, r).await),
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r).await)
         }

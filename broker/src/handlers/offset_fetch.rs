@@ -1,5 +1,7 @@
 //! OffsetFetch (key 9): committed offsets of one group (v1–7) or several (v8+), for the listed
-//! partitions or, with a null topic list, for every partition the group has committed.
+//! partitions or, with a null topic list, for every partition the group has committed. With
+//! `require_stable` (v7+), a partition with a transactional offset commit still waiting for its
+//! transaction's outcome gets UNSTABLE_OFFSET_COMMIT (the client retries), as in Kafka.
 
 use std::sync::Arc;
 
@@ -18,6 +20,9 @@ use crate::group::{self, GroupKind};
 type Committed = (i32, i64, i32, String);
 
 pub(super) fn handle(broker: &Arc<Broker>, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let require_stable = version >= 7 && request.require_stable;
+    let unstable =
+        |group: &str, topic: &str, p: i32| require_stable && broker.groups.has_pending_txn_offset(group, topic, p);
     if version >= 8 {
         let groups = request
             .groups
@@ -31,21 +36,29 @@ pub(super) fn handle(broker: &Arc<Broker>, request: OffsetFetchRequest, version:
                 let member = g.member_id.map(|m| (m.to_string(), g.member_epoch));
                 let (error, topics) = fetch(broker, &g.group_id, wanted, member, version);
                 OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id)
+                    .with_group_id(g.group_id.clone())
                     .with_error_code(error.map_or(0, |e| e.code()))
                     .with_topics(
                         topics
                             .into_iter()
                             .map(|(name, parts)| {
+                                let topic = name.to_string();
                                 OffsetFetchResponseTopics::default().with_name(name).with_partitions(
                                     parts
                                         .into_iter()
                                         .map(|(p, offset, epoch, metadata)| {
-                                            OffsetFetchResponsePartitions::default()
+                                            let partition = OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
-                                                .with_metadata(Some(str_bytes(metadata)))
+                                                .with_metadata(Some(str_bytes(metadata)));
+                                            if unstable(&g.group_id, &topic, p) {
+                                                partition
+                                                    .with_committed_offset(-1)
+                                                    .with_error_code(ResponseError::UnstableOffsetCommit.code())
+                                            } else {
+                                                partition
+                                            }
                                         })
                                         .collect(),
                                 )
@@ -65,15 +78,23 @@ pub(super) fn handle(broker: &Arc<Broker>, request: OffsetFetchRequest, version:
     let topics = topics
         .into_iter()
         .map(|(name, parts)| {
+            let topic = name.to_string();
             OffsetFetchResponseTopic::default().with_name(name).with_partitions(
                 parts
                     .into_iter()
                     .map(|(p, offset, epoch, metadata)| {
+                        let unstable = unstable(&request.group_id, &topic, p);
                         let partition = OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
-                            .with_committed_offset(offset)
+                            .with_committed_offset(if unstable { -1 } else { offset })
                             .with_metadata(Some(str_bytes(metadata)))
-                            .with_error_code(if version < 2 { error.map_or(0, |e| e.code()) } else { 0 });
+                            .with_error_code(if unstable {
+                                ResponseError::UnstableOffsetCommit.code()
+                            } else if version < 2 {
+                                error.map_or(0, |e| e.code())
+                            } else {
+                                0
+                            });
                         if version >= 5 {
                             partition.with_committed_leader_epoch(epoch)
                         } else {

@@ -4,7 +4,9 @@
 //! every ISR member has it on disk (on one node the ISR is this broker). acks=all with fewer than
 //! `min.insync.replicas` in the ISR gets NOT_ENOUGH_REPLICAS before the append, or
 //! NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank while waiting. A payload refused for some
-//! of its records lists them in `record_errors` (KIP-467, Produce v8+).
+//! of its records lists them in `record_errors` (KIP-467, Produce v8+). Transactional batches are
+//! written only to partitions their producer's open transaction has added (KIP-890 part 1,
+//! checked with the transaction coordinator: INVALID_TXN_STATE otherwise).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -70,6 +72,7 @@ pub(super) async fn handle(
             broker.blocking(move |b| b.auto_create_topics(&missing)).await;
         }
     }
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.to_string());
     for (topic_index, t) in request.topic_data.into_iter().enumerate() {
         topics.push(
             TopicProduceResponse::default()
@@ -107,10 +110,18 @@ pub(super) async fn handle(
                     error_response(p.index, ResponseError::CorruptMessage, "records are missing"),
                     None,
                 ),
-                (Some(partition), Some(records)) => (
-                    PartitionProduceResponse::default().with_index(p.index),
-                    Some((partition, records)),
-                ),
+                (Some(partition), Some(records)) => {
+                    match verify_transaction(broker, transactional_id.as_deref(), &t.name, p.index, &records) {
+                        Ok(()) => (
+                            PartitionProduceResponse::default().with_index(p.index),
+                            Some((partition, records)),
+                        ),
+                        Err(code) => (
+                            error_response(p.index, code, "the partition is not in the producer's transaction"),
+                            None,
+                        ),
+                    }
+                }
             };
             slots.push(Slot {
                 topic_index,
@@ -244,6 +255,36 @@ fn append(broker: &Broker, mut slot: Slot, acks: i16, now_ms: i64) -> Slot {
         }
     }
     slot
+}
+
+/// KIP-890 part 1: a transactional payload's partition must be in its producer's open
+/// transaction (the first batch speaks for the payload; clients send one per partition).
+fn verify_transaction(
+    broker: &Broker,
+    transactional_id: Option<&str>,
+    topic: &str,
+    index: i32,
+    records: &[u8],
+) -> Result<(), ResponseError> {
+    let Ok(header) = fjord_storage::batch::BatchHeader::parse(records) else {
+        return Ok(()); // the append refuses it with the right code
+    };
+    if !header.is_transactional() || header.is_control() {
+        return Ok(());
+    }
+    let Some(id) = transactional_id else {
+        return Err(ResponseError::InvalidTxnState);
+    };
+    // Cluster mode: the coordinator may be another broker (Kafka asks it with
+    // AddPartitionsToTxn verify_only; not yet), so only ids coordinated here are verified.
+    if !broker.txn.coordinates(broker, id) {
+        return Ok(());
+    }
+    let p = crate::txn::ProducerIdAndEpoch {
+        producer_id: header.producer_id,
+        epoch: header.producer_epoch,
+    };
+    broker.txn.verify_partition(id, p, topic, index)
 }
 
 fn error_response(index: i32, code: ResponseError, message: &str) -> PartitionProduceResponse {

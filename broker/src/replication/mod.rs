@@ -18,7 +18,7 @@ use fjord_storage::{LeaderEpoch, Log};
 use parking_lot::RwLock;
 
 pub use flusher::Flusher;
-pub use partition::Partition;
+pub use partition::{Partition, ScannedRecord, scan_records};
 
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;

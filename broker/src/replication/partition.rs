@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use fjord_metadata::TopicId;
-use fjord_storage::{LeaderEpoch, Log, Offset};
+use fjord_storage::batch::BatchHeader;
+use fjord_storage::{ControlType, LeaderEpoch, Log, Offset};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -313,4 +314,73 @@ impl Partition {
     pub(crate) fn mark_dirty(&self) -> bool {
         !self.dirty.swap(true, Ordering::AcqRel)
     }
+}
+
+/// One item of [`scan_records`].
+pub enum ScannedRecord<'a> {
+    /// A data record and the header of its batch.
+    Data {
+        header: &'a BatchHeader,
+        key: Option<&'a [u8]>,
+        value: Option<&'a [u8]>,
+    },
+    /// A transaction marker (a control batch with a producer id).
+    Marker {
+        header: &'a BatchHeader,
+        control: ControlType,
+    },
+}
+
+/// Reads every record of a partition from its log start to its high watermark, in offset order
+/// (the coordinators' replay of their internal topics).
+pub fn scan_records(partition: &Partition, mut visit: impl FnMut(ScannedRecord<'_>)) -> Result<(), String> {
+    let (start, hw, _) = partition.offsets();
+    // Stored batches decompress within the same cap as everywhere else.
+    let limit = partition.log.lock().config().max_decompressed_read_bytes();
+    let mut offset = start;
+    while offset < hw {
+        let plan = partition
+            .log
+            .lock()
+            .read(offset, hw, 8 << 20, true)
+            .map_err(|e| e.to_string())?;
+        if plan.is_empty() {
+            break;
+        }
+        let bytes = plan.read_bytes().map_err(|e| e.to_string())?;
+        let mut next = offset;
+        for batch in fjord_storage::batch::scan_batches(&bytes) {
+            let batch = batch.map_err(|e| e.to_string())?;
+            let h = batch.header;
+            next = Offset(h.next_offset());
+            if h.is_control() {
+                if h.producer_id >= 0
+                    && h.base_offset >= offset.0
+                    && let Some(control) = fjord_storage::control_type_of(batch.bytes)
+                {
+                    visit(ScannedRecord::Marker { header: &h, control });
+                }
+                continue;
+            }
+            let body = &batch.bytes[fjord_storage::batch::BATCH_HEADER_LEN..];
+            let data = fjord_storage::records::decompress_bounded(h.compression(), body, limit)
+                .map_err(|e| format!("batch at offset {}: {e}", h.base_offset))?;
+            for record in fjord_storage::records::RecordIter::new(&data) {
+                let record = record.map_err(|e| format!("batch at offset {}: {e}", h.base_offset))?;
+                if h.base_offset + i64::from(record.meta.offset_delta) < offset.0 {
+                    continue;
+                }
+                visit(ScannedRecord::Data {
+                    header: &h,
+                    key: record.key,
+                    value: record.value,
+                });
+            }
+        }
+        if next <= offset {
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
 }

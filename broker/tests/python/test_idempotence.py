@@ -7,8 +7,7 @@
 - kill -9 of the broker while an idempotent producer is sending, then restart on the same data
   dir: the same producer carries on, nothing is lost or duplicated;
 - the wire contract, byte by byte: InitProducerId ids stay unique across a kill -9, a
-  transactional id gets TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53, README "Compatibility
-  notes"), a retried batch gets its original offset, a gap gets OUT_OF_ORDER_SEQUENCE_NUMBER (45)
+  transactional id gets its own id whose epoch the next call bumps, a retried batch gets its original offset, a gap gets OUT_OF_ORDER_SEQUENCE_NUMBER (45)
   and a stale epoch INVALID_PRODUCER_EPOCH (47).
 """
 
@@ -362,7 +361,7 @@ def produce(addr: str, topic: str, batch: bytes) -> tuple[int, int]:
     return error, base_offset
 
 
-def test_init_producer_id_is_unique_across_kill9_and_refuses_transactional_ids(broker_factory):
+def test_init_producer_id_is_unique_across_kill9_and_serves_transactional_ids(broker_factory):
     broker = broker_factory(name="wire")
     first = [init_producer_id_v1(broker.bootstrap, None) for _ in range(3)]
     assert all(err == 0 and epoch == 0 for err, _, epoch in first), first
@@ -373,9 +372,14 @@ def test_init_producer_id_is_unique_across_kill9_and_refuses_transactional_ids(b
     assert (err, epoch) == (0, 0)
     assert after > max(ids), "a restarted broker must not hand out an id again"
 
-    # Transactions are a later issue: a transactional id is refused with 53, an empty one is
-    # INVALID_REQUEST (42) as in Kafka. The broker keeps serving idempotent producers.
-    assert init_producer_id_v1(broker.bootstrap, "my-txn") == (53, -1, -1)
+    # A transactional id gets a producer id from the transaction coordinator, and the same id
+    # again bumps its epoch (test_transactions.py); an empty one is INVALID_REQUEST (42) as in
+    # Kafka. The broker keeps serving idempotent producers.
+    err, txn_pid, txn_epoch = wait_until(
+        lambda: (r := init_producer_id_v1(broker.bootstrap, "my-txn"))[0] != 14 and r, 10,
+        "transaction coordinator loaded")
+    assert (err, txn_epoch) == (0, 0) and txn_pid > after
+    assert init_producer_id_v1(broker.bootstrap, "my-txn") == (0, txn_pid, 1)
     assert init_producer_id_v1(broker.bootstrap, "") == (42, -1, -1)
     assert init_producer_id_v1(broker.bootstrap, None)[0] == 0
 

@@ -2,7 +2,10 @@
 //! at a version outside it is never decoded (kafka.md §2 pitfall 3: advertise only what we decode
 //! and implement, never `ApiKey::valid_versions()`).
 
-use kafka_protocol::messages::InitProducerIdRequest;
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
+    InitProducerIdRequest, ListTransactionsRequest, TxnOffsetCommitRequest, WriteTxnMarkersRequest,
+};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
@@ -44,7 +47,49 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         InitProducerIdRequest::VERSIONS.min,
         InitProducerIdRequest::VERSIONS.max,
         5,
-    ), // idempotent producers only; a transactional id is refused (transactions are a later issue)
+    ), // v6 (keep_prepared_txn, KIP-939) is not decoded
+    api(
+        ApiKey::AddPartitionsToTxn,
+        AddPartitionsToTxnRequest::VERSIONS.min,
+        AddPartitionsToTxnRequest::VERSIONS.max,
+        4,
+    ), // v4 batches transactions and verifies (KIP-890 part 1); v5 is transaction version 2
+    api(
+        ApiKey::AddOffsetsToTxn,
+        AddOffsetsToTxnRequest::VERSIONS.min,
+        AddOffsetsToTxnRequest::VERSIONS.max,
+        3,
+    ), // v4 is transaction version 2 (KIP-890 part 2)
+    api(
+        ApiKey::EndTxn,
+        EndTxnRequest::VERSIONS.min,
+        EndTxnRequest::VERSIONS.max,
+        4,
+    ), // v5 is transaction version 2 (epoch bump per transaction)
+    api(
+        ApiKey::WriteTxnMarkers,
+        WriteTxnMarkersRequest::VERSIONS.min,
+        WriteTxnMarkersRequest::VERSIONS.max,
+        1,
+    ),
+    api(
+        ApiKey::DescribeTransactions,
+        DescribeTransactionsRequest::VERSIONS.min,
+        DescribeTransactionsRequest::VERSIONS.max,
+        0,
+    ),
+    api(
+        ApiKey::ListTransactions,
+        ListTransactionsRequest::VERSIONS.min,
+        ListTransactionsRequest::VERSIONS.max,
+        2,
+    ),
+    api(
+        ApiKey::TxnOffsetCommit,
+        TxnOffsetCommitRequest::VERSIONS.min,
+        TxnOffsetCommitRequest::VERSIONS.max,
+        4,
+    ), // v5 is transaction version 2
     api(
         ApiKey::Fetch,
         FetchRequest::VERSIONS.min,

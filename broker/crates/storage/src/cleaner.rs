@@ -30,7 +30,9 @@
 //! delta, producer id/epoch/base sequence, timestamps, leader epoch), so offsets keep their gaps.
 //! A batch left empty is kept as an empty batch if it is the last batch of its producer id (the
 //! idempotent producer state needs it, as in Kafka). Control and transactional batches are copied
-//! verbatim (transactions are not supported yet).
+//! verbatim, and their records never enter the key map (the cleaner does not know which
+//! transactions were aborted, so a transactional record must not make it drop an earlier value;
+//! removing aborted data and markers as Kafka does is not implemented).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -510,7 +512,9 @@ pub fn clean_log(
             if h.producer_id >= 0 {
                 last_batch.insert(h.producer_id, h.base_offset);
             }
-            if dirty && !h.is_control() {
+            // Records of transactions never supersede earlier values: an aborted one must not
+            // (the cleaner does not know outcomes), and keeping older values is always safe.
+            if dirty && !h.is_control() && !h.is_transactional() {
                 let records =
                     decoded_records(&h, reader.batch(), plan.decompress_limit).map_err(|e| src.corrupt(&h, e))?;
                 for r in parse_records(&records).map_err(|e| src.corrupt(&h, e))? {

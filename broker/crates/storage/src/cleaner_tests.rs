@@ -850,3 +850,70 @@ fn cleaner_throughput() {
         );
     }
 }
+
+/// A batch of producer `pid` (epoch 0) marked transactional, or its abort marker.
+fn txn_batch(records: &[Kv], pid: i64, seq0: i32, ts: i64, control: bool) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: true,
+            control,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: if control { -1 } else { seq0 + i as i32 },
+            timestamp: ts,
+            key: k.as_ref().map(|k| Bytes::from(k.clone())),
+            value: v.as_ref().map(|v| Bytes::from(v.clone())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.to_vec()
+}
+
+#[test]
+fn records_of_transactions_never_make_the_cleaner_drop_earlier_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), compact_config(), true).expect("open");
+    let ts = now();
+    append(&mut log, &[kv("k", "committed")], Compression::None, ts);
+    // A transaction rewrites the key and is aborted: the earlier value is still the latest one
+    // a read_committed reader sees, so compaction must keep it.
+    log.append(&txn_batch(&[kv("k", "aborted")], 7, 0, ts, false), LeaderEpoch(0), ts)
+        .expect("transactional batch");
+    let abort = (
+        Some(String::from_utf8(vec![0, 0, 0, 0]).expect("utf8")),
+        Some("\0\0\0\0\0\0".to_string()),
+    );
+    log.append_from(
+        crate::AppendOrigin::Coordinator,
+        &txn_batch(&[abort], 7, 0, ts, true),
+        LeaderEpoch(0),
+        ts,
+    )
+    .expect("abort marker");
+    assert_eq!(log.aborted_transactions(Offset(0), Offset(100)).len(), 1);
+    fill_rounds(&mut log, Compression::None, 10);
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    let log = Mutex::new(log);
+    clean(&log, now()).expect("cleanable");
+    let log = log.into_inner();
+    let (reads, _) = read_records(&log);
+    let k: Vec<&Read> = reads.iter().filter(|r| r.key.as_deref() == Some("k")).collect();
+    assert_eq!(k.first().and_then(|r| r.value.as_deref()), Some("committed"), "{k:?}");
+}

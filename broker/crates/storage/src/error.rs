@@ -107,9 +107,9 @@ pub enum Error {
         base_sequence: i32,
     },
 
-    /// A transactional batch: transactions are not supported yet (Kafka INVALID_TXN_STATE).
-    #[error("transactional batch from producer {producer_id}: transactions are not supported")]
-    TransactionalBatch {
+    /// A control batch whose record is not a commit or abort marker (Kafka INVALID_RECORD).
+    #[error("control batch from producer {producer_id} is not a transaction marker")]
+    InvalidControlBatch {
         /// The producer id.
         producer_id: i64,
     },

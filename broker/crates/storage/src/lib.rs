@@ -39,6 +39,9 @@ pub use log::{
     AppendInfo, ClosedSegment, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_MAX_MESSAGE_BYTES, FlushTicket, Log, LogConfig,
     OpenStats, ReadPlan, RetentionOutcome, TimestampType, first_record_at_or_after,
 };
-pub use producer_state::{BatchMetadata, NUM_BATCHES_TO_RETAIN, ProducerId, ProducerStateEntry, last_sequence};
+pub use producer_state::{
+    AbortedTxn, BatchMetadata, ControlType, NUM_BATCHES_TO_RETAIN, ProducerId, ProducerStateEntry, control_type_of,
+    last_sequence,
+};
 pub use records::AppendOrigin;
 pub use types::{LeaderEpoch, Offset};

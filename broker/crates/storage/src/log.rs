@@ -24,7 +24,9 @@ use crate::checkpoint;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{Error, Result};
 use crate::files::{FileCache, FileHandle};
-use crate::producer_state::{BatchOutcome, ProducerId, ProducerStateEntry, ProducerStateManager};
+use crate::producer_state::{
+    self, AbortedTxn, BatchOutcome, ControlType, ProducerId, ProducerStateEntry, ProducerStateManager,
+};
 use crate::records::{self, AppendOrigin, RecordChecks};
 use crate::segment::{self, INDEX_SUFFIX, IndexLimits, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX};
 use crate::types::{LeaderEpoch, Offset};
@@ -785,10 +787,21 @@ impl Log {
             TimestampType::CreateTime => None,
         };
         let base_offset = self.log_end_offset().0;
+        let controls: Vec<Option<ControlType>> = validated
+            .batches
+            .iter()
+            .map(|b| {
+                b.header
+                    .is_control()
+                    .then(|| producer_state::control_type_of(&records[b.range.clone()]))
+                    .flatten()
+            })
+            .collect();
         let check = self.producers.check_append(
-            validated.batches.iter().map(|b| &b.header),
+            validated.batches.iter().map(|b| &b.header).zip(controls),
             base_offset,
             log_append_time,
+            origin == AppendOrigin::Coordinator,
         )?;
         if check.outcomes.iter().any(|o| matches!(o, BatchOutcome::Duplicate(_))) {
             return self.append_skipping_duplicates(origin, records, &validated, &check.outcomes, leader_epoch, now_ms);
@@ -920,7 +933,7 @@ impl Log {
                 self.epochs
                     .assign_if_newer(b.header.partition_leader_epoch, b.header.base_offset);
             }
-            self.producers.apply_replicated(&b.header);
+            self.producers.apply_replicated(&b.header, &records[b.range.clone()]);
         }
         let new_leo = last.next_offset();
         let full = self.unflushed_appends.len() >= MAX_APPEND_MARKS;
@@ -1532,6 +1545,26 @@ impl Log {
     }
 
     /// Number of idempotent producers tracked.
+    /// First offset of the oldest open transaction, if any.
+    pub fn first_unstable_offset(&self) -> Option<Offset> {
+        self.producers.first_unstable_offset().map(Offset)
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the oldest open
+    /// transaction if lower (read_committed consumers read up to it).
+    pub fn last_stable_offset(&self) -> Offset {
+        let hw = self.high_watermark();
+        match self.producers.first_unstable_offset() {
+            Some(o) if o < hw.0 => Offset(o),
+            _ => hw,
+        }
+    }
+
+    /// Aborted transactions overlapping `[from, upto)` (for read_committed fetches).
+    pub fn aborted_transactions(&self, from: Offset, upto: Offset) -> Vec<AbortedTxn> {
+        self.producers.aborted_between(from.0, upto.0)
+    }
+
     pub fn producer_count(&self) -> usize {
         self.producers.producers().len()
     }

@@ -711,6 +711,19 @@ impl<'a> HeaderReader<'a> {
     }
 }
 
+/// The marker type of the control batch `header` at `pos` (None if its record is not a marker).
+pub(crate) fn control_type_at(
+    seg: &Segment,
+    pos: u64,
+    header: &BatchHeader,
+) -> Result<Option<crate::producer_state::ControlType>> {
+    let mut buf = vec![0u8; header.total_len()];
+    seg.open_log()?
+        .read_exact_at(&mut buf, pos)
+        .map_err(Error::io("read segment", &seg.log_path))?;
+    Ok(crate::producer_state::control_type_of(&buf))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -249,21 +249,102 @@ fn several_batches_in_one_payload_are_each_checked() {
 }
 
 #[test]
-fn negative_sequence_and_transactional_batches_are_refused() {
+fn negative_sequences_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Log::open(dir.path(), LogConfig::default(), false).expect("open");
     assert!(matches!(
         append(&mut log, &idem(PID, 0, -1, 1, 10)),
         Err(Error::InvalidSequence { .. })
     ));
-    let mut txn = idem(PID, 0, 0, 1, 10);
-    let mut h = BatchHeader::parse(&txn).expect("header");
-    h.attributes |= 1 << 4;
-    txn[..BATCH_HEADER_LEN].copy_from_slice(&h.encode());
-    let crc = compute_crc(&txn);
-    txn[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
-    assert!(matches!(append(&mut log, &txn), Err(Error::TransactionalBatch { .. })));
     assert_eq!(log.log_end_offset(), Offset(0));
+}
+
+/// A transactional batch of `n` records.
+fn txn(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
+    let mut b = idem(pid, epoch, seq, n, 10);
+    let mut h = BatchHeader::parse(&b).expect("header");
+    h.attributes |= 1 << 4;
+    b[..BATCH_HEADER_LEN].copy_from_slice(&h.encode());
+    let crc = compute_crc(&b);
+    b[CRC_POS..CRC_POS + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A commit (or abort) marker of `pid`/`epoch`, as the transaction coordinator writes it.
+fn marker(pid: i64, epoch: i16, commit: bool) -> Vec<u8> {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: pid,
+        producer_epoch: epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: t0(),
+        key: Some(bytes::Bytes::from(vec![0, 0, 0, u8::from(commit)])),
+        value: Some(bytes::Bytes::from(vec![0, 0, 0, 0, 0, 0])),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [record].iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode marker");
+    buf.to_vec()
+}
+
+fn append_marker(log: &mut Log, bytes: &[u8]) -> crate::Result<AppendInfo> {
+    let info = log.append_from(crate::AppendOrigin::Coordinator, bytes, LeaderEpoch(0), 1_000)?;
+    let leo = log.log_end_offset();
+    log.set_high_watermark(leo);
+    Ok(info)
+}
+
+#[test]
+fn transactions_bound_the_last_stable_offset_and_aborts_are_remembered_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(dir.path(), config(), false).expect("open");
+    ok(&mut log, &idem(PID, 0, 0, 2, 10)); // 0..2
+    ok(&mut log, &txn(PID + 1, 0, 0, 3)); // 2..5, open
+    ok(&mut log, &idem(PID, 0, 2, 1, 10)); // 5
+    assert_eq!(log.last_stable_offset(), Offset(2));
+    append_marker(&mut log, &marker(PID + 1, 0, false)).expect("abort"); // 6
+    assert_eq!(log.last_stable_offset(), Offset(7));
+    let aborted = log.aborted_transactions(Offset(0), Offset(7));
+    assert_eq!(aborted.len(), 1);
+    assert_eq!((aborted[0].first_offset, aborted[0].last_offset), (2, 6));
+    assert!(log.aborted_transactions(Offset(7), Offset(100)).is_empty());
+    ok(&mut log, &txn(PID + 1, 0, 3, 2)); // 7..9, open again
+    ok(&mut log, &txn(PID + 2, 0, 0, 1)); // 9, open
+    append_marker(&mut log, &marker(PID + 1, 0, true)).expect("commit"); // 10
+    assert_eq!(log.last_stable_offset(), Offset(9));
+    // A marker from an older epoch is fenced; a client may not write markers.
+    assert!(matches!(
+        append_marker(&mut log, &marker(PID + 2, 0, true))
+            .and_then(|_| append_marker(&mut log, &marker(PID + 2, -1, true))),
+        Err(Error::InvalidProducerEpoch { .. })
+    ));
+    assert!(append(&mut log, &marker(PID, 0, true)).is_err());
+    ok(&mut log, &txn(PID + 3, 0, 0, 1)); // 12, open
+    let lso = log.last_stable_offset();
+    assert_eq!(lso, Offset(12));
+    // Unclean reopen (replay from the log) and clean reopen (snapshot) agree.
+    drop(log);
+    let log = Log::open(dir.path(), config(), false).expect("reopen");
+    assert_eq!(log.first_unstable_offset(), Some(lso));
+    assert_eq!(log.aborted_transactions(Offset(0), Offset(100)).len(), 1);
+    log.close().expect("close");
+    let log = Log::open(dir.path(), config(), true).expect("reopen clean");
+    assert_eq!(log.first_unstable_offset(), Some(lso));
+    assert_eq!(log.aborted_transactions(Offset(0), Offset(100)).len(), 1);
 }
 
 #[test]
@@ -284,8 +365,8 @@ fn snapshot_encoding_round_trips_and_detects_corruption() {
     }
     producers.insert(7, e);
     producers.insert(-5, ProducerStateEntry::empty());
-    let bytes = encode_snapshot(&producers);
-    assert_eq!(decode_snapshot(&bytes).expect("decodes"), producers);
+    let bytes = encode_snapshot(&producers, &[]);
+    assert_eq!(decode_snapshot(&bytes).expect("decodes").0, producers);
     for cut in [0, 1, 5, bytes.len() - 1] {
         assert!(decode_snapshot(&bytes[..cut]).is_err(), "truncated at {cut}");
     }
