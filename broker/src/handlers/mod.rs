@@ -33,9 +33,10 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod operations;
 mod produce;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fjord_protocol::DecodedRequest;
@@ -43,11 +44,19 @@ use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, RequestKind, Re
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::security::Session;
 
 /// What the connection does with a handled request.
 #[derive(Debug)]
 pub enum Reply {
     Response {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        body: Box<ResponseKind>,
+    },
+    /// Sent, then the connection is closed (a failed SASL authentication).
+    Final {
         api_key: ApiKey,
         version: i16,
         correlation_id: i32,
@@ -109,11 +118,24 @@ pub(crate) struct ClientInfo {
     pub client_host: String,
 }
 
-pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Turn, peer: SocketAddr) -> Reply {
+pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Turn, session: &Arc<Session>) -> Reply {
     turn.begin().await;
     let api_key = request.api_key;
     let version = request.version();
     let correlation_id = request.correlation_id();
+    let peer = session.peer;
+    // On a SASL listener only ApiVersions and the SASL exchange itself come before
+    // authentication; anything else closes the connection, as in Kafka.
+    if session.principal().is_none()
+        && !matches!(
+            api_key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        )
+    {
+        tracing::info!(%peer, listener = %session.listener, ?api_key, "request before sasl authentication, closing connection");
+        broker.metrics.network.sasl_authentication_failures.inc();
+        return Reply::Close;
+    }
     let client = ClientInfo {
         client_id: request
             .header
@@ -130,7 +152,20 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             ResponseKind::Fetch(fetch::handle(broker, r, version).await)
         }
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version).await),
+        RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl_handshake::handle(broker, session, r)),
+        RequestKind::SaslAuthenticate(r) => {
+            let (response, close) = sasl_authenticate::handle(broker, session, r);
+            if close {
+                return Reply::Final {
+                    api_key,
+                    version,
+                    correlation_id,
+                    body: Box::new(ResponseKind::SaslAuthenticate(response)),
+                };
+            }
+            ResponseKind::SaslAuthenticate(response)
+        }
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, session, r, version).await),
         RequestKind::Produce(r) => match produce::handle(broker, r, turn).await {
             Some(response) => ResponseKind::Produce(response),
             None => return Reply::None,
@@ -145,11 +180,13 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(broker, r).await)
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r).await),
-        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(describe_cluster::handle(broker, r)),
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(broker, &session.listener, r))
+        }
         // Group APIs end their turn at once: a JoinGroup waits for the whole rebalance.
         RequestKind::FindCoordinator(r) => {
             turn.end();
-            ResponseKind::FindCoordinator(find_coordinator::handle(broker, r, version).await)
+            ResponseKind::FindCoordinator(find_coordinator::handle(broker, session, r, version).await)
         }
         RequestKind::JoinGroup(r) => {
             turn.end();
@@ -218,9 +255,10 @@ pub(crate) struct LiveBroker {
     pub rack: Option<String>,
 }
 
-/// The unfenced registered brokers with their PLAINTEXT listener (Kafka lists only unfenced
-/// brokers); this broker from its config while it is not registered yet.
-pub(crate) fn live_brokers(broker: &Broker, image: &fjord_metadata::MetadataImage) -> Vec<LiveBroker> {
+/// The unfenced registered brokers with their endpoint on `listener`, the listener the client
+/// connected on (Kafka lists only unfenced brokers, each at its address on the client's
+/// listener); this broker from its config while it is not registered yet.
+pub(crate) fn live_brokers(broker: &Broker, image: &fjord_metadata::MetadataImage, listener: &str) -> Vec<LiveBroker> {
     let mut brokers: Vec<LiveBroker> = image
         .cluster()
         .unfenced_brokers()
@@ -228,7 +266,8 @@ pub(crate) fn live_brokers(broker: &Broker, image: &fjord_metadata::MetadataImag
             let endpoint = b
                 .listeners
                 .iter()
-                .find(|l| l.name == "PLAINTEXT")
+                .find(|l| l.name == listener)
+                .or_else(|| b.listeners.iter().find(|l| l.name == crate::config::DEFAULT_LISTENER))
                 .or(b.listeners.first())?;
             Some(LiveBroker {
                 id: b.id.0,
@@ -241,7 +280,7 @@ pub(crate) fn live_brokers(broker: &Broker, image: &fjord_metadata::MetadataImag
     if !brokers.iter().any(|b| b.id == broker.node_id())
         && !image.cluster().brokers().any(|b| b.id.0 == broker.node_id())
     {
-        let (host, port) = broker.config.advertised_listener();
+        let (host, port) = broker.config.advertised_for(listener);
         brokers.push(LiveBroker {
             id: broker.node_id(),
             host,

@@ -385,7 +385,10 @@ impl MetadataImage {
                 Arc::make_mut(&mut self.scram).insert((user.clone(), *mechanism), credential.clone());
             }
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
-                if Arc::make_mut(&mut self.scram).remove(&(user.clone(), *mechanism)).is_none() {
+                if Arc::make_mut(&mut self.scram)
+                    .remove(&(user.clone(), *mechanism))
+                    .is_none()
+                {
                     return Err(Error::Invalid(format!("no {} credential of {user}", mechanism.name())));
                 }
             }

@@ -288,7 +288,14 @@ pub fn authorize<'a>(
 mod tests {
     use super::*;
 
-    fn acl(rt: ResourceType, name: &str, pt: PatternType, who: &str, op: AclOperation, perm: AclPermission) -> AclBinding {
+    fn acl(
+        rt: ResourceType,
+        name: &str,
+        pt: PatternType,
+        who: &str,
+        op: AclOperation,
+        perm: AclPermission,
+    ) -> AclBinding {
         AclBinding {
             resource_type: rt,
             resource_name: name.into(),
@@ -334,7 +341,13 @@ mod tests {
             ..settings.clone()
         };
         assert!(authorize(&acls, &open, "User:carol", "h", Write, TransactionalId, "tx"));
-        assert!(!authorize(&acls, &open, "User:carol", "h", Read, Topic, "unguarded"), "wildcard acl exists");
-        assert!(!authorize(&acls, &open, "User:carol", "h", Read, Topic, "orders"), "acls exist");
+        assert!(
+            !authorize(&acls, &open, "User:carol", "h", Read, Topic, "unguarded"),
+            "wildcard acl exists"
+        );
+        assert!(
+            !authorize(&acls, &open, "User:carol", "h", Read, Topic, "orders"),
+            "acls exist"
+        );
     }
 }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
     DescribeProducersRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, SaslAuthenticateRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -33,6 +33,18 @@ const fn api(key: ApiKey, min: i16, max: i16, cap: i16) -> SupportedApi {
 /// Every API the broker answers. `cap` is the highest version whose semantics are implemented;
 /// the lower bound and the codec's ceiling come from the message structs themselves.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    // v1 only: after a v0 handshake the tokens travel as raw frames, which we do not serve.
+    SupportedApi {
+        key: ApiKey::SaslHandshake,
+        min: 1,
+        max: 1,
+    },
+    api(
+        ApiKey::SaslAuthenticate,
+        SaslAuthenticateRequest::VERSIONS.min,
+        SaslAuthenticateRequest::VERSIONS.max,
+        2,
+    ), // v2 adds session_lifetime_ms, always 0 here (no KIP-368 re-authentication yet)
     api(
         ApiKey::Produce,
         ProduceRequest::VERSIONS.min,
