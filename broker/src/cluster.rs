@@ -152,6 +152,15 @@ pub enum ControllerRequest {
     },
     /// The quorum's state for DescribeQuorum (only the leader knows the followers' progress).
     DescribeQuorum,
+    AlterScramCredentials {
+        changes: Vec<crate::security::admin::ScramChange>,
+    },
+    CreateAcls {
+        bindings: Vec<fjord_metadata::security::AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<fjord_metadata::security::AclFilter>,
+    },
     RegisterBroker {
         broker_id: i32,
         incarnation_id: uuid::Uuid,
@@ -379,6 +388,9 @@ impl Broker {
                 json(self.elect_preferred_leaders_local(partitions.as_deref()))
             }
             ControllerRequest::DescribeQuorum => json(self.describe_quorum_local()),
+            ControllerRequest::AlterScramCredentials { changes } => json(self.alter_scram_credentials_local(changes)),
+            ControllerRequest::CreateAcls { bindings } => json(self.create_acls_local(bindings)),
+            ControllerRequest::DeleteAcls { filters } => json(self.delete_acls_local(filters)),
             ControllerRequest::RegisterBroker {
                 broker_id,
                 incarnation_id,

@@ -2,20 +2,25 @@
 //! response; partition- and topic-level failures are error codes inside responses, never `Err`.
 
 mod alter_configs;
+mod alter_user_scram_credentials;
 pub mod api_versions;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
 mod describe_quorum;
+mod describe_user_scram_credentials;
 mod elect_leaders;
 mod errors;
 mod fetch;
@@ -218,6 +223,15 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(broker, r)),
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(broker, r).await),
         RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r).await),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(create_acls::handle(broker, session, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(describe_acls::handle(broker, session, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(delete_acls::handle(broker, session, r).await),
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(alter_user_scram_credentials::handle(broker, session, r).await)
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(broker, session, r))
+        }
         other => {
             // Unreachable in practice: decode_request refuses APIs outside SUPPORTED_APIS.
             tracing::warn!(?api_key, request = ?std::mem::discriminant(&other), "no handler for api, closing connection");

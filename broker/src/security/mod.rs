@@ -3,6 +3,7 @@
 //! mechanisms PLAIN and SCRAM-SHA-256/512 ([`sasl`], [`scram`]) and the ACL check handlers call
 //! ([`Broker::authorize`]).
 
+pub mod admin;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -243,6 +243,61 @@ impl AclBinding {
     }
 }
 
+/// How an ACL filter matches resource patterns (Kafka's PatternType in DescribeAcls and
+/// DeleteAcls filters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PatternFilter {
+    /// 1: any pattern type.
+    Any,
+    /// 2: every binding that would apply to the named resource (literal, wildcard, prefixes).
+    Match,
+    /// 3 or 4: exactly this pattern type.
+    Exactly(PatternType),
+}
+
+impl PatternFilter {
+    pub fn from_code(code: i8) -> Option<PatternFilter> {
+        match code {
+            1 => Some(PatternFilter::Any),
+            2 => Some(PatternFilter::Match),
+            other => PatternType::from_code(other).map(PatternFilter::Exactly),
+        }
+    }
+}
+
+/// An ACL filter (Kafka's AclBindingFilter): `None` fields match anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclFilter {
+    pub resource_type: Option<ResourceType>,
+    pub resource_name: Option<String>,
+    pub pattern: PatternFilter,
+    pub principal: Option<String>,
+    pub host: Option<String>,
+    pub operation: Option<AclOperation>,
+    pub permission: Option<AclPermission>,
+}
+
+impl AclFilter {
+    pub fn matches(&self, acl: &AclBinding) -> bool {
+        let name_ok = match (&self.pattern, &self.resource_name) {
+            (PatternFilter::Match, Some(name)) => match acl.pattern_type {
+                PatternType::Literal => acl.resource_name == *name || acl.resource_name == "*",
+                PatternType::Prefixed => name.starts_with(&acl.resource_name),
+            },
+            (PatternFilter::Exactly(p), name) => {
+                acl.pattern_type == *p && name.as_ref().is_none_or(|n| *n == acl.resource_name)
+            }
+            (_, name) => name.as_ref().is_none_or(|n| *n == acl.resource_name),
+        };
+        name_ok
+            && self.resource_type.is_none_or(|t| t == acl.resource_type)
+            && self.principal.as_ref().is_none_or(|p| *p == acl.principal)
+            && self.host.as_ref().is_none_or(|h| *h == acl.host)
+            && self.operation.is_none_or(|o| o == acl.operation)
+            && self.permission.is_none_or(|p| p == acl.permission)
+    }
+}
+
 /// The authorizer's static settings (Kafka's `super.users` and
 /// `allow.everyone.if.no.acl.found`).
 #[derive(Debug, Clone, Default)]

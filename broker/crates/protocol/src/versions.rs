@@ -12,6 +12,10 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
     OffsetForLeaderEpochRequest, ProduceRequest, SaslAuthenticateRequest, SyncGroupRequest,
 };
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
+    DescribeUserScramCredentialsRequest,
+};
 use kafka_protocol::protocol::Message;
 
 /// One API the broker serves and the inclusive version range it decodes and implements.
@@ -39,6 +43,36 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
         min: 1,
         max: 1,
     },
+    api(
+        ApiKey::CreateAcls,
+        CreateAclsRequest::VERSIONS.min,
+        CreateAclsRequest::VERSIONS.max,
+        3,
+    ),
+    api(
+        ApiKey::DescribeAcls,
+        DescribeAclsRequest::VERSIONS.min,
+        DescribeAclsRequest::VERSIONS.max,
+        3,
+    ),
+    api(
+        ApiKey::DeleteAcls,
+        DeleteAclsRequest::VERSIONS.min,
+        DeleteAclsRequest::VERSIONS.max,
+        3,
+    ),
+    api(
+        ApiKey::AlterUserScramCredentials,
+        AlterUserScramCredentialsRequest::VERSIONS.min,
+        AlterUserScramCredentialsRequest::VERSIONS.max,
+        0,
+    ),
+    api(
+        ApiKey::DescribeUserScramCredentials,
+        DescribeUserScramCredentialsRequest::VERSIONS.min,
+        DescribeUserScramCredentialsRequest::VERSIONS.max,
+        0,
+    ),
     api(
         ApiKey::SaslAuthenticate,
         SaslAuthenticateRequest::VERSIONS.min,
