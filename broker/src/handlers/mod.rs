@@ -4,6 +4,7 @@
 mod alter_configs;
 mod alter_user_scram_credentials;
 pub mod api_versions;
+mod authz;
 mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod create_acls;
@@ -44,8 +45,12 @@ mod sync_group;
 
 use std::sync::Arc;
 
+use fjord_metadata::security::AclOperation;
 use fjord_protocol::DecodedRequest;
-use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, RequestKind, ResponseKind, TopicName};
+use fjord_protocol::kafka_protocol::messages::{
+    ApiKey, BrokerId, ConsumerGroupHeartbeatResponse, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse,
+    LeaveGroupResponse, OffsetDeleteResponse, RequestKind, ResponseKind, SyncGroupResponse, TopicName,
+};
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
@@ -154,7 +159,7 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         // Reads end their turn at once: a long-polling fetch must not hold up later produces.
         RequestKind::Fetch(r) => {
             turn.end();
-            ResponseKind::Fetch(fetch::handle(broker, r, version).await)
+            ResponseKind::Fetch(fetch::handle(broker, session, r, version).await)
         }
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::SaslHandshake(r) => ResponseKind::SaslHandshake(sasl_handshake::handle(broker, session, r)),
@@ -171,18 +176,76 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             ResponseKind::SaslAuthenticate(response)
         }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, session, r, version).await),
-        RequestKind::Produce(r) => match produce::handle(broker, r, turn).await {
+        RequestKind::Produce(r) => match produce::handle(broker, session, r, turn).await {
             Some(response) => ResponseKind::Produce(response),
             None => return Reply::None,
         },
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(broker, r, version).await),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(delete_topics::handle(broker, r).await),
-        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(create_partitions::handle(broker, r).await),
-        RequestKind::DescribeConfigs(r) => ResponseKind::DescribeConfigs(describe_configs::handle(broker, r)),
-        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(alter_configs::handle_alter(broker, r).await),
-        RequestKind::IncrementalAlterConfigs(r) => {
-            ResponseKind::IncrementalAlterConfigs(alter_configs::handle_incremental(broker, r).await)
+        RequestKind::ListOffsets(r) => {
+            let mut response = list_offsets::handle(broker, r, version).await;
+            authz::list_offsets(broker, session, &mut response);
+            ResponseKind::ListOffsets(response)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, session.clone(), r, version).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, session.clone(), r).await)
+        }
+        RequestKind::CreatePartitions(mut r) => {
+            let denied = authz::create_partitions(broker, session, &mut r);
+            let mut response = create_partitions::handle(broker, r).await;
+            response.results.extend(denied);
+            ResponseKind::CreatePartitions(response)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            let mut response = describe_configs::handle(broker, r);
+            authz::describe_configs(broker, session, &mut response);
+            ResponseKind::DescribeConfigs(response)
+        }
+        RequestKind::AlterConfigs(mut r) => {
+            let denied = authz::alter_configs_denied(
+                broker,
+                session,
+                r.resources
+                    .iter()
+                    .map(|x| (x.resource_type, x.resource_name.to_string())),
+            );
+            r.resources.retain(|x| {
+                !denied
+                    .iter()
+                    .any(|(t, n, _)| *t == x.resource_type && *n == x.resource_name.as_str())
+            });
+            let mut response = alter_configs::handle_alter(broker, r).await;
+            response.responses.extend(denied.into_iter().map(|(t, n, code)| {
+                fjord_protocol::kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse::default(
+                )
+                .with_resource_type(t)
+                .with_resource_name(str_bytes(n))
+                .with_error_code(code)
+            }));
+            ResponseKind::AlterConfigs(response)
+        }
+        RequestKind::IncrementalAlterConfigs(mut r) => {
+            let denied = authz::alter_configs_denied(
+                broker,
+                session,
+                r.resources
+                    .iter()
+                    .map(|x| (x.resource_type, x.resource_name.to_string())),
+            );
+            r.resources.retain(|x| {
+                !denied
+                    .iter()
+                    .any(|(t, n, _)| *t == x.resource_type && *n == x.resource_name.as_str())
+            });
+            let mut response = alter_configs::handle_incremental(broker, r).await;
+            response.responses.extend(denied.into_iter().map(|(t, n, code)| {
+                fjord_protocol::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(t)
+                    .with_resource_name(str_bytes(n))
+                    .with_error_code(code)
+            }));
+            ResponseKind::IncrementalAlterConfigs(response)
         }
         RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r).await),
         RequestKind::DescribeCluster(r) => {
@@ -195,27 +258,90 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
         }
         RequestKind::JoinGroup(r) => {
             turn.end();
-            ResponseKind::JoinGroup(join_group::handle(broker, r, version, &client).await)
+            match authz::group_denied(broker, session, AclOperation::Read, &r.group_id) {
+                Some(code) => ResponseKind::JoinGroup(
+                    JoinGroupResponse::default()
+                        .with_error_code(code)
+                        .with_generation_id(-1),
+                ),
+                None => ResponseKind::JoinGroup(join_group::handle(broker, r, version, &client).await),
+            }
         }
         RequestKind::SyncGroup(r) => {
             turn.end();
-            ResponseKind::SyncGroup(sync_group::handle(broker, r, version).await)
+            match authz::group_denied(broker, session, AclOperation::Read, &r.group_id) {
+                Some(code) => ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code)),
+                None => ResponseKind::SyncGroup(sync_group::handle(broker, r, version).await),
+            }
         }
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(leave_group::handle(broker, r, version).await),
-        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(broker, r, version).await),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(broker, r, version)),
-        RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(broker, r, version)),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(broker, r, version)),
-        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await),
-        RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(offset_delete::handle(broker, r).await),
+        RequestKind::Heartbeat(r) => match authz::group_denied(broker, session, AclOperation::Read, &r.group_id) {
+            Some(code) => ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code)),
+            None => ResponseKind::Heartbeat(heartbeat::handle(broker, r)),
+        },
+        RequestKind::LeaveGroup(r) => match authz::group_denied(broker, session, AclOperation::Read, &r.group_id) {
+            Some(code) => ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code)),
+            None => ResponseKind::LeaveGroup(leave_group::handle(broker, r, version).await),
+        },
+        RequestKind::OffsetCommit(r) => match authz::offset_commit(broker, session, r) {
+            Err(refused) => ResponseKind::OffsetCommit(refused),
+            Ok((r, denied)) => {
+                let mut response = offset_commit::handle(broker, r, version).await;
+                response.topics.extend(denied);
+                ResponseKind::OffsetCommit(response)
+            }
+        },
+        RequestKind::OffsetFetch(r) => {
+            let gate = (broker.config.authorizer.enabled).then(|| r.clone());
+            let mut response = offset_fetch::handle(broker, r, version);
+            if let Some(request) = gate {
+                authz::offset_fetch(broker, session, &request, &mut response);
+            }
+            ResponseKind::OffsetFetch(response)
+        }
+        RequestKind::ListGroups(r) => {
+            let mut response = list_groups::handle(broker, r, version);
+            authz::list_groups(broker, session, &mut response);
+            ResponseKind::ListGroups(response)
+        }
+        RequestKind::DescribeGroups(r) => {
+            let mut response = describe_groups::handle(broker, r, version);
+            authz::describe_groups(broker, session, &mut response);
+            ResponseKind::DescribeGroups(response)
+        }
+        RequestKind::DeleteGroups(mut r) => {
+            let denied = authz::delete_groups(broker, session, &mut r);
+            let mut response = delete_groups::handle(broker, r).await;
+            response.results.extend(denied);
+            ResponseKind::DeleteGroups(response)
+        }
+        RequestKind::OffsetDelete(r) => match authz::group_denied(broker, session, AclOperation::Delete, &r.group_id) {
+            Some(code) => ResponseKind::OffsetDelete(OffsetDeleteResponse::default().with_error_code(code)),
+            None => ResponseKind::OffsetDelete(offset_delete::handle(broker, r).await),
+        },
         RequestKind::ConsumerGroupHeartbeat(r) => {
-            ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(broker, r, version, &client).await)
+            match authz::group_denied(broker, session, AclOperation::Read, &r.group_id) {
+                Some(code) => ResponseKind::ConsumerGroupHeartbeat(
+                    ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+                ),
+                None => ResponseKind::ConsumerGroupHeartbeat(
+                    consumer_group_heartbeat::handle(broker, r, version, &client).await,
+                ),
+            }
         }
         RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r, version))
+            let mut response = consumer_group_describe::handle(broker, r, version);
+            authz::consumer_group_describe(broker, session, &mut response);
+            ResponseKind::ConsumerGroupDescribe(response)
         }
-        RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await),
+        RequestKind::InitProducerId(r) => match authz::init_producer_id(broker, session, &r) {
+            Some(code) => ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_error_code(code)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            ),
+            None => ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await),
+        },
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r).await)
         }
