@@ -1,6 +1,7 @@
 //! SaslHandshake (key 17): chooses the SASL mechanism of a SASL_PLAINTEXT or SASL_SSL
-//! connection and lists the enabled ones. Only v1 is served (tokens then travel in
-//! SaslAuthenticate, never as raw frames).
+//! connection and lists the enabled ones. v0 and v1 are advertised (librdkafka needs v0 listed
+//! to use SASL at all), but tokens are only accepted in SaslAuthenticate: a v0 client that sends
+//! raw tokens is closed as a bad request.
 
 use fjord_protocol::kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 

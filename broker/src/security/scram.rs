@@ -173,8 +173,10 @@ impl ServerFirst {
         if BASE64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(err("invalid channel binding"));
         }
-        if nonce != self.nonce {
-            return Err(err("invalid nonce"));
+        // Kafka's ScramSaslServer checks only that the nonce ends with the combined nonce it
+        // sent: librdkafka before 2.1 repeats its own nonce in front (client + client + server).
+        if !nonce.ends_with(&self.nonce) {
+            return Err(err("Invalid client nonce in the final client message."));
         }
         let proof = BASE64
             .decode(proof)

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{
     DescribeProducersRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, SaslAuthenticateRequest, SyncGroupRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
 };
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
@@ -37,12 +37,15 @@ const fn api(key: ApiKey, min: i16, max: i16, cap: i16) -> SupportedApi {
 /// Every API the broker answers. `cap` is the highest version whose semantics are implemented;
 /// the lower bound and the codec's ceiling come from the message structs themselves.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
-    // v1 only: after a v0 handshake the tokens travel as raw frames, which we do not serve.
-    SupportedApi {
-        key: ApiKey::SaslHandshake,
-        min: 1,
-        max: 1,
-    },
+    // v0 is advertised because librdkafka requires it to enable SASL at all, but a client that
+    // then sends raw (unframed-header) tokens is closed: every current client uses v1 with
+    // SaslAuthenticate.
+    api(
+        ApiKey::SaslHandshake,
+        SaslHandshakeRequest::VERSIONS.min,
+        SaslHandshakeRequest::VERSIONS.max,
+        1,
+    ),
     api(
         ApiKey::CreateAcls,
         CreateAclsRequest::VERSIONS.min,
