@@ -98,7 +98,7 @@ pub struct BrokerConfig {
 }
 
 /// The server certificate of the SSL and SASL_SSL listeners (Kafka's `ssl.*`), from PEM files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain (leaf first).
@@ -110,6 +110,17 @@ pub struct TlsConfig {
     /// Kafka's `ssl.client.auth`: `none`, `requested` or `required`. With a client certificate
     /// the SSL listener's principal is `User:<subject CN>`.
     pub client_auth: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            client_auth: "none".into(),
+        }
+    }
 }
 
 /// SASL on the SASL_PLAINTEXT and SASL_SSL listeners (Kafka's `sasl.enabled.mechanisms`).
@@ -910,7 +921,7 @@ impl BrokerConfig {
                 }
             }
         }
-        if !matches!(self.tls.client_auth.as_str(), "" | "none" | "requested" | "required") {
+        if !matches!(self.tls.client_auth.as_str(), "none" | "requested" | "required") {
             problems.push(format!(
                 "tls.client_auth must be none, requested or required, got {:?}",
                 self.tls.client_auth
@@ -1229,6 +1240,79 @@ mod tests {
         // The base without a pod name is a usage error (clap), not a silent node 0.
         let missing = Cli::try_parse_from(["fjord-broker", "--node-id-base", "5"]).expect_err("needs --pod-name");
         assert!(missing.to_string().contains("--pod-name"), "{missing}");
+    }
+
+    #[test]
+    fn listeners_parse_kafka_style_and_are_validated() {
+        let load = |args: &[&str]| BrokerConfig::load_from(&cli(args), Vec::new());
+        let config = load(&[
+            "--set",
+            "network.listeners=SSL://127.0.0.1:9093,EXTERNAL://0.0.0.0:9094",
+            "--set",
+            "network.advertised_listeners=EXTERNAL://broker-0.example:19094",
+            "--set",
+            "network.listener_security_protocol_map=EXTERNAL:SASL_SSL,PLAINTEXT:SASL_PLAINTEXT",
+            "--set",
+            "tls.cert_file=/c.pem",
+            "--set",
+            "tls.key_file=/k.pem",
+        ])
+        .expect("valid");
+        let listeners = config.listeners().expect("listeners");
+        let summary: Vec<(&str, SecurityProtocol, String)> = listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.name.as_str(),
+                    l.protocol,
+                    format!("{}:{}", l.advertised_host, l.advertised_port),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "PLAINTEXT",
+                    SecurityProtocol::SaslPlaintext,
+                    "127.0.0.1:9092".to_string()
+                ),
+                ("SSL", SecurityProtocol::Ssl, "127.0.0.1:9093".to_string()),
+                (
+                    "EXTERNAL",
+                    SecurityProtocol::SaslSsl,
+                    "broker-0.example:19094".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            config.advertised_for("EXTERNAL"),
+            ("broker-0.example".to_string(), 19094)
+        );
+        for (bad, why) in [
+            (
+                &["--set", "network.listeners=INTERNAL://127.0.0.1:9093"][..],
+                "no security protocol",
+            ),
+            (
+                &["--set", "network.listeners=SSL://127.0.0.1:9093"][..],
+                "tls.cert_file",
+            ),
+            (
+                &["--set", "network.listeners=PLAINTEXT://127.0.0.1:9093"][..],
+                "defined twice",
+            ),
+            (
+                &["--set", "network.listeners=SASL_SSL://0.0.0.0:9093"][..],
+                "every interface",
+            ),
+            (&["--set", "network.listeners=nonsense"][..], "NAME://host:port"),
+            (&["--set", "tls.client_auth=sometimes"][..], "client_auth"),
+            (&["--set", "sasl.enabled_mechanisms=[\"GSSAPI\"]"][..], "GSSAPI"),
+        ] {
+            let err = load(bad).expect_err(why);
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+        }
     }
 
     #[test]
