@@ -303,6 +303,47 @@ def test_raw_sasl_errors_and_connection_closed(secure):
     sock.close()
 
 
+def scram_client_final(mechanism: str, password: str, client_first_bare: str, server_first: str) -> bytes:
+    """RFC 5802 client-final for `password` (computed here, independently of any client library)."""
+    import base64
+    import hashlib
+    import hmac
+    algo = hashlib.sha256 if mechanism == "SCRAM-SHA-256" else hashlib.sha512
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac(algo().name, password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", algo).digest()
+    stored_key = algo(client_key).digest()
+    without_proof = f"c=biws,r={attrs['r']}"
+    auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()
+    signature = hmac.new(stored_key, auth_message, algo).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_raw_scram_exchange_checks_the_proof(secure, mechanism):
+    user = unique("raw")
+    scram_upsert(secure.admin_conf(), user, "raw-pw",
+                 ScramMechanism.SCRAM_SHA_256 if mechanism == "SCRAM-SHA-256" else ScramMechanism.SCRAM_SHA_512)
+    for password, expected in (("not-it", 58), ("raw-pw", 0)):
+        bare = f"n={user},r=fjordtestnonce"
+        sock, code, _ = sasl_handshake(secure.addr("SASL_PLAINTEXT"), mechanism)
+        assert code == 0
+        # SaslAuthenticate v1 response: error_code, error_message, auth_bytes (server-first).
+        sock.sendall(wire.frame(wire.request_header_v1(36, 1, 2) + wire.nbytes(f"n,,{bare}".encode())))
+        _, body = wire.read_response(sock)
+        r = wire.Reader(body)
+        assert r.i16() == 0
+        r.string()
+        server_first = r.nbytes().decode()
+        assert server_first.startswith("r=fjordtestnonce")
+        code, _ = sasl_authenticate(sock, scram_client_final(mechanism, password, bare, server_first), corr=3)
+        assert code == expected, password
+        if expected:
+            assert wire.wait_closed(sock, 10) in ("eof", "reset")
+        sock.close()
+
+
 def test_request_before_authentication_closes_the_connection(secure):
     for protocol in ("SASL_PLAINTEXT",):
         sock = wire.connect(secure.addr(protocol))
