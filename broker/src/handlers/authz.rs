@@ -295,3 +295,69 @@ pub(super) fn init_producer_id(broker: &Broker, session: &Session, request: &Ini
         });
     (!any_write).then(|| ResponseError::ClusterAuthorizationFailed.code())
 }
+
+/// DeleteRecords: DELETE on each topic. Returns the refused topics' results.
+pub(super) fn delete_records(
+    broker: &Broker,
+    session: &Session,
+    request: &mut DeleteRecordsRequest,
+) -> Vec<delete_records_response::DeleteRecordsTopicResult> {
+    use delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+    let (ok, denied): (Vec<_>, Vec<_>) = std::mem::take(&mut request.topics)
+        .into_iter()
+        .partition(|t| allowed(broker, session, AclOperation::Delete, ResourceType::Topic, &t.name));
+    request.topics = ok;
+    denied
+        .into_iter()
+        .map(|t| {
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        DeleteRecordsPartitionResult::default()
+                            .with_partition_index(p.partition_index)
+                            .with_low_watermark(-1)
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// The error of a cluster-level API the principal may not `op` on the cluster.
+pub(super) fn cluster_denied(broker: &Broker, session: &Session, op: AclOperation) -> Option<i16> {
+    (!broker.authorize_cluster(session, op)).then(|| ResponseError::ClusterAuthorizationFailed.code())
+}
+
+/// DescribeProducers: READ on each topic.
+pub(super) fn describe_producers(broker: &Broker, session: &Session, response: &mut DescribeProducersResponse) {
+    for topic in response.topics.iter_mut() {
+        if !allowed(broker, session, AclOperation::Read, ResourceType::Topic, &topic.name) {
+            for p in topic.partitions.iter_mut() {
+                p.error_code = ResponseError::TopicAuthorizationFailed.code();
+                p.error_message = None;
+                p.active_producers.clear();
+            }
+        }
+    }
+}
+
+/// OffsetForLeaderEpoch (from a consumer): DESCRIBE on each topic.
+pub(super) fn offset_for_leader_epoch(broker: &Broker, session: &Session, response: &mut OffsetForLeaderEpochResponse) {
+    for topic in response.topics.iter_mut() {
+        if !allowed(
+            broker,
+            session,
+            AclOperation::Describe,
+            ResourceType::Topic,
+            &topic.topic,
+        ) {
+            for p in topic.partitions.iter_mut() {
+                p.error_code = ResponseError::TopicAuthorizationFailed.code();
+                p.leader_epoch = -1;
+                p.end_offset = -1;
+            }
+        }
+    }
+}

@@ -48,8 +48,9 @@ use std::sync::Arc;
 use fjord_metadata::security::AclOperation;
 use fjord_protocol::DecodedRequest;
 use fjord_protocol::kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerGroupHeartbeatResponse, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse,
-    LeaveGroupResponse, OffsetDeleteResponse, RequestKind, ResponseKind, SyncGroupResponse, TopicName,
+    ApiKey, BrokerId, ConsumerGroupHeartbeatResponse, DescribeLogDirsResponse, DescribeQuorumResponse,
+    ElectLeadersResponse, HeartbeatResponse, InitProducerIdResponse, JoinGroupResponse, LeaveGroupResponse,
+    OffsetDeleteResponse, RequestKind, ResponseKind, SyncGroupResponse, TopicName,
 };
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 
@@ -247,7 +248,12 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             }));
             ResponseKind::IncrementalAlterConfigs(response)
         }
-        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(delete_records::handle(broker, r).await),
+        RequestKind::DeleteRecords(mut r) => {
+            let denied = authz::delete_records(broker, session, &mut r);
+            let mut response = delete_records::handle(broker, r).await;
+            response.topics.extend(denied);
+            ResponseKind::DeleteRecords(response)
+        }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(broker, &session.listener, r))
         }
@@ -343,12 +349,27 @@ pub async fn handle(broker: &Arc<Broker>, request: DecodedRequest, mut turn: Tur
             None => ResponseKind::InitProducerId(init_producer_id::handle(broker, r).await),
         },
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r).await)
+            let mut response = offset_for_leader_epoch::handle(broker, r).await;
+            authz::offset_for_leader_epoch(broker, session, &mut response);
+            ResponseKind::OffsetForLeaderEpoch(response)
         }
-        RequestKind::DescribeLogDirs(r) => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r).await),
-        RequestKind::DescribeProducers(r) => ResponseKind::DescribeProducers(describe_producers::handle(broker, r)),
-        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(broker, r).await),
-        RequestKind::DescribeQuorum(r) => ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r).await),
+        RequestKind::DescribeLogDirs(r) => match authz::cluster_denied(broker, session, AclOperation::Describe) {
+            Some(code) => ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_error_code(code)),
+            None => ResponseKind::DescribeLogDirs(describe_log_dirs::handle(broker, r).await),
+        },
+        RequestKind::DescribeProducers(r) => {
+            let mut response = describe_producers::handle(broker, r);
+            authz::describe_producers(broker, session, &mut response);
+            ResponseKind::DescribeProducers(response)
+        }
+        RequestKind::ElectLeaders(r) => match authz::cluster_denied(broker, session, AclOperation::Alter) {
+            Some(code) => ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(code)),
+            None => ResponseKind::ElectLeaders(elect_leaders::handle(broker, r).await),
+        },
+        RequestKind::DescribeQuorum(r) => match authz::cluster_denied(broker, session, AclOperation::Describe) {
+            Some(code) => ResponseKind::DescribeQuorum(DescribeQuorumResponse::default().with_error_code(code)),
+            None => ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r).await),
+        },
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(create_acls::handle(broker, session, r).await),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(describe_acls::handle(broker, session, r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(delete_acls::handle(broker, session, r).await),

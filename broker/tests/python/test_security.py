@@ -585,6 +585,10 @@ def test_acl_matrix(acl):
     with pytest.raises(KafkaException) as e:
         admin_client(bob).delete_topics([orders])[orders].result(15)
     assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    fs = admin_client(bob).delete_records([TopicPartition(orders, 0, 1)])
+    with pytest.raises(KafkaException) as e:
+        list(fs.values())[0].result(15)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     with pytest.raises(KafkaException) as e:
         admin_client(bob).describe_configs([ConfigResource("topic", orders)])[
             ConfigResource("topic", orders)].result(15)
