@@ -1,9 +1,16 @@
-//! TLS for the SSL and SASL_SSL listeners: a rustls server config from the PEM files in `tls.*`
-//! (read at start), optional client certificates verified against `tls.ca_file`, and the
-//! principal of a client certificate (Kafka's default: `User:` + the subject's distinguished
-//! name, RFC 2253 order).
+//! TLS for the SSL and SASL_SSL listeners: a rustls server config from the PEM files in `tls.*`,
+//! reloaded when they change (a rotated Kubernetes Secret; checked at most every
+//! [`RELOAD_CHECK`] on a handshake), optional client certificates verified against
+//! `tls.ca_file`, and the principal of a client certificate (Kafka's default: `User:` + the
+//! subject's distinguished name, RFC 2253 order).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -12,11 +19,12 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
 
-/// Builds the acceptor of every TLS listener.
-pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
+/// How often a handshake may look at the certificate files' modification times.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// Loads the certificate chain and key into a signing [`CertifiedKey`].
+fn load_certified_key(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<CertifiedKey>> {
     use anyhow::Context;
-    let cert_file = config.cert_file.as_ref().context("tls.cert_file is not set")?;
-    let key_file = config.key_file.as_ref().context("tls.key_file is not set")?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .with_context(|| format!("reading tls.cert_file {}", cert_file.display()))?
         .collect::<Result<_, _>>()
@@ -28,6 +36,72 @@ pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
     );
     let key = PrivateKeyDer::from_pem_file(key_file)
         .with_context(|| format!("reading tls.key_file {}", key_file.display()))?;
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let certified = CertifiedKey::from_der(certs, key, &provider)
+        .context("tls.cert_file and tls.key_file do not make a usable certificate")?;
+    Ok(Arc::new(certified))
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The server certificate, reloaded when its files change; a reload that fails keeps the
+/// previous certificate (and is logged).
+#[derive(Debug)]
+struct ReloadingCert {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    state: Mutex<CertState>,
+}
+
+#[derive(Debug)]
+struct CertState {
+    current: Arc<CertifiedKey>,
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+    checked: Instant,
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let mut state = self.state.lock();
+        if state.checked.elapsed() >= RELOAD_CHECK {
+            state.checked = Instant::now();
+            let stamps = (modified(&self.cert_file), modified(&self.key_file));
+            if stamps != state.stamps {
+                match load_certified_key(&self.cert_file, &self.key_file) {
+                    Ok(key) => {
+                        state.current = key;
+                        state.stamps = stamps;
+                        tracing::info!(cert_file = %self.cert_file.display(), "tls certificate reloaded");
+                    }
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "tls certificate files changed but cannot be loaded, keeping the previous one"
+                    ),
+                }
+            }
+        }
+        Some(state.current.clone())
+    }
+}
+
+/// Builds the acceptor of every TLS listener.
+pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
+    use anyhow::Context;
+    let cert_file = config.cert_file.as_ref().context("tls.cert_file is not set")?;
+    let key_file = config.key_file.as_ref().context("tls.key_file is not set")?;
+    let resolver = ReloadingCert {
+        cert_file: cert_file.clone(),
+        key_file: key_file.clone(),
+        state: Mutex::new(CertState {
+            current: load_certified_key(cert_file, key_file)?,
+            stamps: (modified(cert_file), modified(key_file)),
+            checked: Instant::now(),
+        }),
+    };
     let builder = rustls::ServerConfig::builder();
     let builder = match (config.client_auth.as_str(), &config.ca_file) {
         ("requested" | "required", Some(ca_file)) => {
@@ -49,9 +123,7 @@ pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
         }
         _ => builder.with_no_client_auth(),
     };
-    let server = builder
-        .with_single_cert(certs, key)
-        .context("tls.cert_file and tls.key_file do not make a usable certificate")?;
+    let server = builder.with_cert_resolver(Arc::new(resolver));
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 

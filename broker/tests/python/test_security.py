@@ -238,6 +238,38 @@ def test_ssl_client_refuses_untrusted_server(secure, tmp_path):
     assert err.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN), err
 
 
+def test_tls_certificate_is_reloaded_when_its_files_change(broker_factory, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    make_certs(first)
+    make_certs(second)
+    live = tmp_path / "live"
+    live.mkdir()
+    for name in ("server.pem", "server.key"):
+        (live / name).write_bytes((first / name).read_bytes())
+    port = _free_port()
+    broker = broker_factory(name="reload", extra_args=[
+        "--set", f"network.listeners=SSL://127.0.0.1:{port}",
+        "--set", f"tls.cert_file={live / 'server.pem'}", "--set", f"tls.key_file={live / 'server.key'}"])
+    conf = {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SSL"}
+    assert advertised_ports({**conf, "ssl.ca.location": str(first / "ca.pem")}) == {port}
+    # Rotate (as a Secret update does: new files renamed into place).
+    for name in ("server.key", "server.pem"):
+        (live / f".{name}.tmp").write_bytes((second / name).read_bytes())
+        os.replace(live / f".{name}.tmp", live / name)
+
+    def trusted_by_new_ca():
+        try:
+            return advertised_ports({**conf, "ssl.ca.location": str(second / "ca.pem"), "log_level": 0}) == {port}
+        except KafkaException:
+            return False
+    wait_until(trusted_by_new_ca, 30, "the rotated certificate served", interval=0.5)
+    err = auth_error({**conf, "ssl.ca.location": str(first / "ca.pem")})
+    assert err.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN), err
+    assert "tls certificate reloaded" in broker.log_text()
+
+
 # ------------------------------------------------------------------------------------------------
 # SASL
 
