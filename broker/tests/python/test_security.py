@@ -219,6 +219,17 @@ def test_each_listener_advertises_itself_and_plaintext_is_unchanged(secure):
         {secure.ports["SASL_SSL"]}
 
 
+def test_broker_configs_show_listeners_and_no_secrets(secure):
+    res = ConfigResource("broker", "0")
+    configs = admin_client(secure.admin_conf()).describe_configs([res])[res].result(15)
+    protocols = configs["listener.security.protocol.map"].value
+    assert "SASL_SSL:SASL_SSL" in protocols and "PLAINTEXT:PLAINTEXT" in protocols, protocols
+    assert f"SSL://127.0.0.1:{secure.ports['SSL']}" in configs["advertised.listeners"].value
+    assert configs["sasl.enabled.mechanisms"].value == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    everything = " ".join(str(c.value) for c in configs.values())
+    assert not any(password in everything for password in PLAIN_USERS.values())
+
+
 def test_ssl_produce_consume_confluent(secure):
     topic = unique("ssl")
     assert produce_consume(secure.conf("SSL"), topic) == [f"v{i}".encode() for i in range(5)]
