@@ -79,7 +79,7 @@ pub struct ServerFirst {
 }
 
 /// Parses one `k=v` attribute of a SCRAM message.
-fn attribute<'a>(part: Option<&'a str>, key: char) -> Result<&'a str, ScramError> {
+fn attribute(part: Option<&str>, key: char) -> Result<&str, ScramError> {
     part.and_then(|p| p.strip_prefix(key)?.strip_prefix('='))
         .ok_or_else(|| err(format!("invalid scram message: expected attribute {key}")))
 }
