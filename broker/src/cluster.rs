@@ -164,6 +164,15 @@ pub enum ControllerRequest {
     AlterPartitions {
         requests: Vec<control::AlterPartitionRequest>,
     },
+    AlterScramCredentials {
+        changes: Vec<crate::security::admin::ScramChange>,
+    },
+    CreateAcls {
+        bindings: Vec<fjord_metadata::security::AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<fjord_metadata::security::AclFilter>,
+    },
     RegisterBroker {
         broker_id: i32,
         incarnation_id: uuid::Uuid,
@@ -428,6 +437,9 @@ impl Broker {
             }
             ControllerRequest::DescribeQuorum => json(self.describe_quorum_local()),
             ControllerRequest::AlterPartitions { requests } => json(self.alter_partitions_local(&requests)),
+            ControllerRequest::AlterScramCredentials { changes } => json(self.alter_scram_credentials_local(changes)),
+            ControllerRequest::CreateAcls { bindings } => json(self.create_acls_local(bindings)),
+            ControllerRequest::DeleteAcls { filters } => json(self.delete_acls_local(filters)),
             ControllerRequest::RegisterBroker {
                 broker_id,
                 incarnation_id,

@@ -93,6 +93,139 @@ pub struct BrokerConfig {
     pub transactions: TransactionConfig,
     pub tiering: TieringConfig,
     pub cluster: ClusterConfig,
+    pub tls: TlsConfig,
+    pub sasl: SaslConfig,
+    pub authorizer: AuthorizerConfig,
+}
+
+/// The server certificate of the SSL and SASL_SSL listeners (Kafka's `ssl.*`), from PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to (mutual TLS).
+    pub ca_file: Option<PathBuf>,
+    /// Kafka's `ssl.client.auth`: `none`, `requested` or `required`. With a client certificate
+    /// the SSL listener's principal is `User:<subject CN>`.
+    pub client_auth: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            client_auth: "none".into(),
+        }
+    }
+}
+
+/// SASL on the SASL_PLAINTEXT and SASL_SSL listeners (Kafka's `sasl.enabled.mechanisms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SaslConfig {
+    /// Any of `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub enabled_mechanisms: Vec<String>,
+    /// PLAIN users, user -> password (for development; SCRAM credentials live in metadata).
+    pub plain_users: BTreeMap<String, String>,
+    /// A file of more PLAIN users, one `user:password` a line (`#` starts a comment).
+    pub plain_users_file: Option<PathBuf>,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        SaslConfig {
+            enabled_mechanisms: vec!["PLAIN".into(), "SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+            plain_users: BTreeMap::new(),
+            plain_users_file: None,
+        }
+    }
+}
+
+/// ACL authorization (Kafka's `authorizer.class.name`, `super.users`,
+/// `allow.everyone.if.no.acl.found`). Off by default: every principal may do everything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizerConfig {
+    pub enabled: bool,
+    /// Principals that pass every check, e.g. `["User:admin"]`.
+    pub super_users: Vec<String>,
+    /// Allow a request on a resource no ACL names.
+    pub allow_everyone_if_no_acl_found: bool,
+}
+
+/// Kafka's security protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn parse(name: &str) -> Option<SecurityProtocol> {
+        match name {
+            "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
+            "SSL" => Some(SecurityProtocol::Ssl),
+            "SASL_PLAINTEXT" => Some(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Some(SecurityProtocol::SaslSsl),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// One Kafka listener as resolved from `network.listen` and `network.listeners`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub protocol: SecurityProtocol,
+}
+
+/// The name of the listener on `network.listen`.
+pub const DEFAULT_LISTENER: &str = "PLAINTEXT";
+
+/// Splits Kafka's `NAME://host:port,...` list.
+fn parse_listener_list(key: &str, raw: &str) -> Result<Vec<(String, String, u16)>, String> {
+    let mut out = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, addr) = entry
+            .split_once("://")
+            .ok_or_else(|| format!("{key}: {entry:?} is not NAME://host:port"))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("{key}: {entry:?} is not NAME://host:port"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(format!("{key}: bad listener name {name:?}"));
+        }
+        out.push((name.to_string(), host, port));
+    }
+    Ok(out)
 }
 
 /// Cluster membership: the controller quorum and broker lifecycle timings (Kafka's
@@ -357,6 +490,16 @@ pub struct NetworkConfig {
     /// How long shutdown waits for in-flight requests before closing connections anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// More listeners besides `listen` (which is the listener named `PLAINTEXT`), Kafka's
+    /// `listeners` format: `SECURE://127.0.0.1:9094,INTERNAL://10.0.0.5:9095`.
+    pub listeners: String,
+    /// What clients are told for each extra listener, `NAME://host:port,...` (Kafka's
+    /// `advertised.listeners`); a listener not named here advertises its bind address.
+    pub advertised_listeners: String,
+    /// Listener name -> security protocol, `NAME:PROTOCOL,...` (Kafka's
+    /// `listener.security.protocol.map`). A listener not named here must itself be named after
+    /// a protocol (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`).
+    pub listener_security_protocol_map: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -598,6 +741,9 @@ impl Default for NetworkConfig {
             max_connections_per_ip_overrides: BTreeMap::new(),
             fetch_max_bytes: ByteSize::mib(55),
             shutdown_timeout: Duration::from_secs(10),
+            listeners: String::new(),
+            advertised_listeners: String::new(),
+            listener_security_protocol_map: String::new(),
         }
     }
 }
@@ -805,6 +951,30 @@ impl BrokerConfig {
                 self.network.listen
             ));
         }
+        match self.listeners() {
+            Err(problem) => problems.push(problem),
+            Ok(listeners) => {
+                if listeners.iter().any(|l| l.protocol.tls())
+                    && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+                {
+                    problems.push("an SSL or SASL_SSL listener needs tls.cert_file and tls.key_file".to_string());
+                }
+            }
+        }
+        if !matches!(self.tls.client_auth.as_str(), "none" | "requested" | "required") {
+            problems.push(format!(
+                "tls.client_auth must be none, requested or required, got {:?}",
+                self.tls.client_auth
+            ));
+        }
+        if self.tls.client_auth == "required" && self.tls.ca_file.is_none() {
+            problems.push("tls.client_auth = required needs tls.ca_file".to_string());
+        }
+        for mechanism in &self.sasl.enabled_mechanisms {
+            if !matches!(mechanism.as_str(), "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512") {
+                problems.push(format!("sasl.enabled_mechanisms: unsupported mechanism {mechanism:?}"));
+            }
+        }
         if self.producers.id_expiration_ms < 1 {
             problems.push(format!(
                 "producers.id_expiration_ms must be >= 1, got {}",
@@ -865,6 +1035,91 @@ impl BrokerConfig {
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+
+    /// Every Kafka listener: `network.listen` as `PLAINTEXT`, then `network.listeners`.
+    pub fn listeners(&self) -> Result<Vec<Listener>, String> {
+        let net = &self.network;
+        let mut map = std::collections::HashMap::new();
+        for entry in net
+            .listener_security_protocol_map
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            let (name, proto) = entry
+                .split_once(':')
+                .ok_or_else(|| format!("network.listener_security_protocol_map: {entry:?} is not NAME:PROTOCOL"))?;
+            let proto = SecurityProtocol::parse(proto).ok_or_else(|| {
+                format!("network.listener_security_protocol_map: unknown security protocol {proto:?}")
+            })?;
+            map.insert(name.to_string(), proto);
+        }
+        let protocol =
+            |name: &str| {
+                map.get(name).copied().or_else(|| SecurityProtocol::parse(name)).ok_or_else(|| {
+                format!("listener {name} has no security protocol: name it in network.listener_security_protocol_map")
+            })
+            };
+        let advertised = parse_listener_list("network.advertised_listeners", &net.advertised_listeners)?;
+        let (host, port) = self.advertised_listener();
+        let mut listeners = vec![Listener {
+            name: DEFAULT_LISTENER.to_string(),
+            listen: net.listen,
+            advertised_host: host,
+            advertised_port: port,
+            protocol: protocol(DEFAULT_LISTENER)?,
+        }];
+        for (name, host, port) in parse_listener_list("network.listeners", &net.listeners)? {
+            if listeners.iter().any(|l| l.name == name) {
+                return Err(format!(
+                    "network.listeners: listener {name} is defined twice ({DEFAULT_LISTENER} is network.listen)"
+                ));
+            }
+            let ip: IpAddr = if host.is_empty() {
+                IpAddr::from([0, 0, 0, 0])
+            } else if host == "localhost" {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                host.parse()
+                    .map_err(|_| format!("network.listeners: {name} must bind an IP address, got {host:?}"))?
+            };
+            let listen = SocketAddr::new(ip, port);
+            let (adv_host, adv_port) = match advertised.iter().find(|(n, _, _)| *n == name) {
+                Some((_, h, p)) => (h.clone(), i32::from(*p)),
+                None if ip.is_unspecified() => {
+                    return Err(format!(
+                        "listener {name} binds every interface; name it in network.advertised_listeners"
+                    ));
+                }
+                None => (ip.to_string(), i32::from(port)),
+            };
+            listeners.push(Listener {
+                name: name.clone(),
+                listen,
+                advertised_host: adv_host,
+                advertised_port: adv_port,
+                protocol: protocol(&name)?,
+            });
+        }
+        if let Some((name, _, _)) = advertised
+            .iter()
+            .find(|(n, _, _)| !listeners.iter().any(|l| l.name == *n))
+        {
+            return Err(format!(
+                "network.advertised_listeners names {name}, which is not a listener"
+            ));
+        }
+        Ok(listeners)
+    }
+
+    /// host:port clients of `listener` should connect to (the default listener's if unknown).
+    pub fn advertised_for(&self, listener: &str) -> (String, i32) {
+        self.listeners()
+            .ok()
+            .and_then(|ls| ls.into_iter().find(|l| l.name == listener))
+            .map(|l| (l.advertised_host, l.advertised_port))
+            .unwrap_or_else(|| self.advertised_listener())
     }
 
     /// host:port clients should connect to.
@@ -1025,6 +1280,79 @@ mod tests {
         // The base without a pod name is a usage error (clap), not a silent node 0.
         let missing = Cli::try_parse_from(["fjord-broker", "--node-id-base", "5"]).expect_err("needs --pod-name");
         assert!(missing.to_string().contains("--pod-name"), "{missing}");
+    }
+
+    #[test]
+    fn listeners_parse_kafka_style_and_are_validated() {
+        let load = |args: &[&str]| BrokerConfig::load_from(&cli(args), Vec::new());
+        let config = load(&[
+            "--set",
+            "network.listeners=SSL://127.0.0.1:9093,EXTERNAL://0.0.0.0:9094",
+            "--set",
+            "network.advertised_listeners=EXTERNAL://broker-0.example:19094",
+            "--set",
+            "network.listener_security_protocol_map=EXTERNAL:SASL_SSL,PLAINTEXT:SASL_PLAINTEXT",
+            "--set",
+            "tls.cert_file=/c.pem",
+            "--set",
+            "tls.key_file=/k.pem",
+        ])
+        .expect("valid");
+        let listeners = config.listeners().expect("listeners");
+        let summary: Vec<(&str, SecurityProtocol, String)> = listeners
+            .iter()
+            .map(|l| {
+                (
+                    l.name.as_str(),
+                    l.protocol,
+                    format!("{}:{}", l.advertised_host, l.advertised_port),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    "PLAINTEXT",
+                    SecurityProtocol::SaslPlaintext,
+                    "127.0.0.1:9092".to_string()
+                ),
+                ("SSL", SecurityProtocol::Ssl, "127.0.0.1:9093".to_string()),
+                (
+                    "EXTERNAL",
+                    SecurityProtocol::SaslSsl,
+                    "broker-0.example:19094".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            config.advertised_for("EXTERNAL"),
+            ("broker-0.example".to_string(), 19094)
+        );
+        for (bad, why) in [
+            (
+                &["--set", "network.listeners=INTERNAL://127.0.0.1:9093"][..],
+                "no security protocol",
+            ),
+            (
+                &["--set", "network.listeners=SSL://127.0.0.1:9093"][..],
+                "tls.cert_file",
+            ),
+            (
+                &["--set", "network.listeners=PLAINTEXT://127.0.0.1:9093"][..],
+                "defined twice",
+            ),
+            (
+                &["--set", "network.listeners=SASL_SSL://0.0.0.0:9093"][..],
+                "every interface",
+            ),
+            (&["--set", "network.listeners=nonsense"][..], "NAME://host:port"),
+            (&["--set", "tls.client_auth=sometimes"][..], "client_auth"),
+            (&["--set", "sasl.enabled_mechanisms=[\"GSSAPI\"]"][..], "GSSAPI"),
+        ] {
+            let err = load(bad).expect_err(why);
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+        }
     }
 
     #[test]

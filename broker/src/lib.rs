@@ -18,6 +18,7 @@ pub mod producer_ids;
 pub mod publish;
 pub mod replication;
 pub mod resources;
+pub mod security;
 pub mod tiering;
 pub mod topic_config;
 pub mod txn;
@@ -54,7 +55,6 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         max_partitions = config.topics.max_partitions,
         "resource limits"
     );
-    let listen = config.network.listen;
     let http_listen = config.http.listen;
     // Cluster mode: the quorum member starts first (it replays the metadata snapshot and log),
     // and its controller listener serves Raft at once so the other voters can elect a leader.
@@ -74,9 +74,19 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         move || Broker::open(config, quorum)
     })
     .await??;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the kafka listener on {listen}"))?;
+    let mut listeners = Vec::new();
+    for listener in broker.config.listeners().map_err(anyhow::Error::msg)? {
+        let addr = listener.listen;
+        let socket = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the kafka listener {} on {addr}", listener.name))?;
+        listeners.push(network::Bound { listener, socket });
+    }
+    let tls = if listeners.iter().any(|b| b.listener.protocol.tls()) {
+        Some(security::tls::acceptor(&broker.config.tls)?)
+    } else {
+        None
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(broker.publishing.clone().run(shutdown_rx.clone()));
     let mut controller_server = None;
@@ -173,9 +183,17 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         tiering.load_all(&broker).await;
         tokio::spawn(tiering.run(broker.clone(), shutdown_rx.clone()));
     }
-    let (host, port) = broker.config.advertised_listener();
-    tracing::info!(%listen, advertised = %format!("{host}:{port}"), "serving the kafka protocol");
-    let server = tokio::spawn(network::serve(listener, broker.clone(), shutdown_rx));
+    for bound in &listeners {
+        let l = &bound.listener;
+        tracing::info!(
+            listener = %l.name,
+            listen = %l.listen,
+            security_protocol = l.protocol.name(),
+            advertised = %format!("{}:{}", l.advertised_host, l.advertised_port),
+            "serving the kafka protocol"
+        );
+    }
+    let server = tokio::spawn(network::serve(listeners, tls, broker.clone(), shutdown_rx));
 
     wait_for_signal().await;
     if broker.metadata.quorum().is_some() {

@@ -10,13 +10,26 @@ use crate::config::BrokerConfig;
 
 /// The listeners this broker advertises, as registered in metadata.
 pub fn endpoints(config: &BrokerConfig) -> Vec<Endpoint> {
-    let (host, port) = config.advertised_listener();
-    vec![Endpoint {
-        name: "PLAINTEXT".to_string(),
-        host,
-        port: u16::try_from(port).unwrap_or(9092),
-        security_protocol: "PLAINTEXT".to_string(),
-    }]
+    // Validated at load; the default listener alone if not.
+    let listeners = config.listeners().unwrap_or_default();
+    if listeners.is_empty() {
+        let (host, port) = config.advertised_listener();
+        return vec![Endpoint {
+            name: crate::config::DEFAULT_LISTENER.to_string(),
+            host,
+            port: u16::try_from(port).unwrap_or(9092),
+            security_protocol: "PLAINTEXT".to_string(),
+        }];
+    }
+    listeners
+        .into_iter()
+        .map(|l| Endpoint {
+            name: l.name,
+            host: l.advertised_host,
+            port: u16::try_from(l.advertised_port).unwrap_or(9092),
+            security_protocol: l.protocol.name().to_string(),
+        })
+        .collect()
 }
 
 /// Registers this broker (a new incarnation, so a new broker epoch) and unfences it, committing

@@ -102,6 +102,10 @@ pub struct NetworkMetrics {
     pub connection_limit_waits: Counter,
     /// Connections closed because a request did not arrive whole within request_read_timeout.
     pub request_read_timeouts: Counter,
+    /// TLS handshakes that failed or timed out on SSL and SASL_SSL listeners.
+    pub tls_handshake_failures: Counter,
+    /// SASL authentications refused (wrong credentials, unknown user, bad tokens).
+    pub sasl_authentication_failures: Counter,
 }
 
 impl NetworkMetrics {
@@ -135,6 +139,16 @@ impl NetworkMetrics {
             "network_request_read_timeouts",
             "connections closed because a request did not arrive whole within request_read_timeout",
             self.request_read_timeouts.clone(),
+        );
+        registry.register(
+            "network_tls_handshake_failures",
+            "tls handshakes that failed or timed out",
+            self.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "network_sasl_authentication_failures",
+            "sasl authentications refused",
+            self.sasl_authentication_failures.clone(),
         );
     }
 }

@@ -93,6 +93,8 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("controller", &["handlers", "network", "admin", "http"]),
     ("admin", &["handlers", "network", "http"]),
+    // Connection security (sessions, TLS, SASL, ACL decisions) is below request handling.
+    ("security", &["handlers", "network", "admin", "http"]),
     ("http", &["handlers", "network", "admin"]),
     (
         "metrics",

@@ -12,7 +12,13 @@ use crate::broker::Broker;
 use crate::controller::NewTopic;
 use crate::topic_config;
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    session: Arc<crate::security::Session>,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    use fjord_metadata::security::{AclOperation, ResourceType};
     broker
         .blocking(move |broker| {
             let mut seen = std::collections::HashSet::new();
@@ -30,6 +36,14 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                                 fjord_protocol::kafka_protocol::error::ResponseError::InvalidRequest.code(),
                             )
                             .with_error_message(Some(str_bytes("topic listed more than once in the request")));
+                    }
+                    // CREATE on the cluster or on the topic (Kafka).
+                    if !broker.authorize_cluster(&session, AclOperation::Create)
+                        && !broker.authorize(&session, AclOperation::Create, ResourceType::Topic, &t.name)
+                    {
+                        return result.with_error_code(
+                            fjord_protocol::kafka_protocol::error::ResponseError::TopicAuthorizationFailed.code(),
+                        );
                     }
                     let configs: BTreeMap<String, String> = t
                         .configs

@@ -10,7 +10,12 @@ use fjord_protocol::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopics
 use super::{str_bytes, topic_name};
 use crate::broker::Broker;
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    session: Arc<crate::security::Session>,
+    request: DeleteTopicsRequest,
+) -> DeleteTopicsResponse {
+    use fjord_metadata::security::{AclOperation, ResourceType};
     broker
         .blocking(move |broker| {
             // v0-5 name topics in topic_names; v6+ in topics (name or id).
@@ -35,6 +40,10 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest) -
                     let Some(name) = name else {
                         return result.with_error_code(ResponseError::UnknownTopicId.code());
                     };
+                    // DELETE on the topic (DESCRIBE decides whether its existence is revealed).
+                    if !broker.authorize(&session, AclOperation::Delete, ResourceType::Topic, &name) {
+                        return result.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     match broker.delete_topic(&name) {
                         Ok(topic_id) => result.with_topic_id(topic_id.0),
                         Err(e) => result

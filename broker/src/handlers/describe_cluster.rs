@@ -6,8 +6,8 @@ use fjord_protocol::kafka_protocol::messages::{DescribeClusterRequest, DescribeC
 use super::{broker_id, operations, str_bytes};
 use crate::broker::Broker;
 
-pub(super) fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let brokers = super::live_brokers(broker, &broker.image())
+pub(super) fn handle(broker: &Broker, listener: &str, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let brokers = super::live_brokers(broker, &broker.image(), listener)
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()

@@ -25,6 +25,7 @@ const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
 
 pub(super) fn handle(broker: &Broker, request: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let image = broker.image();
@@ -223,7 +224,17 @@ fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
 /// The broker's settings under Kafka's names: (name, value, default, type).
 fn broker_configs(config: &BrokerConfig) -> Vec<(&'static str, String, String, i8)> {
     let d = BrokerConfig::default();
-    let (host, port) = config.advertised_listener();
+    // Validated at load; the PLAINTEXT listener alone if not.
+    let listeners = config.listeners().unwrap_or_else(|_| {
+        let (host, port) = config.advertised_listener();
+        vec![crate::config::Listener {
+            name: crate::config::DEFAULT_LISTENER.to_string(),
+            listen: config.network.listen,
+            advertised_host: host,
+            advertised_port: port,
+            protocol: crate::config::SecurityProtocol::Plaintext,
+        }]
+    });
     let t = &config.topics;
     let dt = &d.topics;
     let ms = |x: std::time::Duration| x.as_millis().to_string();
@@ -238,15 +249,57 @@ fn broker_configs(config: &BrokerConfig) -> Vec<(&'static str, String, String, i
         ),
         (
             "listeners",
-            format!("PLAINTEXT://{}", config.network.listen),
+            listeners
+                .iter()
+                .map(|l| format!("{}://{}", l.name, l.listen))
+                .collect::<Vec<_>>()
+                .join(","),
             format!("PLAINTEXT://{}", d.network.listen),
             TYPE_STRING,
         ),
         (
             "advertised.listeners",
-            format!("PLAINTEXT://{host}:{port}"),
+            listeners
+                .iter()
+                .map(|l| format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port))
+                .collect::<Vec<_>>()
+                .join(","),
             format!("PLAINTEXT://{}", d.network.listen),
             TYPE_STRING,
+        ),
+        (
+            "listener.security.protocol.map",
+            listeners
+                .iter()
+                .map(|l| format!("{}:{}", l.name, l.protocol.name()))
+                .collect::<Vec<_>>()
+                .join(","),
+            "PLAINTEXT:PLAINTEXT".to_string(),
+            TYPE_STRING,
+        ),
+        (
+            "sasl.enabled.mechanisms",
+            config.sasl.enabled_mechanisms.join(","),
+            d.sasl.enabled_mechanisms.join(","),
+            TYPE_LIST,
+        ),
+        (
+            "ssl.client.auth",
+            config.tls.client_auth.clone(),
+            d.tls.client_auth.clone(),
+            TYPE_STRING,
+        ),
+        (
+            "super.users",
+            config.authorizer.super_users.join(";"),
+            String::new(),
+            TYPE_STRING,
+        ),
+        (
+            "allow.everyone.if.no.acl.found",
+            config.authorizer.allow_everyone_if_no_acl_found.to_string(),
+            d.authorizer.allow_everyone_if_no_acl_found.to_string(),
+            TYPE_BOOLEAN,
         ),
         (
             "log.dirs",

@@ -97,3 +97,24 @@ pub(super) fn null_success_messages(body: &mut ResponseKind) {
         _ => {}
     }
 }
+
+/// Kafka error code for a refused SASL step.
+pub(super) fn sasl_error_code(error: &crate::security::sasl::SaslError) -> ResponseError {
+    use crate::security::sasl::SaslError;
+    match error {
+        SaslError::UnsupportedMechanism => ResponseError::UnsupportedSaslMechanism,
+        SaslError::IllegalState(_) => ResponseError::IllegalSaslState,
+        SaslError::AuthenticationFailed(_) => ResponseError::SaslAuthenticationFailed,
+    }
+}
+
+/// Kafka error code for an authorization denied on a resource of `resource_type`.
+pub(super) fn authorization_error(resource_type: fjord_metadata::security::ResourceType) -> ResponseError {
+    use fjord_metadata::security::ResourceType;
+    match resource_type {
+        ResourceType::Topic => ResponseError::TopicAuthorizationFailed,
+        ResourceType::Group => ResponseError::GroupAuthorizationFailed,
+        ResourceType::Cluster => ResponseError::ClusterAuthorizationFailed,
+        ResourceType::TransactionalId => ResponseError::TransactionalIdAuthorizationFailed,
+    }
+}

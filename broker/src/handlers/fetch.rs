@@ -62,7 +62,12 @@ struct RemoteRead {
     min_one_batch: bool,
 }
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    session: &crate::security::Session,
+    request: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     let image = broker.image();
     let replica_id = if version >= 15 {
         request.replica_state.replica_id.0
@@ -82,6 +87,16 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: FetchRequest, version:
         } else {
             (t.topic.to_string(), None)
         };
+        // READ on the topic (Kafka's authorization of a consumer fetch).
+        let topic_error = topic_error.or_else(|| {
+            (!broker.authorize(
+                session,
+                fjord_metadata::security::AclOperation::Read,
+                fjord_metadata::security::ResourceType::Topic,
+                &name,
+            ))
+            .then_some(ResponseError::TopicAuthorizationFailed)
+        });
         topics.push(
             FetchableTopicResponse::default()
                 .with_topic(if version >= 13 {

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use fjord_metadata::security::{AclOperation, ResourceType};
+
 use fjord_protocol::kafka_protocol::error::ResponseError;
 use fjord_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator;
 use fjord_protocol::kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
@@ -16,6 +18,7 @@ const KEY_TYPES: [i8; 2] = [0, 1];
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
+    session: &crate::security::Session,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -37,7 +40,6 @@ pub(super) async fn handle(
     } else {
         broker.blocking(|b| b.ensure_offsets_topic()).await
     };
-    let (host, port) = broker.config.advertised_listener();
     let keys: Vec<String> = if version >= 4 {
         request.coordinator_keys.iter().map(|k| k.to_string()).collect()
     } else {
@@ -59,10 +61,18 @@ pub(super) async fn handle(
         if key.is_empty() && request.key_type == 1 {
             return (Some(ResponseError::InvalidRequest), "transactional id is empty".into());
         }
+        let resource = if request.key_type == 0 {
+            ResourceType::Group
+        } else {
+            ResourceType::TransactionalId
+        };
+        if !broker.authorize(session, AclOperation::Describe, resource, key) {
+            return (Some(super::errors::authorization_error(resource)), String::new());
+        }
         (None, String::new())
     };
     let image = broker.image();
-    let brokers = super::live_brokers(broker, &image);
+    let brokers = super::live_brokers(broker, &image, &session.listener);
     // The leader of the key's internal partition, if it is a live broker.
     let coordinator_of = |key: &str| -> Option<(i32, String, i32)> {
         let topic = image.topic(internal_topic)?;
@@ -82,7 +92,8 @@ pub(super) async fn handle(
                     (-1, String::new(), -1)
                 })
             } else {
-                (broker.node_id(), host.clone(), port)
+                let (host, port) = broker.config.advertised_for(&session.listener);
+                (broker.node_id(), host, port)
             };
             let ok = error.is_none();
             Coordinator::default()

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use fjord_metadata::TopicImage;
+use fjord_metadata::security::{AclOperation, ResourceType};
 use fjord_protocol::kafka_protocol::error::ResponseError;
 use fjord_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -13,8 +14,21 @@ use fjord_protocol::kafka_protocol::messages::{MetadataRequest, MetadataResponse
 use super::{broker_id, operations, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::controller::validate_topic_name;
+use crate::security::Session;
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    session: &Session,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    // Topics the principal may not describe are left out of "all topics" and refused by name
+    // (Kafka's filtering); auto-creation needs CREATE on the cluster or the topic.
+    let describable = |name: &str| broker.authorize(session, AclOperation::Describe, ResourceType::Topic, name);
+    let may_create = |name: &str| {
+        broker.authorize_cluster(session, AclOperation::Create)
+            || broker.authorize(session, AclOperation::Create, ResourceType::Topic, name)
+    };
     let operations = operations::answer(request.include_topic_authorized_operations, operations::TOPIC);
     // v8-10 only; later versions answer it through DescribeCluster.
     let cluster_operations = operations::answer(request.include_cluster_authorized_operations, operations::CLUSTER);
@@ -22,7 +36,11 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
     // v0 has no null array: an empty list means every topic.
     let all_topics = request.topics.is_none() || (version == 0 && request.topics.as_ref().is_some_and(Vec::is_empty));
     let topics = match &request.topics {
-        _ if all_topics => image.topics().map(|t| describe_topic(t, operations)).collect(),
+        _ if all_topics => image
+            .topics()
+            .filter(|t| describable(&t.name))
+            .map(|t| describe_topic(t, operations))
+            .collect(),
         None => Vec::new(),
         Some(requested) => {
             // Auto-create first (one metadata commit per missing topic), then describe.
@@ -32,6 +50,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
                 .iter()
                 .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
                 .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+                .filter(|n| describable(n) && may_create(n))
                 .collect();
             if allow && !missing.is_empty() {
                 broker.blocking(move |b| b.auto_create_topics(&missing)).await;
@@ -44,8 +63,22 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
                         Some(name) => image.topic(name),
                         None => image.topic_by_id(fjord_metadata::TopicId(t.topic_id)),
                     };
+                    let name = found.map(|f| f.name.as_str()).or(t.name.as_ref().map(|n| n.as_str()));
+                    if let Some(name) = name
+                        && !describable(name)
+                    {
+                        return MetadataResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_topic_id(t.topic_id)
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     match (found, &t.name) {
                         (Some(topic), _) => describe_topic(topic, operations),
+                        (None, Some(name)) if allow && !may_create(name) && validate_topic_name(name).is_ok() => {
+                            MetadataResponseTopic::default()
+                                .with_name(Some(name.clone()))
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        }
                         (None, Some(name)) => {
                             let code = match validate_topic_name(name) {
                                 Err(e) => e.code,
@@ -65,7 +98,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
     };
     MetadataResponse::default()
         .with_brokers(
-            super::live_brokers(broker, &image)
+            super::live_brokers(broker, &image, &session.listener)
                 .into_iter()
                 .map(|b| {
                     MetadataResponseBroker::default()

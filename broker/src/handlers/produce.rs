@@ -26,6 +26,8 @@ use crate::broker::Broker;
 use crate::controller::is_internal_topic;
 use crate::replication::Partition;
 use crate::replication::partition::HighWatermarkWait;
+use crate::security::Session;
+use fjord_metadata::security::{AclOperation, ResourceType};
 
 /// One partition's slot in the response, with the append to do (if the partition exists).
 struct Slot {
@@ -38,10 +40,18 @@ struct Slot {
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
+    session: &Session,
     request: ProduceRequest,
     mut turn: super::Turn,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
+    // Kafka's authorization: WRITE on the transactional id (if any) and on each topic.
+    let transactional_ok = request
+        .transactional_id
+        .as_ref()
+        .is_none_or(|id| broker.authorize(session, AclOperation::Write, ResourceType::TransactionalId, id));
+    let writable =
+        |name: &str| transactional_ok && broker.authorize(session, AclOperation::Write, ResourceType::Topic, name);
     let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
     let mut slots: Vec<Slot> = Vec::new();
     if !matches!(acks, -1..=1) {
@@ -67,6 +77,11 @@ pub(super) async fn handle(
             .iter()
             .map(|t| t.name.to_string())
             .filter(|n| image.topic(n).is_none())
+            .filter(|n| {
+                writable(n)
+                    && (broker.authorize_cluster(session, AclOperation::Create)
+                        || broker.authorize(session, AclOperation::Create, ResourceType::Topic, n))
+            })
             .collect();
         if !missing.is_empty() {
             broker.blocking(move |b| b.auto_create_topics(&missing)).await;
@@ -79,8 +94,21 @@ pub(super) async fn handle(
                 .with_name(t.name.clone())
                 .with_topic_id(t.topic_id),
         );
+        let allowed = writable(&t.name);
         for p in t.partition_data {
             let (response, append) = match (broker.replicas.get(&t.name, p.index), p.records) {
+                _ if !allowed => (
+                    error_response(
+                        p.index,
+                        if transactional_ok {
+                            ResponseError::TopicAuthorizationFailed
+                        } else {
+                            ResponseError::TransactionalIdAuthorizationFailed
+                        },
+                        "",
+                    ),
+                    None,
+                ),
                 // Only the coordinators write internal topics (Kafka's ReplicaManager check).
                 (Some(_), _) if is_internal_topic(&t.name) => (
                     error_response(

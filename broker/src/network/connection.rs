@@ -3,7 +3,6 @@
 //! budget, idle and whole-request read timeouts); the connection task handles them concurrently
 //! and writes the responses strictly in request order, as Kafka clients require for pipelining.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,14 +13,13 @@ use fjord_protocol::{DecodeError, decode_request, encode_fetch_response_chunked,
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::memory_pool::{MemoryPool, Reservation};
 use crate::broker::Broker;
 use crate::handlers::{self, Reply, Turn};
+use crate::security::Session;
 
 /// A request frame and what it holds until answered: its share of the connection's and the
 /// broker's request memory and one of the connection's in-flight slots.
@@ -62,15 +60,21 @@ struct ReadLimits {
     request_read_timeout: Duration,
 }
 
-pub(super) async fn run(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Runs a connection over its two halves: the TCP socket's own halves on plaintext listeners,
+/// the halves of the TLS stream on SSL and SASL_SSL listeners.
+pub(super) async fn run<R, W>(
+    read_half: R,
+    mut write_half: W,
+    session: Arc<Session>,
     broker: Arc<Broker>,
     mut shutdown: watch::Receiver<bool>,
     pool: Arc<MemoryPool>,
-) {
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send,
+{
+    let peer = session.peer;
     broker.metrics.connections.inc();
-    let (read_half, mut write_half) = stream.into_split();
     let net = &broker.config.network;
     let max_request = net.max_request_size.as_u64() as usize;
     // Requests read but not yet answered may hold at most max_request_size bytes in total
@@ -93,6 +97,7 @@ pub(super) async fn run(
             request_read_timeout: net.request_read_timeout,
         },
         broker.clone(),
+        peer,
     ));
 
     let mut in_flight = FuturesOrdered::new();
@@ -126,6 +131,10 @@ pub(super) async fn run(
                             tracing::debug!(%peer, %error, "write failed, closing connection");
                             break;
                         }
+                        if let Err(error) = write_half.flush().await {
+                            tracing::debug!(%peer, %error, "write failed, closing connection");
+                            break;
+                        }
                         broker.metrics.bytes_out.inc_by(sent as u64);
                         out.clear();
                         continue;
@@ -136,12 +145,28 @@ pub(super) async fn run(
                             break;
                         }
                     }
+                    Reply::Final { api_key, version, correlation_id, body } => {
+                        // Answer, then close (a failed SASL authentication).
+                        if encode_response(&mut out, api_key, version, correlation_id, &body).is_ok()
+                            && write_half.write_all(&out).await.is_ok()
+                        {
+                            broker.metrics.bytes_out.inc_by(out.len() as u64);
+                        }
+                        out.clear();
+                        let _ = write_half.flush().await;
+                        break;
+                    }
                     Reply::None => {}
                     Reply::Close => break,
                 }
                 // Batch writes: flush when nothing else is ready or the buffer is large.
                 if in_flight.is_empty() || out.len() >= 256 * 1024 {
                     if let Err(error) = write_half.write_all(&out).await {
+                        tracing::debug!(%peer, %error, "write failed, closing connection");
+                        break;
+                    }
+                    // A TLS stream buffers records until flushed (a no-op on a TCP socket).
+                    if let Err(error) = write_half.flush().await {
                         tracing::debug!(%peer, %error, "write failed, closing connection");
                         break;
                     }
@@ -155,9 +180,10 @@ pub(super) async fn run(
             frame = frames_rx.recv(), if reading && !closing => match frame {
                 Some(frame) => {
                     let broker = broker.clone();
+                    let session = session.clone();
                     let turn = Turn::after(&mut last_turn);
                     in_flight.push_back(async move {
-                        let reply = handle_frame(&broker, frame.bytes.clone(), peer, turn).await;
+                        let reply = handle_frame(&broker, frame.bytes.clone(), &session, turn).await;
                         (reply, frame)
                     });
                 }
@@ -169,17 +195,14 @@ pub(super) async fn run(
     if !out.is_empty() && write_half.write_all(&out).await.is_ok() {
         broker.metrics.bytes_out.inc_by(out.len() as u64);
     }
+    let _ = write_half.flush().await;
     reader.abort();
     let _ = write_half.shutdown().await;
     broker.metrics.connections.dec();
 }
 
 /// Writes `head` (already encoded responses) and then `chunks` with vectored writes.
-async fn write_all(
-    write_half: &mut tokio::net::tcp::OwnedWriteHalf,
-    head: &[u8],
-    chunks: &[Bytes],
-) -> std::io::Result<()> {
+async fn write_all<W: AsyncWrite + Unpin>(write_half: &mut W, head: &[u8], chunks: &[Bytes]) -> std::io::Result<()> {
     let mut parts: Vec<&[u8]> = Vec::with_capacity(chunks.len() + 1);
     if !head.is_empty() {
         parts.push(head);
@@ -209,12 +232,13 @@ async fn write_all(
 
 /// Decodes and handles one frame. Decode failures answer as Kafka does: ApiVersions at a
 /// too-new version gets UNSUPPORTED_VERSION in a v0 response; anything else closes.
-async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn: Turn) -> Reply {
+async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, session: &Arc<Session>, turn: Turn) -> Reply {
+    let peer = session.peer;
     let started = Instant::now();
     match decode_request(frame) {
         Ok(request) => {
             let api_key = request.api_key;
-            let reply = handlers::handle(broker, request, turn, peer).await;
+            let reply = handlers::handle(broker, request, turn, session).await;
             broker.metrics.observe_request(api_key, started.elapsed());
             reply
         }
@@ -234,16 +258,18 @@ async fn handle_frame(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr, turn
     }
 }
 
-async fn read_frames(
-    read_half: OwnedReadHalf,
+#[allow(clippy::too_many_arguments)]
+async fn read_frames<R: AsyncRead + Unpin>(
+    read_half: R,
     frames: mpsc::Sender<Frame>,
     budget: Arc<Semaphore>,
     slots: Arc<Semaphore>,
     pool: Arc<MemoryPool>,
     limits: ReadLimits,
     broker: Arc<Broker>,
+    peer: std::net::SocketAddr,
 ) {
-    let peer = read_half.peer_addr().ok();
+    let peer = Some(peer);
     let metrics = &broker.metrics.network;
     let max_request = limits.max_request;
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
@@ -340,7 +366,11 @@ async fn read_frames(
 }
 
 /// Reads the `size` bytes of a request body into `buf`.
-async fn read_body(reader: &mut BufReader<OwnedReadHalf>, buf: &mut BytesMut, size: usize) -> Result<(), ReadEnd> {
+async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    buf: &mut BytesMut,
+    size: usize,
+) -> Result<(), ReadEnd> {
     while buf.len() < size {
         match (&mut *reader).take((size - buf.len()) as u64).read_buf(buf).await {
             Ok(0) => return Err(ReadEnd::Closed),

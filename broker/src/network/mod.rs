@@ -1,7 +1,10 @@
 //! The Kafka listener: accepts connections within the connection limits (Kafka's
 //! `max.connections`, `max.connections.per.ip` and its overrides) and runs one [`connection`]
 //! task per client until shutdown, then waits (bounded) for the connections to finish their
-//! in-flight requests. All connections share one request [`memory_pool`].
+//! in-flight requests. All connections share one request [`memory_pool`]. Each listener has a
+//! security protocol: SSL and SASL_SSL connections are TLS-accepted first (within
+//! `request_read_timeout`), then run the same connection loop over the TLS stream; plaintext
+//! connections use the socket's own halves, as before.
 
 mod connection;
 mod memory_pool;
@@ -12,16 +15,89 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
-use crate::config::NetworkConfig;
+use crate::config::{Listener, NetworkConfig};
+use crate::security::Session;
 use memory_pool::MemoryPool;
 
-/// Accepts clients until `shutdown` flips to true, then drains the open connections.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// One bound Kafka listener.
+pub struct Bound {
+    pub listener: Listener,
+    pub socket: TcpListener,
+}
+
+/// Accepts the next client on any of `listeners`.
+async fn accept_any(listeners: &[Bound]) -> (usize, std::io::Result<(TcpStream, std::net::SocketAddr)>) {
+    std::future::poll_fn(|cx| {
+        for (i, bound) in listeners.iter().enumerate() {
+            if let std::task::Poll::Ready(result) = bound.socket.poll_accept(cx) {
+                return std::task::Poll::Ready((i, result));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Runs one accepted connection: TLS first on SSL and SASL_SSL listeners.
+async fn run_connection(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    listener: Listener,
+    tls: Option<TlsAcceptor>,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+    pool: Arc<MemoryPool>,
+) {
+    let name: Arc<str> = Arc::from(listener.name.as_str());
+    match (listener.protocol.tls(), tls) {
+        (true, Some(acceptor)) => {
+            let timeout = broker.config.network.request_read_timeout;
+            let tls_stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(error)) => {
+                    broker.metrics.network.tls_handshake_failures.inc();
+                    tracing::debug!(%peer, listener = %name, %error, "tls handshake failed, closing connection");
+                    return;
+                }
+                Err(_) => {
+                    broker.metrics.network.tls_handshake_failures.inc();
+                    tracing::debug!(%peer, listener = %name, "tls handshake not done within network.request_read_timeout, closing connection");
+                    return;
+                }
+            };
+            let principal = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(crate::security::tls::principal);
+            let session = Arc::new(Session::new(name, listener.protocol, peer, principal));
+            let (read_half, write_half) = tokio::io::split(tls_stream);
+            connection::run(read_half, write_half, session, broker, shutdown, pool).await;
+        }
+        (true, None) => tracing::error!(listener = %name, "tls listener without a tls acceptor, closing connection"),
+        (false, _) => {
+            let session = Arc::new(Session::new(name, listener.protocol, peer, None));
+            let (read_half, write_half) = stream.into_split();
+            connection::run(read_half, write_half, session, broker, shutdown, pool).await;
+        }
+    }
+}
+
+/// Accepts clients on every listener until `shutdown` flips to true, then drains the open
+/// connections.
+pub async fn serve(
+    listeners: Vec<Bound>,
+    tls: Option<TlsAcceptor>,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let net = &broker.config.network;
     let pool = MemoryPool::new(
         net.queued_max_request_bytes.as_u64() as usize,
@@ -46,7 +122,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
         }
         paused = at_limit;
         tokio::select! {
-            accepted = listener.accept(), if !at_limit => match accepted {
+            (index, accepted) = accept_any(&listeners), if !at_limit => match accepted {
                 Ok((stream, peer)) => {
                     let Some(slot) = per_ip.admit(peer.ip()) else {
                         tracing::debug!(%peer, "connection over network.max_connections_per_ip, closing it");
@@ -57,7 +133,15 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
                     }
-                    let run = connection::run(stream, peer, broker.clone(), shutdown.clone(), pool.clone());
+                    let run = run_connection(
+                        stream,
+                        peer,
+                        listeners[index].listener.clone(),
+                        tls.clone(),
+                        broker.clone(),
+                        shutdown.clone(),
+                        pool.clone(),
+                    );
                     connections.spawn(async move {
                         run.await;
                         drop(slot);
@@ -73,7 +157,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
             _ = shutdown.changed() => break,
         }
     }
-    drop(listener);
+    drop(listeners);
     let grace = broker.config.network.shutdown_timeout;
     let drained = tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {

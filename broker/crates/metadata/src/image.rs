@@ -4,10 +4,11 @@
 
 pub(crate) mod cluster;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::records::{BrokerId, ConfigResource, MetadataRecord, PartitionId, TopicId};
+use crate::security::{AclBinding, ScramCredential, ScramMechanism};
 use crate::{Error, Result};
 use cluster::{BrokerRegistration, ClusterImage};
 
@@ -67,6 +68,10 @@ pub struct MetadataImage {
     /// First producer id of the next block to hand out (all ids below were allocated).
     pub(crate) next_producer_id: i64,
     pub(crate) cluster: ClusterImage,
+    /// SCRAM credentials by user and mechanism.
+    pub(crate) scram: Arc<BTreeMap<(String, ScramMechanism), ScramCredential>>,
+    /// Every ACL binding.
+    pub(crate) acls: Arc<BTreeSet<AclBinding>>,
 }
 
 impl MetadataImage {
@@ -108,6 +113,21 @@ impl MetadataImage {
     /// First producer id not yet allocated to any broker.
     pub fn next_producer_id(&self) -> i64 {
         self.next_producer_id
+    }
+
+    /// The SCRAM credential of `user` for `mechanism`.
+    pub fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
+        self.scram.get(&(user.to_string(), mechanism))
+    }
+
+    /// Every SCRAM credential, by user and mechanism.
+    pub fn scram_credentials(&self) -> impl Iterator<Item = (&str, ScramMechanism, &ScramCredential)> {
+        self.scram.iter().map(|((u, m), c)| (u.as_str(), *m, c))
+    }
+
+    /// Every ACL binding.
+    pub fn acls(&self) -> &BTreeSet<AclBinding> {
+        &self.acls
     }
 
     /// The registered brokers.
@@ -355,6 +375,29 @@ impl MetadataImage {
                 }
                 if let Some(shutdown) = in_controlled_shutdown {
                     registration.in_controlled_shutdown = *shutdown;
+                }
+            }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                Arc::make_mut(&mut self.scram).insert((user.clone(), *mechanism), credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                if Arc::make_mut(&mut self.scram)
+                    .remove(&(user.clone(), *mechanism))
+                    .is_none()
+                {
+                    return Err(Error::Invalid(format!("no {} credential of {user}", mechanism.name())));
+                }
+            }
+            MetadataRecord::Acl { binding } => {
+                Arc::make_mut(&mut self.acls).insert(binding.clone());
+            }
+            MetadataRecord::RemoveAcl { binding } => {
+                if !Arc::make_mut(&mut self.acls).remove(binding) {
+                    return Err(Error::Invalid(format!("remove of unknown acl {binding:?}")));
                 }
             }
             MetadataRecord::RemoveTopic { topic_id } => {

@@ -10,6 +10,7 @@ mod log;
 pub mod placement;
 mod records;
 mod reserve;
+pub mod security;
 mod snapshot;
 mod store;
 #[cfg(test)]

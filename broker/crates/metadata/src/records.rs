@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::{AclBinding, ScramCredential, ScramMechanism};
+
 /// A topic's stable identity (Kafka's topic id): survives restarts, differs after delete+recreate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TopicId(pub Uuid);
@@ -135,6 +137,19 @@ pub enum MetadataRecord {
     /// A block of producer ids was handed to `broker_id` for InitProducerId; the next block
     /// starts at `next_producer_id` (Kafka's ProducerIdsRecord). Ids below it are never reused.
     ProducerIds { broker_id: BrokerId, next_producer_id: i64 },
+    /// A SCRAM credential of `user` for `mechanism` was set (Kafka's UserScramCredentialRecord):
+    /// salt, iterations and derived keys only, never the password.
+    ScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    /// The SCRAM credential of `user` for `mechanism` is gone.
+    RemoveScramCredential { user: String, mechanism: ScramMechanism },
+    /// An ACL was created (Kafka's AccessControlEntryRecord).
+    Acl { binding: AclBinding },
+    /// An ACL was deleted (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAcl { binding: AclBinding },
 }
 
 #[cfg(test)]

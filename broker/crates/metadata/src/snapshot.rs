@@ -68,6 +68,18 @@ impl MetadataImage {
         for (group, configs) in &self.group_configs {
             records.extend(config_records(ConfigResource::Group(group.clone()), configs));
         }
+        for ((user, mechanism), credential) in self.scram.iter() {
+            records.push(MetadataRecord::ScramCredential {
+                user: user.clone(),
+                mechanism: *mechanism,
+                credential: credential.clone(),
+            });
+        }
+        for binding in self.acls.iter() {
+            records.push(MetadataRecord::Acl {
+                binding: binding.clone(),
+            });
+        }
         if self.next_producer_id > 0 {
             records.push(MetadataRecord::ProducerIds {
                 broker_id: SNAPSHOT_BROKER_ID,

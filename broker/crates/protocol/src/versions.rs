@@ -13,7 +13,11 @@ use kafka_protocol::messages::{
     DescribeProducersRequest, DescribeQuorumRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
     ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
-    OffsetForLeaderEpochRequest, ProduceRequest, SyncGroupRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+};
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
+    DescribeUserScramCredentialsRequest,
 };
 use kafka_protocol::protocol::Message;
 
@@ -36,6 +40,51 @@ const fn api(key: ApiKey, min: i16, max: i16, cap: i16) -> SupportedApi {
 /// Every API the broker answers. `cap` is the highest version whose semantics are implemented;
 /// the lower bound and the codec's ceiling come from the message structs themselves.
 pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    // v0 is advertised because librdkafka requires it to enable SASL at all, but a client that
+    // then sends raw (unframed-header) tokens is closed: every current client uses v1 with
+    // SaslAuthenticate.
+    api(
+        ApiKey::SaslHandshake,
+        SaslHandshakeRequest::VERSIONS.min,
+        SaslHandshakeRequest::VERSIONS.max,
+        1,
+    ),
+    api(
+        ApiKey::CreateAcls,
+        CreateAclsRequest::VERSIONS.min,
+        CreateAclsRequest::VERSIONS.max,
+        3,
+    ),
+    api(
+        ApiKey::DescribeAcls,
+        DescribeAclsRequest::VERSIONS.min,
+        DescribeAclsRequest::VERSIONS.max,
+        3,
+    ),
+    api(
+        ApiKey::DeleteAcls,
+        DeleteAclsRequest::VERSIONS.min,
+        DeleteAclsRequest::VERSIONS.max,
+        3,
+    ),
+    api(
+        ApiKey::AlterUserScramCredentials,
+        AlterUserScramCredentialsRequest::VERSIONS.min,
+        AlterUserScramCredentialsRequest::VERSIONS.max,
+        0,
+    ),
+    api(
+        ApiKey::DescribeUserScramCredentials,
+        DescribeUserScramCredentialsRequest::VERSIONS.min,
+        DescribeUserScramCredentialsRequest::VERSIONS.max,
+        0,
+    ),
+    api(
+        ApiKey::SaslAuthenticate,
+        SaslAuthenticateRequest::VERSIONS.min,
+        SaslAuthenticateRequest::VERSIONS.max,
+        2,
+    ), // v2 adds session_lifetime_ms, always 0 here (no KIP-368 re-authentication yet)
     api(
         ApiKey::Produce,
         ProduceRequest::VERSIONS.min,
