@@ -248,6 +248,11 @@ def test_a_paused_controller_is_fenced_and_its_leaderships_move(cluster):
         wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=30, what=f"broker {vid} unfenced, as {b.name} sees it")
     wait_until(lambda: topic_layout(victim, "fenced-after") is not None, timeout=20,
                what="the resumed broker applied what was committed while it was paused")
+    # It catches up, rejoins the ISR, and auto leader rebalance gives its preferred partitions
+    # back to it.
+    wait_until(lambda: {p for p, (leader, _, _) in topic_layout(observers[0], "fenced").items()
+                        if leader == vid} == led_before, timeout=40,
+               what=f"broker {vid} leads its preferred partitions again")
 
 
 def test_controlled_shutdown_moves_leaderships_before_the_broker_exits(cluster):
