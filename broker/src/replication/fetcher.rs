@@ -94,13 +94,10 @@ impl Fetchers {
             match by_leader.get(&leader) {
                 Some(fetcher) => {
                     let mut current = fetcher.partitions.lock();
-                    if current.keys().collect::<Vec<_>>().len() != set.len()
-                        || set.keys().any(|k| !current.contains_key(k))
-                    {
-                        *current = set;
+                    let changed = current.len() != set.len() || set.keys().any(|k| !current.contains_key(k));
+                    *current = set;
+                    if changed {
                         fetcher.changed.notify_one();
-                    } else {
-                        *current = set;
                     }
                 }
                 None => {

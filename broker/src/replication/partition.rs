@@ -182,9 +182,10 @@ impl Partition {
     /// True if the leader alone makes up the (maximal) ISR, so the high watermark follows its
     /// log end offset (the single node, replication factor 1, or a shrunk ISR).
     pub fn leader_alone_in_isr(&self, me: i32) -> bool {
+        // On the produce path: no allocation, unlike `maximal_isr`.
         let set = self.replica_set.lock();
-        let isr = set.maximal_isr();
-        isr.is_empty() || isr == [me]
+        let only_me = |ids: &[i32]| ids.iter().all(|id| *id == me);
+        only_me(&set.isr) && set.pending_isr.as_deref().is_none_or(only_me)
     }
 
     /// The size of the maximal ISR (at least 1: the leader).

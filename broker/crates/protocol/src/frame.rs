@@ -104,13 +104,13 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, DecodeError> {
     Ok(DecodedRequest { api_key, header, body })
 }
 
-/// Appends one size-prefixed response frame (header + body) to `out`.
-pub fn encode_response(
+/// Appends one size-prefixed frame to `out`: whatever `write` encodes (a header and a body),
+/// preceded by its length; on an error nothing is left in `out`.
+fn write_frame(
     out: &mut BytesMut,
     api_key: ApiKey,
     version: i16,
-    correlation_id: i32,
-    body: &ResponseKind,
+    write: impl FnOnce(&mut BytesMut) -> Result<(), String>,
 ) -> Result<(), EncodeError> {
     let fail = |reason: String| EncodeError {
         api_key,
@@ -119,17 +119,30 @@ pub fn encode_response(
     };
     let start = out.len();
     out.put_i32(0);
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(out, api_key.response_header_version(version))
-        .map_err(|e| fail(e.to_string()))?;
-    if let Err(e) = body.encode(out, version) {
+    if let Err(reason) = write(out) {
         out.truncate(start);
-        return Err(fail(e.to_string()));
+        return Err(fail(reason));
     }
     let size = i32::try_from(out.len() - start - 4).map_err(|e| fail(e.to_string()))?;
     out[start..start + 4].copy_from_slice(&size.to_be_bytes());
     Ok(())
+}
+
+/// Appends one size-prefixed response frame (header + body) to `out`.
+pub fn encode_response(
+    out: &mut BytesMut,
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Result<(), EncodeError> {
+    write_frame(out, api_key, version, |out| {
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(out, api_key.response_header_version(version))
+            .map_err(|e| e.to_string())?;
+        body.encode(out, version).map_err(|e| e.to_string())
+    })
 }
 
 /// Appends one size-prefixed request frame (header + body) to `out`: the client side, used by a
@@ -142,29 +155,18 @@ pub fn encode_request(
     client_id: &str,
     body: &RequestKind,
 ) -> Result<(), EncodeError> {
-    let fail = |reason: String| EncodeError {
-        api_key,
-        version,
-        reason,
-    };
-    let start = out.len();
-    out.put_i32(0);
-    RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_string(
-            client_id.to_string(),
-        )))
-        .encode(out, api_key.request_header_version(version))
-        .map_err(|e| fail(e.to_string()))?;
-    if let Err(e) = body.encode(out, version) {
-        out.truncate(start);
-        return Err(fail(e.to_string()));
-    }
-    let size = i32::try_from(out.len() - start - 4).map_err(|e| fail(e.to_string()))?;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
-    Ok(())
+    write_frame(out, api_key, version, |out| {
+        RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_string(
+                client_id.to_string(),
+            )))
+            .encode(out, api_key.request_header_version(version))
+            .map_err(|e| e.to_string())?;
+        body.encode(out, version).map_err(|e| e.to_string())
+    })
 }
 
 /// Decodes a response frame (the bytes after the size prefix) of `api_key` at `version`:

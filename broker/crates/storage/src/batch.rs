@@ -342,6 +342,24 @@ pub struct ValidatedBatches {
     pub total_bytes: usize,
 }
 
+/// The batch at the start of `rest`: its header and length, once it is whole, within
+/// `max_batch_bytes`, and its CRC-32C matches.
+fn whole_batch_at(rest: &[u8], max_batch_bytes: usize) -> Result<(BatchHeader, usize), BatchError> {
+    let header = BatchHeader::parse(rest)?;
+    let total = header.total_len();
+    if total > rest.len() {
+        return Err(BatchError::Truncated);
+    }
+    if total > max_batch_bytes {
+        return Err(BatchError::TooLarge {
+            size: total,
+            max: max_batch_bytes,
+        });
+    }
+    verify_crc(&header, &rest[..total])?;
+    Ok((header, total))
+}
+
 /// Validates the `records` field of one partition of a Produce request: one or more
 /// concatenated v2 batches. Checks every batch: magic 2, sane batchLength and fully inside the
 /// buffer (no trailing partial batch), size <= `max_batch_bytes` (incl. the 12-byte log
@@ -360,19 +378,7 @@ pub fn validate_produce_batches(buf: &[u8], max_batch_bytes: usize) -> Result<Va
     let mut max_timestamp = i64::MIN;
     let mut max_timestamp_offset_delta = 0i64;
     while pos < buf.len() {
-        let rest = &buf[pos..];
-        let header = BatchHeader::parse(rest)?;
-        let total = header.total_len();
-        if total > rest.len() {
-            return Err(BatchError::Truncated);
-        }
-        if total > max_batch_bytes {
-            return Err(BatchError::TooLarge {
-                size: total,
-                max: max_batch_bytes,
-            });
-        }
-        verify_crc(&header, &rest[..total])?;
+        let (header, total) = whole_batch_at(&buf[pos..], max_batch_bytes)?;
         let compression = header.compression();
         if compression > MAX_COMPRESSION {
             return Err(BatchError::InvalidCompression(compression));
@@ -418,19 +424,7 @@ pub fn validate_replicated_batches(buf: &[u8], max_batch_bytes: usize) -> Result
     let mut pos = 0usize;
     let mut next_offset = i64::MIN;
     while pos < buf.len() {
-        let rest = &buf[pos..];
-        let header = BatchHeader::parse(rest)?;
-        let total = header.total_len();
-        if total > rest.len() {
-            return Err(BatchError::Truncated);
-        }
-        if total > max_batch_bytes {
-            return Err(BatchError::TooLarge {
-                size: total,
-                max: max_batch_bytes,
-            });
-        }
-        verify_crc(&header, &rest[..total])?;
+        let (header, total) = whole_batch_at(&buf[pos..], max_batch_bytes)?;
         if header.last_offset_delta < 0
             || header.record_count < 0
             || i64::from(header.record_count) > i64::from(header.last_offset_delta) + 1
