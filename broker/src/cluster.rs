@@ -588,18 +588,22 @@ impl Broker {
             return;
         }
         let me = BrokerId(self.node_id());
+        let proposals: Vec<_> = proposals
+            .into_iter()
+            .filter(|p| p.partition.begin_isr_change(&p.new_isr))
+            .collect();
+        if proposals.is_empty() {
+            return;
+        }
         let requests = proposals
             .iter()
-            .map(|p| {
-                p.partition.set_pending_isr(Some(p.new_isr.clone()));
-                control::AlterPartitionRequest {
-                    broker_id: me,
-                    topic: p.partition.topic.clone(),
-                    partition: p.partition.index,
-                    leader_epoch: p.leader_epoch,
-                    partition_epoch: p.partition_epoch,
-                    new_isr: p.new_isr.iter().map(|id| BrokerId(*id)).collect(),
-                }
+            .map(|p| control::AlterPartitionRequest {
+                broker_id: me,
+                topic: p.partition.topic.clone(),
+                partition: p.partition.index,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                new_isr: p.new_isr.iter().map(|id| BrokerId(*id)).collect(),
             })
             .collect();
         let results =
@@ -612,7 +616,7 @@ impl Broker {
                         Ok(epoch) => tracing::info!(topic = %p.topic, partition = p.index, isr = ?proposal.new_isr,
                             partition_epoch = epoch, "isr changed"),
                         Err(error) => {
-                            p.set_pending_isr(None);
+                            p.clear_pending_isr();
                             tracing::info!(topic = %p.topic, partition = p.index, code = error.code,
                                 message = %error.message, "isr change refused");
                         }
@@ -621,7 +625,7 @@ impl Broker {
             }
             Err(error) => {
                 for p in &proposals {
-                    p.partition.set_pending_isr(None);
+                    p.partition.clear_pending_isr();
                 }
                 tracing::debug!(message = %error.message, "alter partition failed");
             }

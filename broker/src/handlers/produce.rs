@@ -229,7 +229,6 @@ fn append(broker: &Broker, mut slot: Slot, acks: i16, now_ms: i64) -> Slot {
     let Some((partition, records)) = slot.append.take() else {
         return slot;
     };
-    let me = broker.node_id();
     if acks == -1 && partition.replica_count() > 1 {
         let min_insync = partition.min_insync_replicas.load(Ordering::Relaxed) as usize;
         if partition.isr_size() < min_insync {
@@ -246,7 +245,9 @@ fn append(broker: &Broker, mut slot: Slot, acks: i16, now_ms: i64) -> Slot {
         .append_as_leader(&partition, fjord_storage::AppendOrigin::Client, &records, now_ms);
     match result {
         Ok((info, log_start)) => {
-            if acks == -1 && !partition.leader_alone_in_isr(me) {
+            // Even when the leader is alone in the ISR now: the ISR may have shrunk since the
+            // append, and the wait then answers NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+            if acks == -1 && partition.replica_count() > 1 {
                 slot.replicate = Some((partition.clone(), info.last_offset.0 + 1));
             }
             broker.metrics.records_appended.inc_by(info.record_count);

@@ -107,9 +107,10 @@ impl ReplicaManager {
         now_ms: i64,
     ) -> fjord_storage::Result<(fjord_storage::AppendInfo, fjord_storage::Offset)> {
         let me = self.config.node_id;
-        let alone = partition.leader_alone_in_isr(me);
         let result = {
             let mut log = partition.log.lock();
+            // Under the log lock: an ISR expansion checks its joiners under it too.
+            let alone = partition.leader_alone_in_isr(me);
             let epoch = partition.leader_epoch();
             log.append_from(origin, records, epoch, now_ms).map(|info| {
                 if alone {
@@ -129,7 +130,7 @@ impl ReplicaManager {
 
     /// The ISR changes this broker wants as leader (Kafka's maybeShrinkIsr and maybeExpandIsr):
     /// a member that has not caught up with the log end for `lag_max_ms` leaves; a replica whose
-    /// fetch position reached the high watermark joins. Partitions with a change in flight are
+    /// fetch position reached the high watermark and the start of this leader epoch joins. Partitions with a change in flight are
     /// skipped.
     pub fn isr_proposals(&self, now_ms: i64, lag_max_ms: i64) -> Vec<IsrProposal> {
         let me = self.config.node_id;
@@ -146,8 +147,9 @@ impl ReplicaManager {
             };
             let mut new_isr: Vec<i32> = set.isr.iter().copied().filter(|id| *id == me || !lagging(id)).collect();
             for id in &set.replicas {
-                if !new_isr.contains(id) && set.followers.get(id).is_some_and(|f| f.fetch_offset >= hw) && !lagging(id)
-                {
+                let caught_up =
+                    |f: &partition::FollowerState| f.fetch_offset >= hw && f.fetch_offset >= set.epoch_start_offset;
+                if !new_isr.contains(id) && set.followers.get(id).is_some_and(caught_up) && !lagging(id) {
                     new_isr.push(*id);
                 }
             }

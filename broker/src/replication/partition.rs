@@ -51,6 +51,11 @@ pub struct ReplicaSet {
     pub followers: HashMap<i32, FollowerState>,
     /// When this leadership (leader and epoch) began, for followers that never fetched.
     pub since_ms: i64,
+    /// As leader: the log end offset when this leader epoch began (Kafka's leader epoch start
+    /// offset). A follower joins the ISR only once it has fetched past it: a new leader's high
+    /// watermark can lag what the previous leader acknowledged, so "reached the high watermark"
+    /// alone could admit a follower that lacks acknowledged records.
+    pub epoch_start_offset: i64,
 }
 
 impl ReplicaSet {
@@ -147,6 +152,7 @@ impl Partition {
         let mut set = self.replica_set.lock();
         if leader == me && (set.leader != me || set.leader_epoch != leader_epoch) {
             log.begin_leader_epoch(LeaderEpoch(leader_epoch));
+            set.epoch_start_offset = log.log_end_offset().0;
         }
         let previous = set.leader;
         if set.leader_epoch != leader_epoch || set.leader != leader {
@@ -174,13 +180,34 @@ impl Partition {
         set.leader == leader && set.leader_epoch == leader_epoch
     }
 
-    /// Notes an ISR change sent to the controller (see [`ReplicaSet::pending_isr`]).
-    pub fn set_pending_isr(&self, isr: Option<Vec<i32>>) {
-        self.replica_set.lock().pending_isr = isr;
+    /// Notes an ISR change about to be sent to the controller (see [`ReplicaSet::pending_isr`]),
+    /// if every joining member still qualifies: under the log lock, so no append raises the high
+    /// watermark past a joining follower between the check and the high watermark counting it
+    /// (Kafka holds its leader-ISR lock for the same reason). False: nothing noted, do not send.
+    pub fn begin_isr_change(&self, new_isr: &[i32]) -> bool {
+        let log = self.log.lock();
+        let mut set = self.replica_set.lock();
+        let hw = log.high_watermark().0;
+        let qualifies = new_isr.iter().filter(|id| !set.isr.contains(id)).all(|id| {
+            set.followers
+                .get(id)
+                .is_some_and(|f| f.fetch_offset >= hw && f.fetch_offset >= set.epoch_start_offset)
+        });
+        if qualifies {
+            set.pending_isr = Some(new_isr.to_vec());
+        }
+        qualifies
+    }
+
+    /// Forgets an ISR change the controller refused or never answered.
+    pub fn clear_pending_isr(&self) {
+        self.replica_set.lock().pending_isr = None;
     }
 
     /// True if the leader alone makes up the (maximal) ISR, so the high watermark follows its
     /// log end offset (the single node, replication factor 1, or a shrunk ISR).
+    /// Call it with the log lock held when the answer decides the high watermark (lock order:
+    /// log, then replica set).
     pub fn leader_alone_in_isr(&self, me: i32) -> bool {
         // On the produce path: no allocation, unlike `maximal_isr`.
         let set = self.replica_set.lock();
@@ -384,4 +411,60 @@ pub fn scan_records(partition: &Partition, mut visit: impl FnMut(ScannedRecord<'
         offset = next;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn leader_with(records: usize) -> (tempfile::TempDir, Partition) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(&dir.path().join("t-0"), fjord_storage::LogConfig::default(), true).expect("opens");
+        let partition = Partition::new("t".into(), TopicId::random(), 0, log, LeaderEpoch(0));
+        partition.set_replica_set(1, 1, 0, 0, vec![1, 2, 3], vec![1, 2, 3]);
+        for _ in 0..records {
+            let batch =
+                crate::txn::records::encode_batch(&[(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")))], 0)
+                    .expect("encodes");
+            partition.log.lock().append(&batch, LeaderEpoch(0), 0).expect("appends");
+        }
+        (dir, partition)
+    }
+
+    #[test]
+    fn a_follower_behind_the_new_leaders_epoch_start_does_not_join_the_isr() {
+        // Leader 1 wrote 10 records in epoch 0 with ISR {1, 3}; then broker 3 failed and 1 led
+        // again in epoch 1 with its high watermark still at 4 (a follower's view lags).
+        let (_dir, p) = leader_with(10);
+        p.set_replica_set(1, 1, 1, 1, vec![1, 2, 3], vec![1, 3]);
+        p.log.lock().set_high_watermark(Offset(4));
+        assert_eq!(p.replica_set().epoch_start_offset, 10);
+        // Broker 2, out of the ISR, fetches at the high watermark: it lacks 4..10, which the
+        // ISR may have acknowledged, so it must not join.
+        p.record_follower_fetch(1, 2, 4, 1_000);
+        assert!(!p.begin_isr_change(&[1, 2, 3]));
+        assert!(p.replica_set().pending_isr.is_none());
+        // Once it fetched past the epoch start it joins; the high watermark counts it at once.
+        p.record_follower_fetch(1, 2, 10, 2_000);
+        assert!(p.begin_isr_change(&[1, 2, 3]));
+        assert_eq!(p.replica_set().maximal_isr(), vec![1, 3, 2]);
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_log_end_of_the_maximal_isr() {
+        let (_dir, p) = leader_with(10);
+        p.set_replica_set(1, 1, 1, 1, vec![1, 2, 3], vec![1, 2]);
+        // Only the ISR counts: broker 3 lagging changes nothing.
+        assert_eq!(p.record_follower_fetch(1, 3, 0, 1_000).0, Offset(0));
+        assert_eq!(p.record_follower_fetch(1, 2, 7, 1_000), (Offset(7), true));
+        // A pending expansion counts its joiner before the controller commits it.
+        p.record_follower_fetch(1, 3, 10, 1_000);
+        assert!(p.begin_isr_change(&[1, 2, 3]));
+        p.record_follower_fetch(1, 3, 8, 1_000);
+        assert_eq!(p.record_follower_fetch(1, 2, 10, 1_000), (Offset(8), true));
+        // A refused change is forgotten.
+        p.clear_pending_isr();
+        assert_eq!(p.record_follower_fetch(1, 2, 10, 1_000).0, Offset(10));
+    }
 }
