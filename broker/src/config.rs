@@ -500,6 +500,10 @@ pub struct NetworkConfig {
     /// `listener.security.protocol.map`). A listener not named here must itself be named after
     /// a protocol (`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`).
     pub listener_security_protocol_map: String,
+    /// The listener other brokers' replica fetchers use to reach this one (Kafka's
+    /// `inter.broker.listener.name`): its advertised address is what they dial. It must be a
+    /// PLAINTEXT listener for now (the replica fetcher speaks neither TLS nor SASL).
+    pub inter_broker_listener_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -744,6 +748,7 @@ impl Default for NetworkConfig {
             listeners: String::new(),
             advertised_listeners: String::new(),
             listener_security_protocol_map: String::new(),
+            inter_broker_listener_name: DEFAULT_LISTENER.to_string(),
         }
     }
 }
@@ -958,6 +963,18 @@ impl BrokerConfig {
                     && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
                 {
                     problems.push("an SSL or SASL_SSL listener needs tls.cert_file and tls.key_file".to_string());
+                }
+                let inter = &self.network.inter_broker_listener_name;
+                match listeners.iter().find(|l| l.name == *inter) {
+                    None => problems.push(format!(
+                        "network.inter_broker_listener_name: {inter} is not a listener (known: {})",
+                        listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                    Some(l) if l.protocol != SecurityProtocol::Plaintext => problems.push(format!(
+                        "network.inter_broker_listener_name: {inter} is {:?}; replica fetchers speak PLAINTEXT only",
+                        l.protocol
+                    )),
+                    Some(_) => {}
                 }
             }
         }

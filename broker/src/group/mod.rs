@@ -803,7 +803,7 @@ impl Broker {
         &self,
         group: &str,
         records: &[OffsetsRecord],
-    ) -> Result<Option<(Arc<crate::replication::Partition>, i64)>, ResponseError> {
+    ) -> Result<Option<(Arc<crate::replication::Partition>, fjord_storage::LeaderEpoch, i64)>, ResponseError> {
         if records.is_empty() {
             return Ok(None);
         }
@@ -833,7 +833,12 @@ impl Broker {
             .replicas
             .append_as_leader(&partition, fjord_storage::AppendOrigin::Coordinator, &batch, now)
         {
-            Ok((info, _)) => Ok(Some((partition, info.last_offset.0 + 1))),
+            Ok(appended) => Ok(Some((
+                partition,
+                appended.leader_epoch,
+                appended.info.last_offset.0 + 1,
+            ))),
+            Err(crate::replication::LeaderAppendError::NotLeader) => Err(ResponseError::NotCoordinator),
             Err(error) => {
                 tracing::error!(%group, %error, "appending to __consumer_offsets failed");
                 Err(ResponseError::KafkaStorageError)
@@ -877,7 +882,12 @@ impl Broker {
             .append_as_leader(&partition, fjord_storage::AppendOrigin::Coordinator, &batch, now)
         {
             Ok(_) => {}
-            Err(fjord_storage::Error::InvalidProducerEpoch { .. }) => return Err(ResponseError::ProducerFenced),
+            Err(crate::replication::LeaderAppendError::NotLeader) => return Err(ResponseError::NotCoordinator),
+            Err(crate::replication::LeaderAppendError::Storage(fjord_storage::Error::InvalidProducerEpoch {
+                ..
+            })) => {
+                return Err(ResponseError::ProducerFenced);
+            }
             Err(error) => {
                 tracing::error!(%group, %error, "appending transactional offsets failed");
                 return Err(ResponseError::KafkaStorageError);
@@ -918,13 +928,16 @@ pub async fn write_records(
 /// Waits until the in-sync replicas of `__consumer_offsets` have an appended group batch.
 pub async fn wait_replicated(
     broker: &Arc<Broker>,
-    appended: Option<(Arc<crate::replication::Partition>, i64)>,
+    appended: Option<(Arc<crate::replication::Partition>, fjord_storage::LeaderEpoch, i64)>,
 ) -> Result<(), ResponseError> {
-    let Some((partition, end)) = appended else {
+    let Some((partition, epoch, end)) = appended else {
         return Ok(());
     };
     let deadline = std::time::Instant::now() + GROUP_REPLICATION_TIMEOUT;
-    match partition.wait_for_high_watermark(broker.node_id(), end, deadline).await {
+    match partition
+        .wait_for_high_watermark(broker.node_id(), epoch, end, deadline)
+        .await
+    {
         crate::replication::partition::HighWatermarkWait::Reached => Ok(()),
         crate::replication::partition::HighWatermarkWait::NotLeader => Err(ResponseError::NotCoordinator),
         crate::replication::partition::HighWatermarkWait::TimedOut => Err(ResponseError::RequestTimedOut),

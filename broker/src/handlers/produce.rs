@@ -24,8 +24,8 @@ use super::errors::storage_error_code;
 use super::str_bytes;
 use crate::broker::Broker;
 use crate::controller::is_internal_topic;
-use crate::replication::Partition;
 use crate::replication::partition::HighWatermarkWait;
+use crate::replication::{LeaderAppend, LeaderAppendError, Partition};
 use crate::security::Session;
 use fjord_metadata::security::{AclOperation, ResourceType};
 
@@ -34,8 +34,9 @@ struct Slot {
     topic_index: usize,
     response: PartitionProduceResponse,
     append: Option<(Arc<Partition>, bytes::Bytes)>,
-    /// After the append: the partition and the offset the high watermark must reach (acks=all).
-    replicate: Option<(Arc<Partition>, i64)>,
+    /// After the append: the partition, the leader epoch it was written in and the offset the
+    /// high watermark must reach in that epoch (acks=all).
+    replicate: Option<(Arc<Partition>, fjord_storage::LeaderEpoch, i64)>,
 }
 
 pub(super) async fn handle(
@@ -179,8 +180,8 @@ pub(super) async fn handle(
         let deadline = Instant::now() + Duration::from_millis(request.timeout_ms.max(0) as u64);
         let me = broker.node_id();
         for slot in &mut slots {
-            if let Some((partition, end)) = slot.replicate.take()
-                && let Some((code, message)) = wait_replicated(&partition, me, end, deadline).await
+            if let Some((partition, epoch, end)) = slot.replicate.take()
+                && let Some((code, message)) = wait_replicated(&partition, me, epoch, end, deadline).await
             {
                 let index = slot.response.index;
                 slot.response = error_response(index, code, message);
@@ -201,10 +202,11 @@ pub(super) async fn handle(
 async fn wait_replicated(
     partition: &Arc<Partition>,
     me: i32,
+    epoch: fjord_storage::LeaderEpoch,
     end: i64,
     deadline: Instant,
 ) -> Option<(ResponseError, &'static str)> {
-    match partition.wait_for_high_watermark(me, end, deadline).await {
+    match partition.wait_for_high_watermark(me, epoch, end, deadline).await {
         HighWatermarkWait::NotLeader => Some((
             ResponseError::NotLeaderOrFollower,
             "leadership moved before the ISR had the batch",
@@ -244,11 +246,15 @@ fn append(broker: &Broker, mut slot: Slot, acks: i16, now_ms: i64) -> Slot {
         .replicas
         .append_as_leader(&partition, fjord_storage::AppendOrigin::Client, &records, now_ms);
     match result {
-        Ok((info, log_start)) => {
+        Ok(LeaderAppend {
+            info,
+            log_start,
+            leader_epoch,
+        }) => {
             // Even when the leader is alone in the ISR now: the ISR may have shrunk since the
             // append, and the wait then answers NOT_ENOUGH_REPLICAS_AFTER_APPEND.
             if acks == -1 && partition.replica_count() > 1 {
-                slot.replicate = Some((partition.clone(), info.last_offset.0 + 1));
+                slot.replicate = Some((partition.clone(), leader_epoch, info.last_offset.0 + 1));
             }
             broker.metrics.records_appended.inc_by(info.record_count);
             broker.metrics.duplicate_batches.inc_by(info.duplicates as u64);
@@ -258,7 +264,15 @@ fn append(broker: &Broker, mut slot: Slot, acks: i16, now_ms: i64) -> Slot {
                 .with_log_append_time_ms(info.log_append_time_ms.unwrap_or(-1))
                 .with_log_start_offset(log_start.0);
         }
-        Err(error) => {
+        Err(LeaderAppendError::NotLeader) => {
+            let index = slot.response.index;
+            slot.response = error_response(
+                index,
+                ResponseError::NotLeaderOrFollower,
+                "leadership moved before the append",
+            );
+        }
+        Err(LeaderAppendError::Storage(error)) => {
             let code = storage_error_code(&error);
             if code == ResponseError::KafkaStorageError {
                 tracing::error!(topic = %partition.topic, partition = partition.index, %error, "append failed");

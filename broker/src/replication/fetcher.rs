@@ -173,7 +173,7 @@ async fn run(
             .map(|p| ((p.topic.clone(), p.index), p.leader_epoch().0))
             .collect();
         let request = fetch_request(me, &followed);
-        let response = match exchange(stream, correlation_id, request).await {
+        let response = match exchange(me, stream, correlation_id, request).await {
             Ok(response) => response,
             Err(error) => {
                 tracing::debug!(leader, %address, %error, "replica fetch failed; reconnecting");
@@ -276,7 +276,9 @@ fn apply_blocking(
             .map_or(diverging.end_offset, |end| end.min(diverging.end_offset))
             .max(log.log_start_offset().0);
         let leo = log.log_end_offset().0;
-        if to < leo {
+        let last_epoch = log.latest_epoch();
+        // Also at `to == leo`: the epochs starting there go (see `Log::truncate_to`).
+        if to <= leo {
             match log.truncate_to(Offset(to)) {
                 Ok(()) => tracing::info!(%topic, partition = index, from = leo, to,
                     diverging_epoch = diverging.epoch, "truncated a diverging follower log"),
@@ -285,6 +287,12 @@ fn apply_blocking(
                     return Applied::Backoff;
                 }
             }
+        }
+        if log.log_end_offset().0 == leo && log.latest_epoch() == last_epoch {
+            // Nothing changed, so the next fetch would be answered the same: never spin.
+            tracing::warn!(%topic, partition = index, log_end_offset = leo, diverging_epoch = diverging.epoch,
+                diverging_end_offset = diverging.end_offset, "diverging epoch answer changed nothing");
+            return Applied::Backoff;
         }
         return Applied::Nothing;
     }
@@ -348,6 +356,7 @@ fn fetch_request(me: i32, followed: &[Arc<Partition>]) -> FetchRequest {
 
 /// Sends one Fetch request and reads its response on `stream`.
 async fn exchange(
+    me: i32,
     stream: &mut TcpStream,
     correlation_id: i32,
     request: FetchRequest,
@@ -358,7 +367,7 @@ async fn exchange(
         ApiKey::Fetch,
         FETCH_VERSION,
         correlation_id,
-        "fjord-replica-fetcher",
+        &format!("broker-{me}-fetcher"),
         &RequestKind::Fetch(request),
     )
     .map_err(|e| e.to_string())?;

@@ -50,6 +50,25 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+/// Why an append as leader failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderAppendError {
+    /// Leadership moved between the caller's check and the append (nothing was written).
+    #[error("this broker is not the leader of the partition")]
+    NotLeader,
+    #[error(transparent)]
+    Storage(#[from] fjord_storage::Error),
+}
+
+/// What an append as leader did: the storage's answer, the log start offset, and the leader
+/// epoch it was written in (an acks=all wait is for that epoch only).
+#[derive(Debug)]
+pub struct LeaderAppend {
+    pub info: fjord_storage::AppendInfo,
+    pub log_start: fjord_storage::Offset,
+    pub leader_epoch: LeaderEpoch,
+}
+
 /// All partitions hosted by this broker.
 #[derive(Debug)]
 pub struct ReplicaManager {
@@ -97,29 +116,36 @@ impl ReplicaManager {
     /// Appends record batches from `origin` (a producer, or the broker's group coordinator) to a
     /// partition this broker leads: validates and writes them,
     /// moves the high watermark to the log end (single node: the ISR is this broker), wakes
-    /// fetch waiters and queues the partition for the group-commit flush. Returns the append
-    /// and the log start offset.
+    /// fetch waiters and queues the partition for the group-commit flush. Leadership is checked
+    /// under the log lock (leadership changes take it too), so a broker that just became a
+    /// follower never writes into the new leader's epoch.
     pub fn append_as_leader(
         &self,
         partition: &Arc<Partition>,
         origin: fjord_storage::AppendOrigin,
         records: &[u8],
         now_ms: i64,
-    ) -> fjord_storage::Result<(fjord_storage::AppendInfo, fjord_storage::Offset)> {
+    ) -> Result<LeaderAppend, LeaderAppendError> {
         let me = self.config.node_id;
         let result = {
             let mut log = partition.log.lock();
-            // Under the log lock: an ISR expansion checks its joiners under it too.
-            let alone = partition.leader_alone_in_isr(me);
-            let epoch = partition.leader_epoch();
-            log.append_from(origin, records, epoch, now_ms).map(|info| {
-                if alone {
-                    // The ISR is this broker: everything appended is committed.
-                    let leo = log.log_end_offset();
-                    log.set_high_watermark(leo);
-                }
-                (info, log.log_start_offset())
-            })
+            let Some((epoch, alone)) = partition.leadership(me) else {
+                return Err(LeaderAppendError::NotLeader);
+            };
+            log.append_from(origin, records, epoch, now_ms)
+                .map(|info| {
+                    if alone {
+                        // The ISR is this broker: everything appended is committed.
+                        let leo = log.log_end_offset();
+                        log.set_high_watermark(leo);
+                    }
+                    LeaderAppend {
+                        info,
+                        log_start: log.log_start_offset(),
+                        leader_epoch: epoch,
+                    }
+                })
+                .map_err(LeaderAppendError::from)
         };
         if result.is_ok() {
             partition.wake_waiters();
@@ -253,7 +279,12 @@ impl ReplicaManager {
                 .cluster()
                 .broker(fjord_metadata::BrokerId(set.leader))
                 .filter(|b| !b.fenced)
-                .and_then(|b| b.listeners.first().map(|l| format!("{}:{}", l.host, l.port)))
+                .and_then(|b| {
+                    // The leader's inter-broker listener (each broker names its own the same way).
+                    let inter = &self.config.network.inter_broker_listener_name;
+                    let l = b.listeners.iter().find(|l| l.name == *inter).or(b.listeners.first())?;
+                    Some(format!("{}:{}", l.host, l.port))
+                })
             else {
                 continue;
             };

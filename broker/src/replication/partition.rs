@@ -155,7 +155,8 @@ impl Partition {
             set.epoch_start_offset = log.log_end_offset().0;
         }
         let previous = set.leader;
-        if set.leader_epoch != leader_epoch || set.leader != leader {
+        let leadership_changed = set.leader_epoch != leader_epoch || set.leader != leader;
+        if leadership_changed {
             set.followers.clear();
             set.pending_isr = None;
             set.since_ms = crate::clock::now_ms();
@@ -169,6 +170,12 @@ impl Partition {
         set.replicas = replicas;
         set.isr = isr;
         *self.leader_epoch.lock() = LeaderEpoch(leader_epoch);
+        drop(set);
+        drop(log);
+        if leadership_changed {
+            // Waits for the high watermark of the former epoch end now (as not leader).
+            self.wake_waiters();
+        }
         previous
     }
 
@@ -215,6 +222,19 @@ impl Partition {
         only_me(&set.isr) && set.pending_isr.as_deref().is_none_or(only_me)
     }
 
+    /// As leader (`me`): the leader epoch and whether it is alone in the (maximal) ISR; `None`
+    /// if this broker does not lead. Call it with the log lock held (lock order: log, then
+    /// replica set).
+    pub fn leadership(&self, me: i32) -> Option<(LeaderEpoch, bool)> {
+        let set = self.replica_set.lock();
+        if set.leader != me {
+            return None;
+        }
+        let only_me = |ids: &[i32]| ids.iter().all(|id| *id == me);
+        let alone = only_me(&set.isr) && set.pending_isr.as_deref().is_none_or(only_me);
+        Some((LeaderEpoch(set.leader_epoch), alone))
+    }
+
     /// The size of the maximal ISR (at least 1: the leader).
     pub fn isr_size(&self) -> usize {
         self.replica_set.lock().maximal_isr().len().max(1)
@@ -251,13 +271,26 @@ impl Partition {
         Self::raise_high_watermark(&mut log, hw)
     }
 
-    /// As leader: waits until the high watermark reaches `end` (every member of the ISR has
-    /// everything below it), leadership moves away, or `deadline` passes.
-    pub async fn wait_for_high_watermark(&self, me: i32, end: i64, deadline: std::time::Instant) -> HighWatermarkWait {
+    /// As leader in `epoch` (the leader epoch the batch was appended in): waits until the high
+    /// watermark reaches `end` (every member of the ISR has everything below it), leadership
+    /// moves away, or `deadline` passes. Leadership that moves and comes back counts as moved:
+    /// the log may have been truncated below `end` and refilled meanwhile, so a high watermark
+    /// past `end` in a later epoch says nothing about this batch.
+    pub async fn wait_for_high_watermark(
+        &self,
+        me: i32,
+        epoch: LeaderEpoch,
+        end: i64,
+        deadline: std::time::Instant,
+    ) -> HighWatermarkWait {
         loop {
             let waiter = Arc::new(Notify::new());
             self.register_waiter(&waiter);
-            if self.leader_id() != me {
+            let still_leader = {
+                let set = self.replica_set.lock();
+                set.leader == me && set.leader_epoch == epoch.0
+            };
+            if !still_leader {
                 return HighWatermarkWait::NotLeader;
             }
             if self.offsets().1.0 >= end {

@@ -265,9 +265,12 @@ impl Broker {
         self.replicas
             .append_as_leader(&partition, fjord_storage::AppendOrigin::Coordinator, &batch, now)
             .map(|_| ())
-            .map_err(|error| {
-                tracing::error!(transactional_id, %error, "appending to __transaction_state failed");
-                ResponseError::KafkaStorageError
+            .map_err(|error| match error {
+                crate::replication::LeaderAppendError::NotLeader => ResponseError::NotCoordinator,
+                crate::replication::LeaderAppendError::Storage(error) => {
+                    tracing::error!(transactional_id, %error, "appending to __transaction_state failed");
+                    ResponseError::KafkaStorageError
+                }
             })
     }
 
@@ -305,7 +308,10 @@ impl Broker {
         {
             tracing::warn!(topic, partition = index, producer_id, %error, "writing a transaction marker failed");
             return Err(match error {
-                fjord_storage::Error::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+                crate::replication::LeaderAppendError::NotLeader => ResponseError::NotLeaderOrFollower,
+                crate::replication::LeaderAppendError::Storage(fjord_storage::Error::InvalidProducerEpoch {
+                    ..
+                }) => ResponseError::InvalidProducerEpoch,
                 _ => ResponseError::KafkaStorageError,
             });
         }

@@ -260,10 +260,14 @@ class Cluster:
     def __init__(self, root: Path, size: int, racks: list[str], voters: int, extra_args: list[str],
                  proxied: bool = False):
         """`proxied`: every broker reaches every other broker's controller listener through its
-        own `netfault.LinkProxy` (self.links), so a test can cut links between brokers."""
+        own `netfault.LinkProxy`, and its inter-broker Kafka listener (`REPLICATION`, for replica
+        fetches) through a `netfault.KafkaRouteProxy` (self.links), so a test can cut links
+        between brokers; clients use the direct `PLAINTEXT` listener."""
         self.cluster_id = "fjordtestcluster" + uuid.uuid4().hex[:6]
         self.controller_ports = [_free_port() for _ in range(size)]
-        self.links = Links({i + 1: port for i, port in enumerate(self.controller_ports)}) if proxied else None
+        self.replication_ports = [_free_port() for _ in range(size)]
+        self.links = Links({i + 1: port for i, port in enumerate(self.controller_ports)},
+                           {i + 1: port for i, port in enumerate(self.replication_ports)}) if proxied else None
         self.brokers: list[Broker] = []
         for i in range(size):
             def addr(j: int, i: int = i) -> str:
@@ -275,6 +279,11 @@ class Cluster:
                     "--controller-voters", voter_list,
                     "--controller-listen", f"127.0.0.1:{self.controller_ports[i]}",
                     "--set", f"cluster.id={self.cluster_id}", *extra_args]
+            if self.links is not None:
+                args += ["--set", f"network.listeners=REPLICATION://127.0.0.1:{self.replication_ports[i]}",
+                         "--set", f"network.advertised_listeners=REPLICATION://{self.links.route(i + 1)}",
+                         "--set", "network.listener_security_protocol_map=REPLICATION:PLAINTEXT",
+                         "--set", "network.inter_broker_listener_name=REPLICATION"]
             self.brokers.append(Broker(root / f"node{i + 1}", args, f"node{i + 1}"))
 
     @property

@@ -68,7 +68,8 @@ def check(history: History, final: dict[int, list[tuple[int, bytes]]]) -> list[s
 
 class Nemesis:
     """Disturbs one broker at a time: kill -9 and restart, SIGSTOP and SIGCONT, cut its links to
-    the other brokers' controller listeners and heal them. Logs what it did."""
+    the other brokers (controller RPC and replica fetches both ways; clients still reach it) and
+    heal them. Logs what it did."""
 
     def __init__(self, cluster, seed: int, pause_s: float = 4.0):
         self.cluster = cluster

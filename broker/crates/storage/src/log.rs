@@ -1440,6 +1440,15 @@ impl Log {
     pub fn truncate_to(&mut self, offset: Offset) -> Result<()> {
         let leo = self.log_end_offset().0;
         if offset.0 >= leo {
+            // Nothing to cut from the segments, but an epoch that starts at the log end (a
+            // leader that began an epoch and appended nothing in it) must go too: a follower
+            // that keeps it fetches with it as its last epoch and is told to diverge forever.
+            if offset.0 == leo {
+                self.epochs.truncate_from_end(leo);
+                if self.epochs.is_dirty() {
+                    self.epochs.write(&self.dir)?;
+                }
+            }
             return Ok(());
         }
         self.truncation_generation += 1;

@@ -829,6 +829,26 @@ fn truncate_to_drops_later_records_segments_and_epochs() {
 }
 
 #[test]
+fn truncate_to_the_log_end_drops_an_epoch_begun_there_without_appends() {
+    // A leader that began epoch 5 at its log end and appended nothing, then became a
+    // follower: the new leader (which never had epoch 5) says its epoch 1 ends at that same
+    // offset. Truncating there must forget epoch 5, or every later fetch names it again.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = open(dir.path(), small_config(), true);
+    for i in 0..4 {
+        log.append(&batch(1, 10, i), LeaderEpoch(1), 0).expect("append");
+    }
+    log.begin_leader_epoch(LeaderEpoch(5));
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(5)));
+    log.truncate_to(Offset(4)).expect("truncate");
+    assert_eq!(log.log_end_offset(), Offset(4));
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(1)));
+    log.close().expect("close");
+    let log = open(dir.path(), small_config(), false);
+    assert_eq!(log.latest_epoch(), Some(LeaderEpoch(1)));
+}
+
+#[test]
 fn truncate_to_below_first_segment_starts_empty_log_there() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = open(dir.path(), small_config(), true);
