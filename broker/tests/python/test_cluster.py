@@ -348,6 +348,10 @@ def test_describe_quorum_names_the_leader_and_every_voter_from_any_broker(cluste
 
 def test_elect_leaders_moves_leadership_back_to_preferred_replicas(cluster):
     from confluent_kafka import ElectionType
+    # Earlier tests of this module kill and pause brokers: RF=3 needs all three unfenced again
+    # (on a loaded machine a restarted broker's session can take a few seconds).
+    for b in cluster.brokers:
+        wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=60, what=f"{b.name} sees all three brokers")
     create(cluster.node(1).bootstrap, "prefer", 3, 3)
     layout = wait_until(lambda: topic_layout(cluster.node(1), "prefer"), timeout=20, what="prefer")
     # Every partition already has its preferred leader: ELECTION_NOT_NEEDED per partition.

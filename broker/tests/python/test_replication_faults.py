@@ -1,19 +1,22 @@
 """Replication under faults (issue 12): idempotent acks=all producers (confluent-kafka twice,
 kafka-python once) and a consumer run against an RF=3, min.insync.replicas=2 topic while a
-nemesis kills (-9), pauses (SIGSTOP) and isolates (cut links) one broker at a time; then
-`nemesis.check` proves that no acknowledged record was lost, duplicated or moved, that each
-producer's records kept their order, and that the consumer never read a record that was later
-truncated. The short run is one command (not yet in CI: see the skip reason), a soak another:
+nemesis kills (-9), pauses (SIGSTOP) and isolates (cuts every link of: controller RPC and
+replica fetches, through per-link proxies) one broker at a time; then `nemesis.check` proves
+that no acknowledged record was lost, duplicated or moved, that each producer's records kept
+their order, and that the consumer never read a record that was later truncated.
 
-    FJORD_NEMESIS_SECONDS=30 FJORD_BROKER_BIN=target/debug/fjord-broker \\
+CI runs a 20-second nemesis; longer runs and other seeds are one command each:
+
+    FJORD_NEMESIS_SECONDS=60 FJORD_NEMESIS_SEED=499202655 FJORD_BROKER_BIN=target/debug/fjord-broker \\
         .venv/bin/pytest -q broker/tests/python/test_replication_faults.py
-
 
     FJORD_NEMESIS_SECONDS=600 FJORD_BROKER_BIN=target/debug/fjord-broker \\
         .venv/bin/pytest -q broker/tests/python/test_replication_faults.py
 
-`FJORD_NEMESIS_WEAKEN=1` runs the same workload with acks=1 and a nemesis that kills leaders
-right after bursts: the checker must then report lost records (it did: see the issue 12 note)."""
+`FJORD_NEMESIS_WEAKEN=1` runs the same workload with acks=1: the checker must then report lost
+records (it did: seed 4242 lost 631 of 22,712 acknowledged records). The acks=all run found two
+real losses before they were fixed (see the issue 12 note): followers admitted to the ISR below
+the new leader's epoch start, and acks=all waits that outlived a leadership change."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from helpers import unique, wait_until
 from nemesis import History, Nemesis, check
 from test_cluster import FAST, RACKS, admin, live_nodes, topic_layout
 
-SECONDS = float(os.environ.get("FJORD_NEMESIS_SECONDS", "30"))
+SECONDS = float(os.environ.get("FJORD_NEMESIS_SECONDS", "20"))
 WEAKEN = os.environ.get("FJORD_NEMESIS_WEAKEN") == "1"
 PARTITIONS = 3
 
@@ -180,10 +183,6 @@ def final_log(bootstrap: str, topic: str) -> dict[int, list[tuple[int, bytes]]]:
         c.close()
 
 
-@pytest.mark.skipif(not os.environ.get("FJORD_NEMESIS_SECONDS") and not WEAKEN,
-                    reason="the nemesis run is a separate command (FJORD_NEMESIS_SECONDS=30 for the short one): "
-                           "it found an acknowledged-record loss under controller+leader isolation that is "
-                           "still open (issue 12 note), so it is not in the CI run yet")
 @pytest.mark.timeout(int(SECONDS) + 420)
 def test_no_acknowledged_record_is_lost_or_duplicated_under_faults(cluster):
     topic = unique("nemesis")
@@ -192,7 +191,10 @@ def test_no_acknowledged_record_is_lost_or_duplicated_under_faults(cluster):
                     request_timeout=15)[topic].result(timeout=30)
     wait_until(lambda: topic_layout(cluster.node(1), topic), timeout=20, what="topic metadata")
     work = Workload(",".join(b.bootstrap for b in cluster.brokers), topic, "1" if WEAKEN else "all")
-    seed = int(os.environ.get("FJORD_NEMESIS_SEED", random.randrange(1 << 30)))
+    # A fixed default seed keeps CI repeatable (timing still varies); FJORD_NEMESIS_SEED=random
+    # explores.
+    raw_seed = os.environ.get("FJORD_NEMESIS_SEED", "499202655")
+    seed = random.randrange(1 << 30) if raw_seed == "random" else int(raw_seed)
     nemesis = Nemesis(cluster, seed=seed)
     work.start()
     try:
@@ -223,4 +225,5 @@ def test_no_acknowledged_record_is_lost_or_duplicated_under_faults(cluster):
         print("\n".join(problems[:20]))
         return
     assert not problems, "\n".join(problems[:20]) + "\n" + summary
+    assert not work.fatal_errors, f"fatal producer errors: {work.fatal_errors}; {summary}"
     assert len(work.history.acked) > 500, summary
