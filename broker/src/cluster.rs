@@ -154,8 +154,10 @@ pub enum ControllerRequest {
         broker: i32,
         size: i64,
     },
-    /// Preferred-leader election (ElectLeaders PREFERRED); `None` = every partition.
-    ElectPreferredLeaders {
+    /// ElectLeaders: PREFERRED, or UNCLEAN when `unclean`; `None` = every partition.
+    ElectLeaders {
+        #[serde(default)]
+        unclean: bool,
         partitions: Option<Vec<(String, i32)>>,
     },
     /// The quorum's state for DescribeQuorum (only the leader knows the followers' progress).
@@ -432,8 +434,13 @@ impl Broker {
             ControllerRequest::AllocateProducerIds { broker, size } => {
                 json(self.allocate_producer_id_block_local(BrokerId(broker), size))
             }
-            ControllerRequest::ElectPreferredLeaders { partitions } => {
-                json(self.elect_preferred_leaders_local(partitions.as_deref()))
+            ControllerRequest::ElectLeaders { unclean, partitions } => {
+                let kind = if unclean {
+                    control::ElectionType::Unclean
+                } else {
+                    control::ElectionType::Preferred
+                };
+                json(self.elect_leaders_local(kind, partitions.as_deref()))
             }
             ControllerRequest::DescribeQuorum => json(self.describe_quorum_local()),
             ControllerRequest::AlterPartitions { requests } => json(self.alter_partitions_local(&requests)),
@@ -653,23 +660,25 @@ pub struct QuorumDescription {
 }
 
 impl Broker {
-    /// ElectLeaders (PREFERRED) for the given partitions or all; per partition the Kafka error,
-    /// if any.
-    pub fn elect_preferred_leaders(
+    /// ElectLeaders (PREFERRED, or UNCLEAN when `unclean`) for the given partitions or all; per
+    /// partition the Kafka error, if any.
+    pub fn elect_leaders(
         &self,
+        unclean: bool,
         partitions: Option<Vec<(String, i32)>>,
     ) -> Result<Vec<(String, i32, Option<WireError>)>, ApiError> {
-        self.controller_call(ControllerRequest::ElectPreferredLeaders { partitions })
+        self.controller_call(ControllerRequest::ElectLeaders { unclean, partitions })
     }
 
-    fn elect_preferred_leaders_local(
+    fn elect_leaders_local(
         &self,
+        kind: control::ElectionType,
         partitions: Option<&[(String, i32)]>,
     ) -> Result<Vec<(String, i32, Option<WireError>)>, ApiError> {
         let (_, results) = self
             .metadata
             .commit_with(|image| {
-                let result = control::elect_preferred_leaders(image, partitions);
+                let result = control::elect_leaders(image, kind, partitions);
                 Ok((result.records, result.response))
             })
             .map_err(crate::controller::metadata_failure)?;
@@ -702,6 +711,35 @@ impl Broker {
             }
             Ok(_) => {}
             Err(error) => tracing::debug!(%error, "preferred leader rebalance failed"),
+        }
+    }
+
+    /// On the active controller, every controller tick: partitions without a leader whose topic
+    /// allows unclean election get one (the config may have been turned on after they went
+    /// offline, as Kafka's controller also handles).
+    pub fn elect_unclean_where_allowed(&self) {
+        if !self.metadata.is_controller() {
+            return;
+        }
+        let image = self.image();
+        let needed = image
+            .partitions()
+            .any(|(t, p)| !p.has_leader() && control::unclean_allowed(&image, t));
+        if !needed {
+            return;
+        }
+        match self.metadata.commit_with(|image| {
+            let result = control::elect_unclean_where_allowed(image);
+            Ok((result.records, result.response))
+        }) {
+            Ok((_, elected)) if !elected.is_empty() => {
+                tracing::warn!(
+                    partitions = elected.len(),
+                    "unclean leader elections: data only the lost isr held is gone"
+                )
+            }
+            Ok(_) => {}
+            Err(error) => tracing::debug!(%error, "unclean leader election failed"),
         }
     }
 

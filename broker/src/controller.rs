@@ -137,6 +137,7 @@ impl From<control::Error> for ApiError {
             control::Error::DuplicateBrokerRegistration { .. } => ResponseError::DuplicateBrokerRegistration,
             control::Error::ElectionNotNeeded { .. } => ResponseError::ElectionNotNeeded,
             control::Error::PreferredLeaderNotAvailable { .. } => ResponseError::PreferredLeaderNotAvailable,
+            control::Error::EligibleLeadersNotAvailable { .. } => ResponseError::EligibleLeadersNotAvailable,
             control::Error::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
             control::Error::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             control::Error::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,

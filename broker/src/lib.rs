@@ -122,7 +122,8 @@ pub async fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         }));
         tokio::spawn(crate::cluster::run_lifecycle(broker.clone(), shutdown_rx.clone()));
         spawn_periodic(broker.clone(), CONTROLLER_TICK, shutdown_rx.clone(), |b| {
-            b.fence_expired_brokers()
+            b.fence_expired_brokers();
+            b.elect_unclean_where_allowed();
         });
         let interval = broker.config.cluster.leader_rebalance_interval;
         spawn_periodic(broker.clone(), interval, shutdown_rx.clone(), |b| b.rebalance_leaders());

@@ -1,6 +1,5 @@
-//! ElectLeaders (key 43): preferred-leader election (KIP-460), run by the active controller.
-//! Unclean election is not offered (there is no unclean.leader.election yet): such a request gets
-//! INVALID_REQUEST for each partition.
+//! ElectLeaders (key 43): preferred (KIP-460) and unclean leader election, run by the active
+//! controller. Unknown election types get INVALID_REQUEST for each partition.
 
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use crate::broker::Broker;
 
 /// Kafka's election types: 0 = PREFERRED, 1 = UNCLEAN.
 const PREFERRED: i8 = 0;
+const UNCLEAN: i8 = 1;
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: ElectLeadersRequest) -> ElectLeadersResponse {
     let wanted: Option<Vec<(String, i32)>> = request.topic_partitions.as_ref().map(|topics| {
@@ -21,9 +21,9 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ElectLeadersRequest) -
             .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), *p)))
             .collect()
     });
-    let results = if request.election_type != PREFERRED {
+    let results = if request.election_type != PREFERRED && request.election_type != UNCLEAN {
         let message = format!(
-            "election type {} is not supported; only PREFERRED (0)",
+            "election type {} is not supported; only PREFERRED (0) and UNCLEAN (1)",
             request.election_type
         );
         Ok(wanted
@@ -39,7 +39,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ElectLeadersRequest) -
             })
             .collect())
     } else {
-        broker.blocking(move |b| b.elect_preferred_leaders(wanted)).await
+        let unclean = request.election_type == UNCLEAN;
+        broker.blocking(move |b| b.elect_leaders(unclean, wanted)).await
     };
     let results = match results {
         Ok(results) => results,

@@ -187,3 +187,54 @@ def test_a_groups_coordinator_is_killed_and_the_group_moves_with_its_offsets(clu
         victim.start()
         observer = next(b for b in cluster.brokers if b is not victim)
         wait_until(lambda: live_nodes(observer) == RACKS, timeout=40, what="the killed broker back")
+
+
+def test_unclean_leader_election_off_keeps_the_partition_offline_and_on_brings_it_back_with_loss(cluster):
+    """RF=2 on brokers 1 (leader) and 2: broker 2 is paused until the ISR is broker 1 alone, which
+    then takes records broker 2 never gets; broker 1 is killed. With unclean.leader.election.enable
+    off the partition stays offline; turned on (AlterConfigs), broker 2 leads without those records
+    (the loss Kafka accepts for availability, logged by the controller); broker 1 comes back as a
+    follower and truncates to broker 2's log."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    topic = unique("unclean")
+    observer = cluster.node(3)
+    a = admin(observer.bootstrap)
+    a.create_topics([NewTopic(topic, 1, replica_assignment=[[1, 2]])], request_timeout=15)[topic].result(timeout=30)
+    wait_until(lambda: (topic_layout(observer, topic) or {}).get(0, (None,))[0] == 1, timeout=20, what="leader 1")
+    kept = produce(observer.bootstrap, topic, [f"kept-{i}".encode() for i in range(20)])
+    wait_until(lambda: topic_layout(observer, topic)[0][2] == (1, 2), timeout=20, what="isr 1, 2")
+    leader, follower = cluster.node(1), cluster.node(2)
+    follower.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: topic_layout(observer, topic)[0][2] == (1,), timeout=30, what="isr shrunk to 1")
+        lost = produce(observer.bootstrap, topic, [f"lost-{i}".encode() for i in range(30)])
+        assert len(lost) == 30
+        leader.kill9()
+    finally:
+        follower.proc.send_signal(signal.SIGCONT)
+    # Broker 2 is alive but outside the ISR: no leader while unclean election is off.
+    wait_until(lambda: topic_layout(observer, topic)[0][0] == -1, timeout=40, what="partition offline")
+    p = Producer({"bootstrap.servers": observer.bootstrap, "acks": "all", "message.timeout.ms": 3000})
+    errors = []
+    p.produce(topic, value=b"while-offline", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    p.flush(10)
+    assert errors and errors[0] is not None, errors
+    assert topic_layout(observer, topic)[0][0] == -1, "still offline after a while"
+    # Turn it on for the topic: the controller elects broker 2, alone in the ISR.
+    resource = ConfigResource("TOPIC", topic, incremental_configs=[
+        ConfigEntry("unclean.leader.election.enable", "true", incremental_operation=AlterConfigOpType.SET)])
+    a.incremental_alter_configs([resource])[resource].result(timeout=15)
+    wait_until(lambda: topic_layout(observer, topic)[0][:1] == (2,), timeout=30, what="broker 2 leads")
+    assert topic_layout(observer, topic)[0][2] == (2,)
+    wait_until(lambda: "unclean leader election" in "".join(b.log_text() for b in cluster.brokers if b.alive()),
+               timeout=10, what="the controller logged the unclean election")
+    after = produce(observer.bootstrap, topic, [f"after-{i}".encode() for i in range(10)])
+    seen = [v for _, _, v in consume_all(observer.bootstrap, topic, 1, expect=30)]
+    assert seen == [v for _, _, v in kept] + [v for _, _, v in after], seen[:5]
+    # The old leader returns as a follower, truncates its unreplicated records and catches up.
+    leader.start()
+    wait_until(lambda: set(topic_layout(observer, topic)[0][2]) == {1, 2}, timeout=60, what="broker 1 back in the isr")
+    wait_until(lambda: segment_bytes(leader, topic, 0) == segment_bytes(follower, topic, 0), timeout=30,
+               what="identical logs")
+    for b in cluster.brokers:
+        wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=40, what="all live")

@@ -3,8 +3,11 @@
 //!
 //! The rule everywhere: the leader is the first replica in assignment order that is in the ISR
 //! and active (registered, unfenced, not in controlled shutdown); if there is none the partition
-//! has no leader (-1). A leader change bumps the leader epoch, every change the partition epoch
-//! (both done when the `PartitionChange` record is applied).
+//! has no leader (-1), unless the topic sets `unclean.leader.election.enable` (or the cluster-wide
+//! dynamic default does): then the first active replica outside the ISR leads with an ISR of
+//! itself, and whatever only the lost ISR held is gone (Kafka's unclean election; logged as data
+//! loss). A leader change bumps the leader epoch, every change the partition epoch (both done
+//! when the `PartitionChange` record is applied).
 
 use std::collections::BTreeSet;
 
@@ -75,7 +78,13 @@ pub(crate) fn evict(image: &MetadataImage, leaving: &BTreeSet<BrokerId>, how: Le
         let leader = if led {
             match (first_acceptable(partition, &isr, acceptable), how) {
                 (Some(next), _) => next,
-                (None, Leaving::Fenced) => BrokerId::NO_LEADER,
+                (None, Leaving::Fenced) => match unclean_candidate(image, topic, partition, acceptable) {
+                    Some(out_of_isr) => {
+                        isr = vec![out_of_isr];
+                        out_of_isr
+                    }
+                    None => BrokerId::NO_LEADER,
+                },
                 (None, Leaving::ControlledShutdown) => {
                     // It keeps leading, so it stays in the ISR it leads.
                     isr = partition.isr.clone();
@@ -92,16 +101,86 @@ pub(crate) fn evict(image: &MetadataImage, leaving: &BTreeSet<BrokerId>, how: Le
 
 /// The partition changes when `broker` is unfenced: partitions without a leader whose ISR holds
 /// it get the first acceptable ISR replica (it, or another that became active meanwhile).
+/// With unclean election allowed for it, too: leaderless partitions it is a replica of whose
+/// ISR has no acceptable member get it (or another active replica) as leader, alone in the ISR.
 pub(crate) fn restore(image: &MetadataImage, broker: BrokerId) -> Vec<MetadataRecord> {
     let acceptable = |b: BrokerId| b == broker || image.cluster().is_active(b);
     image
         .partitions()
-        .filter(|(_, p)| !p.has_leader() && p.isr.contains(&broker))
-        .filter_map(|(topic, p)| {
-            let leader = first_acceptable(p, &p.isr, acceptable)?;
-            change(topic.id, p, leader, p.isr.clone())
+        .filter(|(_, p)| !p.has_leader() && p.replicas.contains(&broker))
+        .filter_map(|(topic, p)| match first_acceptable(p, &p.isr, acceptable) {
+            Some(leader) => change(topic.id, p, leader, p.isr.clone()),
+            None => {
+                let leader = unclean_candidate(image, topic, p, acceptable)?;
+                change(topic.id, p, leader, vec![leader])
+            }
         })
         .collect()
+}
+
+/// Whether `topic` allows out-of-ISR leaders: its own `unclean.leader.election.enable`, else the
+/// cluster-wide dynamic broker default (Kafka's default: false).
+pub fn unclean_allowed(image: &MetadataImage, topic: &TopicImage) -> bool {
+    const KEY: &str = "unclean.leader.election.enable";
+    topic
+        .configs
+        .get(KEY)
+        .or_else(|| image.broker_default_configs().get(KEY))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The unclean leader for a partition whose ISR has no acceptable member: the first acceptable
+/// replica in assignment order, if the topic allows it. Logged, as the records only the lost ISR
+/// held are gone.
+fn unclean_candidate(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    partition: &PartitionImage,
+    acceptable: impl Fn(BrokerId) -> bool,
+) -> Option<BrokerId> {
+    if !unclean_allowed(image, topic) {
+        return None;
+    }
+    let leader = partition.replicas.iter().copied().find(|r| acceptable(*r))?;
+    tracing::warn!(topic = %topic.name, partition = partition.partition.0, leader = leader.0, isr = ?partition.isr,
+        "unclean leader election: a replica outside the isr leads; records only the isr held are lost");
+    Some(leader)
+}
+
+fn elect_unclean(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    partition: &PartitionImage,
+) -> Result<MetadataRecord, Error> {
+    let active = |b: BrokerId| image.cluster().is_active(b);
+    if partition.has_leader() && active(partition.leader) {
+        return Err(Error::ElectionNotNeeded {
+            topic: topic.name.clone(),
+            partition: partition.partition.0,
+        });
+    }
+    // A clean candidate first, as Kafka's unclean election does.
+    if let Some(leader) = first_acceptable(partition, &partition.isr, active) {
+        return Ok(change(topic.id, partition, leader, partition.isr.clone()).expect("the leader changes"));
+    }
+    let Some(leader) = partition.replicas.iter().copied().find(|r| active(*r)) else {
+        return Err(Error::EligibleLeadersNotAvailable {
+            topic: topic.name.clone(),
+            partition: partition.partition.0,
+        });
+    };
+    tracing::warn!(topic = %topic.name, partition = partition.partition.0, leader = leader.0, isr = ?partition.isr,
+        "unclean leader election (ElectLeaders UNCLEAN): records only the isr held are lost");
+    Ok(change(topic.id, partition, leader, vec![leader]).expect("the leader changes"))
+}
+
+/// Kafka's election types (ElectLeaders `election_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// 0: the first replica leads where it is active and in the ISR.
+    Preferred,
+    /// 1: a partition without a live leader gets one, from outside the ISR if need be.
+    Unclean,
 }
 
 /// The outcome of a preferred-leader election for one partition (ElectLeaders response entry).
@@ -143,6 +222,22 @@ pub fn elect_preferred_leaders(
     image: &MetadataImage,
     partitions: Option<&[(String, i32)]>,
 ) -> ControllerResult<Vec<ElectionResult>> {
+    elect_leaders(image, ElectionType::Preferred, partitions)
+}
+
+/// Kafka's ElectLeaders: PREFERRED as [`elect_preferred_leaders`]; UNCLEAN gives each named
+/// partition (`None`: every partition) without a live leader a leader, an ISR member if one is
+/// active, else the first active replica with an ISR of itself (ELECTION_NOT_NEEDED where a live
+/// leader exists, ELIGIBLE_LEADERS_NOT_AVAILABLE where no replica is live).
+pub fn elect_leaders(
+    image: &MetadataImage,
+    kind: ElectionType,
+    partitions: Option<&[(String, i32)]>,
+) -> ControllerResult<Vec<ElectionResult>> {
+    let elect = |topic: &TopicImage, partition: &PartitionImage| match kind {
+        ElectionType::Preferred => elect_preferred(image, topic, partition),
+        ElectionType::Unclean => elect_unclean(image, topic, partition),
+    };
     let mut records = Vec::new();
     let mut results = Vec::new();
     let mut push = |topic: &str, partition: i32, outcome: Result<MetadataRecord, Error>| {
@@ -161,7 +256,7 @@ pub fn elect_preferred_leaders(
                     Some((t, p))
                 });
                 let outcome = match found {
-                    Some((topic, partition)) => elect_preferred(image, topic, partition),
+                    Some((topic, partition)) => elect(topic, partition),
                     None => Err(Error::UnknownTopicOrPartition(format!(
                         "This server does not host this topic-partition: {name}-{index}"
                     ))),
@@ -171,7 +266,7 @@ pub fn elect_preferred_leaders(
         }
         None => {
             for (topic, partition) in image.partitions() {
-                match elect_preferred(image, topic, partition) {
+                match elect(topic, partition) {
                     Err(Error::ElectionNotNeeded { .. }) => {}
                     outcome => push(&topic.name, partition.partition.0, outcome),
                 }
@@ -179,6 +274,24 @@ pub fn elect_preferred_leaders(
         }
     }
     ControllerResult::new(records, results)
+}
+
+/// Partitions without a leader whose topic allows unclean election get one (run periodically by
+/// the active controller, as Kafka's controller does when the config is turned on later). The
+/// response is the partitions elected.
+pub fn elect_unclean_where_allowed(image: &MetadataImage) -> ControllerResult<Vec<(TopicId, PartitionId)>> {
+    let mut records = Vec::new();
+    let mut elected = Vec::new();
+    for (topic, partition) in image.partitions() {
+        if partition.has_leader() || !unclean_allowed(image, topic) {
+            continue;
+        }
+        if let Ok(record) = elect_unclean(image, topic, partition) {
+            records.push(record);
+            elected.push((topic.id, partition.partition));
+        }
+    }
+    ControllerResult::new(records, elected)
 }
 
 /// `auto.leader.rebalance.enable`: moves leadership back to the preferred replica of up to
@@ -304,5 +417,88 @@ mod tests {
         assert!(rebalance_leaders(&image, 100).records.is_empty());
         assert_eq!(state(&image, "t", 0).0, 1);
         assert_eq!(state(&image, "t", 2).0, 3);
+    }
+}
+
+#[cfg(test)]
+mod unclean_tests {
+    use super::*;
+    use crate::records::ConfigResource;
+    use crate::testing::{apply, plain_cluster, set_fenced, state, with_topic};
+
+    /// t-0 on replicas [1, 2] with an ISR of 1 alone (2 fell behind); `unclean` sets the topic's
+    /// unclean.leader.election.enable.
+    fn lagging_follower(unclean: Option<&str>) -> MetadataImage {
+        let (image, id) = with_topic(&plain_cluster(2), "t", &[&[1, 2]]);
+        let mut records = vec![MetadataRecord::PartitionChange {
+            topic_id: id,
+            partition: PartitionId(0),
+            leader: None,
+            isr: Some(vec![BrokerId(1)]),
+            replicas: None,
+        }];
+        if let Some(value) = unclean {
+            records.push(MetadataRecord::Config {
+                resource: ConfigResource::Topic("t".into()),
+                name: "unclean.leader.election.enable".into(),
+                value: Some(value.into()),
+            });
+        }
+        apply(&image, &records)
+    }
+
+    fn fence_one(image: &MetadataImage) -> MetadataImage {
+        let records = evict(image, &BTreeSet::from([BrokerId(1)]), Leaving::Fenced);
+        apply(&set_fenced(image, 1, true), &records)
+    }
+
+    #[test]
+    fn with_unclean_election_off_the_partition_stays_offline() {
+        let image = fence_one(&lagging_follower(None));
+        assert_eq!(state(&image, "t", 0).0, -1);
+        assert!(elect_unclean_where_allowed(&image).records.is_empty());
+        let image = fence_one(&lagging_follower(Some("false")));
+        assert_eq!(state(&image, "t", 0).0, -1);
+    }
+
+    #[test]
+    fn with_unclean_election_on_an_out_of_isr_replica_leads_alone() {
+        let image = fence_one(&lagging_follower(Some("true")));
+        let (leader, isr, ..) = state(&image, "t", 0);
+        assert_eq!((leader, isr), (2, vec![2]));
+    }
+
+    #[test]
+    fn turning_unclean_election_on_later_elects_and_elect_leaders_unclean_ignores_the_config() {
+        let offline = fence_one(&lagging_follower(None));
+        // ElectLeaders UNCLEAN works whatever the topic says.
+        let result = elect_leaders(&offline, ElectionType::Unclean, Some(&[("t".into(), 0)]));
+        assert!(result.response[0].result.is_ok());
+        assert_eq!(state(&apply(&offline, &result.records), "t", 0).0, 2);
+        // PREFERRED cannot: the preferred replica is fenced.
+        let result = elect_leaders(&offline, ElectionType::Preferred, Some(&[("t".into(), 0)]));
+        assert!(matches!(
+            result.response[0].result,
+            Err(Error::PreferredLeaderNotAvailable { .. })
+        ));
+        // The periodic pass elects once the config turns on.
+        let on = apply(
+            &offline,
+            &[MetadataRecord::Config {
+                resource: ConfigResource::Topic("t".into()),
+                name: "unclean.leader.election.enable".into(),
+                value: Some("true".into()),
+            }],
+        );
+        let result = elect_unclean_where_allowed(&on);
+        assert_eq!(result.response.len(), 1);
+        assert_eq!(state(&apply(&on, &result.records), "t", 0).0, 2);
+        // A partition with a live leader needs no election.
+        let led = lagging_follower(None);
+        let result = elect_leaders(&led, ElectionType::Unclean, Some(&[("t".into(), 0)]));
+        assert!(matches!(
+            result.response[0].result,
+            Err(Error::ElectionNotNeeded { .. })
+        ));
     }
 }

@@ -12,7 +12,10 @@ pub use cluster::{
     BrokerHeartbeat, BrokerRegistrationRequest, HeartbeatReply, HeartbeatTracker, RegistrationReply,
     fence_expired_brokers, heartbeat, register_broker, unregister_broker,
 };
-pub use election::{ElectionResult, elect_preferred_leaders, rebalance_leaders};
+pub use election::{
+    ElectionResult, ElectionType, elect_leaders, elect_preferred_leaders, elect_unclean_where_allowed,
+    rebalance_leaders, unclean_allowed,
+};
 pub use isr::{AlterPartitionRequest, alter_partition};
 pub use topics::{assign_replicas, create_partitions, new_partition_records};
 
@@ -82,6 +85,9 @@ pub enum Error {
         partition: i32,
         preferred: BrokerId,
     },
+    /// Kafka: ELIGIBLE_LEADERS_NOT_AVAILABLE. An unclean election found no live replica.
+    #[error("failed to elect leader for {topic}-{partition}: no replica is live")]
+    EligibleLeadersNotAvailable { topic: String, partition: i32 },
     /// Kafka: NOT_LEADER_OR_FOLLOWER. An AlterPartition from a broker that does not lead.
     #[error("broker {broker_id} is not the leader of {topic}-{partition}")]
     NotLeader {
