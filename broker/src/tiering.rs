@@ -69,7 +69,13 @@ struct Writer {
     failures: u32,
     retry_at: Option<Instant>,
     last_gc: Option<Instant>,
+    /// As follower: when the manifest was last re-read (followers never write it).
+    last_follower_refresh: Option<Instant>,
 }
+
+/// How often a follower re-reads the manifest its leader writes, so its local retention can
+/// trim below what the remote store has committed.
+const FOLLOWER_MANIFEST_REFRESH: Duration = Duration::from_secs(10);
 
 /// Per-partition tiering state for the `/tiering` endpoint.
 #[derive(Debug, Serialize)]
@@ -319,17 +325,25 @@ impl Tiering {
                 _ = ticker.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            let me = broker.node_id();
             for p in broker.replicas.all() {
                 let Some(remote) = p.remote() else { continue };
                 let Ok(writer) = Arc::clone(&remote.writer).try_lock_owned() else {
                     continue;
                 };
                 let (tiering, broker) = (Arc::clone(&self), Arc::clone(&broker));
+                // Only the leader uploads and commits manifests (a new leader's first commit
+                // carries its higher leader epoch, which fences the old one's).
+                let leads = p.leader_id() == me;
                 tokio::spawn(async move {
                     let Ok(_permit) = tiering.permits.clone().acquire_owned().await else {
                         return;
                     };
-                    tiering.sync_partition(&broker, &p, &remote, writer).await;
+                    if leads {
+                        tiering.sync_partition(&broker, &p, &remote, writer).await;
+                    } else {
+                        tiering.refresh_as_follower(&p, &remote, writer).await;
+                    }
                 });
             }
             self.delete_removed_topics(&broker);
@@ -368,6 +382,29 @@ impl Tiering {
                     }
                 }
             });
+        }
+    }
+
+    /// As follower: re-reads the manifest (read only) and publishes it, so local retention
+    /// deletes only what the remote store has committed. Forgets any manifest loaded as leader:
+    /// on becoming leader again it loads the current one.
+    async fn refresh_as_follower(
+        &self,
+        p: &Arc<Partition>,
+        remote: &Arc<RemoteLog>,
+        mut w: tokio::sync::OwnedMutexGuard<Writer>,
+    ) {
+        w.current = None;
+        if w.last_follower_refresh
+            .is_some_and(|t| t.elapsed() < FOLLOWER_MANIFEST_REFRESH)
+        {
+            return;
+        }
+        w.last_follower_refresh = Some(Instant::now());
+        match self.store.load_manifest(remote.tp).await {
+            Ok(loaded) => remote.publish(&loaded.manifest),
+            Err(error) => tracing::debug!(topic = %p.topic, partition = p.index, %error,
+                "follower cannot read the remote manifest; local data is kept"),
         }
     }
 
