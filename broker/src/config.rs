@@ -535,8 +535,10 @@ impl Default for AdminConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
-    /// acks=all responses wait for fsync of the batch (group commit). false = acks=all behaves
-    /// like acks=1 and durability rests on the background flush.
+    /// acks=all responses wait for fsync of the batch (group commit), and followers fetch the
+    /// next batch only once the previous ones are fsynced, so an acknowledged record is on the
+    /// disk of every ISR member. false = Kafka's classic behaviour: acks=all waits for the ISR
+    /// to have the batch in memory (page cache) and durability rests on the background flush.
     pub fsync_on_acks_all: bool,
     /// Background flush interval for data not yet fsynced (acks=0/1 writes). Topic `flush.ms`
     /// and `flush.messages` can make a topic flush sooner.

@@ -48,6 +48,10 @@ struct Fetcher {
 pub struct Fetchers {
     me: i32,
     flusher: Arc<Flusher>,
+    /// Fetch the next batch only once the previous ones are fsynced (the default durability
+    /// promise: the leader's high watermark means "on the disk of every ISR member"). False is
+    /// Kafka's classic in-memory replication (`storage.fsync_on_acks_all = false`).
+    durable: bool,
     by_leader: Mutex<HashMap<i32, Fetcher>>,
 }
 
@@ -60,10 +64,11 @@ impl std::fmt::Debug for Fetchers {
 }
 
 impl Fetchers {
-    pub fn new(me: i32, flusher: Arc<Flusher>) -> Fetchers {
+    pub fn new(me: i32, flusher: Arc<Flusher>, durable: bool) -> Fetchers {
         Fetchers {
             me,
             flusher,
+            durable,
             by_leader: Mutex::new(HashMap::new()),
         }
     }
@@ -110,6 +115,7 @@ impl Fetchers {
                         partitions.clone(),
                         changed.clone(),
                         self.flusher.clone(),
+                        self.durable,
                     ));
                     tracing::info!(leader, %address, "started replica fetcher");
                     by_leader.insert(
@@ -142,6 +148,7 @@ async fn run(
     partitions: Arc<Mutex<HashMap<Key, Arc<Partition>>>>,
     changed: Arc<Notify>,
     flusher: Arc<Flusher>,
+    durable: bool,
 ) {
     let mut connection: Option<TcpStream> = None;
     let mut correlation_id = 0i32;
@@ -208,7 +215,7 @@ async fn run(
                 }
             }
         }
-        if appended {
+        if appended && durable {
             // Fetch from the new log end only once it is on disk (the durability promise).
             flusher.wait_durable().await;
         }

@@ -227,7 +227,7 @@ impl ReplicaManager {
             synced_offset: parking_lot::Mutex::new(None),
             clean_start,
             staged: parking_lot::Mutex::new(HashMap::new()),
-            fetchers: fetcher::Fetchers::new(config.node_id, flusher.clone()),
+            fetchers: fetcher::Fetchers::new(config.node_id, flusher.clone(), config.storage.fsync_on_acks_all),
             flusher,
         })
     }
