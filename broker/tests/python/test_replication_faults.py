@@ -227,3 +227,51 @@ def test_no_acknowledged_record_is_lost_or_duplicated_under_faults(cluster):
     assert not problems, "\n".join(problems[:20]) + "\n" + summary
     assert not work.fatal_errors, f"fatal producer errors: {work.fatal_errors}; {summary}"
     assert len(work.history.acked) > 500, summary
+
+
+def test_an_isolated_leader_truncates_what_it_never_replicated(cluster):
+    """The leader of a partition is cut off from the other brokers (controller RPC and replica
+    fetches) while a client still reaches it: acks=1 writes land only on it. The controller fences
+    it and elects another ISR member, which takes new writes. Healed, the old leader becomes a
+    follower, truncates its unreplicated records (diverging epoch) and ends byte-identical."""
+    from test_replication import segment_bytes
+    for b in cluster.brokers:
+        wait_until(lambda b=b: live_nodes(b) == RACKS, timeout=60, what=f"{b.name} sees all brokers")
+    topic = unique("truncate")
+    a = admin(cluster.node(1).bootstrap)
+    a.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})],
+                    request_timeout=15)[topic].result(timeout=30)
+    layout = wait_until(lambda: topic_layout(cluster.node(1), topic), timeout=20, what="metadata")
+    old_id = layout[0][0]
+    old = cluster.node(old_id)
+    others = [b for b in cluster.brokers if b is not old]
+
+    def send(bootstrap: str, values: list[bytes], acks: str) -> list:
+        p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 0, "message.timeout.ms": 10000,
+                      "retries": 0})
+        done = []
+        for v in values:
+            p.produce(topic, value=v, partition=0, on_delivery=lambda err, msg: done.append((err, msg)))
+        p.flush(15)
+        return done
+
+    assert all(err is None for err, _ in send(old.bootstrap, [b"before-%d" % i for i in range(50)], "all"))
+    cluster.links.isolate(old_id)
+    try:
+        # acks=1 on the isolated leader: acknowledged by it alone, never replicated.
+        stray = send(old.bootstrap, [b"stray-%d" % i for i in range(20)], "1")
+        assert sum(err is None for err, _ in stray) > 0, stray[:3]
+        wait_until(lambda: (topic_layout(others[0], topic) or {0: (old_id,)})[0][0] not in (old_id, -1),
+                   timeout=40, what="another leader elected")
+        new_id = topic_layout(others[0], topic)[0][0]
+        after = send(cluster.node(new_id).bootstrap, [b"after-%d" % i for i in range(30)], "all")
+        assert all(err is None for err, _ in after), after[:3]
+    finally:
+        cluster.links.heal_all()
+    wait_until(lambda: set(topic_layout(others[0], topic)[0][2]) == {1, 2, 3}, timeout=60,
+               what="the old leader back in the isr")
+    wait_until(lambda: len({segment_bytes(b, topic, 0) for b in cluster.brokers}) == 1, timeout=30,
+               what="identical replicas")
+    assert b"stray-" not in segment_bytes(old, topic, 0)
+    assert segment_bytes(old, topic, 0).count(b"after-") == 30
+    wait_until(lambda: "truncated a diverging follower log" in old.log_text(), timeout=5, what="truncation logged")
