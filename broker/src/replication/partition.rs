@@ -449,7 +449,36 @@ pub fn scan_records(partition: &Partition, mut visit: impl FnMut(ScannedRecord<'
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use bytes::{Bytes, BytesMut};
+    use fjord_protocol::kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    /// One uncompressed batch of one plain record.
+    fn one_record_batch() -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 0,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"v")),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &[record], &options).expect("encodes");
+        buf.freeze()
+    }
 
     fn leader_with(records: usize) -> (tempfile::TempDir, Partition) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -457,9 +486,7 @@ mod tests {
         let partition = Partition::new("t".into(), TopicId::random(), 0, log, LeaderEpoch(0));
         partition.set_replica_set(1, 1, 0, 0, vec![1, 2, 3], vec![1, 2, 3]);
         for _ in 0..records {
-            let batch =
-                crate::txn::records::encode_batch(&[(Bytes::from_static(b"k"), Some(Bytes::from_static(b"v")))], 0)
-                    .expect("encodes");
+            let batch = one_record_batch();
             partition.log.lock().append(&batch, LeaderEpoch(0), 0).expect("appends");
         }
         (dir, partition)
