@@ -276,6 +276,23 @@ pub struct ClusterConfig {
     /// (replica.lag.time.max.ms).
     #[serde(with = "humantime_serde")]
     pub replica_lag_time_max: Duration,
+    /// Which replica a partition leader tells a consumer to fetch from (Kafka's
+    /// `replica.selector.class`, KIP-392): `leader` (Kafka's default) or `rack_aware` (an
+    /// in-sync replica in the client's `client.rack`, Kafka's RackAwareReplicaSelector).
+    /// Followers serve consumer fetches up to their high watermark whatever this says.
+    pub replica_selector: ReplicaSelector,
+}
+
+/// Kafka's `replica.selector.class` choices (see [`ClusterConfig::replica_selector`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaSelector {
+    /// Consumers always fetch from the leader (Kafka's LeaderSelector, its default).
+    #[default]
+    Leader,
+    /// Consumers with a `rack_id` are sent to an in-sync replica in their rack, if one other than
+    /// the leader is there (Kafka's RackAwareReplicaSelector).
+    RackAware,
 }
 
 impl Default for ClusterConfig {
@@ -293,6 +310,7 @@ impl Default for ClusterConfig {
             auto_leader_rebalance: true,
             leader_rebalance_interval: Duration::from_secs(300),
             replica_lag_time_max: Duration::from_secs(30),
+            replica_selector: ReplicaSelector::Leader,
         }
     }
 }

@@ -8,6 +8,12 @@
 //! with `diverging_epoch` (KIP-595/KIP-320) so it truncates. With `isolation_level=1`
 //! (read_committed) data is returned only below the last stable offset, with the aborted
 //! transactions overlapping the returned range.
+//!
+//! Follower fetching (KIP-392): a consumer fetch (v11+) may read from a follower, up to the high
+//! watermark the follower learnt from its leader. With `cluster.replica_selector = "rack_aware"`
+//! a leader answers a consumer whose `rack_id` names a rack holding an in-sync follower (and not
+//! the leader) with that follower as `preferred_read_replica` and no records, as Kafka's
+//! RackAwareReplicaSelector does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +30,7 @@ use tokio::sync::Notify;
 
 use super::errors::storage_error_code;
 use crate::broker::Broker;
+use crate::config::ReplicaSelector;
 use crate::replication::Partition;
 use crate::tiering::RemoteLog;
 
@@ -40,6 +47,10 @@ struct Wanted {
     follower: bool,
     /// For a follower whose log diverges: the epoch and end offset to truncate to.
     diverging: Option<(i32, i64)>,
+    /// As leader: the replica this consumer should fetch from instead (KIP-392); no records.
+    preferred: Option<i32>,
+    /// A consumer read served by this broker as a follower of the partition.
+    as_follower: bool,
 }
 
 struct Planned {
@@ -113,9 +124,20 @@ pub(super) async fn handle(
                 None
             };
             let follower = replica_id >= 0;
+            let leads = partition.is_some() && super::leads(broker, &name, p.partition);
+            // KIP-392: consumers speaking v11+ may read from any replica of the partition.
+            let as_follower =
+                !follower && version >= 11 && !leads && partition.as_ref().is_some_and(|part| part.has_replica(me));
             let fixed_error = topic_error.or_else(|| match &partition {
+                // Kafka: a partition the metadata knows but this broker does not host.
+                None if image
+                    .topic(&name)
+                    .is_some_and(|t| t.partitions.len() > p.partition.max(0) as usize) =>
+                {
+                    Some(ResponseError::NotLeaderOrFollower)
+                }
                 None => Some(ResponseError::UnknownTopicOrPartition),
-                Some(_) if !super::leads(broker, &name, p.partition) => Some(ResponseError::NotLeaderOrFollower),
+                Some(_) if !leads && !as_follower => Some(ResponseError::NotLeaderOrFollower),
                 Some(part) if follower && !part.has_replica(replica_id) => Some(ResponseError::NotLeaderOrFollower),
                 Some(part) => epoch_error(p.current_leader_epoch, part.leader_epoch().0),
             });
@@ -141,6 +163,22 @@ pub(super) async fn handle(
                     }
                 }
             }
+            let preferred = match &partition {
+                Some(part)
+                    if leads
+                        && !follower
+                        && version >= 11
+                        && fixed_error.is_none()
+                        && !request.rack_id.is_empty()
+                        && broker.config.cluster.replica_selector == ReplicaSelector::RackAware =>
+                {
+                    preferred_read_replica(&image, me, part, &request.rack_id, p.fetch_offset)
+                }
+                _ => None,
+            };
+            if preferred.is_some() {
+                broker.metrics.replication.preferred_replica_redirects.inc();
+            }
             wanted.push(Wanted {
                 topic_index,
                 index: p.partition,
@@ -150,6 +188,8 @@ pub(super) async fn handle(
                 fixed_error,
                 follower,
                 diverging,
+                preferred,
+                as_follower,
             });
         }
     }
@@ -174,7 +214,7 @@ pub(super) async fn handle(
         let planned = plan_reads(&wanted, max_bytes, request.isolation_level == 1);
         let total: usize = planned.iter().filter_map(|p| p.plan.as_ref()).map(ReadPlan::len).sum();
         let any_error = planned.iter().any(|p| p.error.is_some() || p.remote.is_some())
-            || wanted.iter().any(|w| w.diverging.is_some());
+            || wanted.iter().any(|w| w.diverging.is_some() || w.preferred.is_some());
         if total >= min_bytes || any_error || Instant::now() >= deadline || broker.is_shutting_down() {
             let plans: Vec<Option<ReadPlan>> = planned.iter().map(|p| p.plan.clone()).collect();
             let local = broker.blocking(move |b| {
@@ -212,6 +252,11 @@ pub(super) async fn handle(
             }
             None => Bytes::new(),
         };
+        if w.as_follower && !records.is_empty() {
+            let m = &broker.metrics.replication;
+            m.follower_fetch_bytes.inc_by(records.len() as u64);
+            m.follower_fetch_records.inc_by(records_from(&records, w.fetch_offset));
+        }
         let mut partition = PartitionData::default();
         if let Some((epoch, end_offset)) = w.diverging {
             partition =
@@ -234,11 +279,49 @@ pub(super) async fn handle(
                     })
                     .collect()
             }))
-            .with_preferred_read_replica(super::broker_id(-1))
+            .with_preferred_read_replica(super::broker_id(w.preferred.unwrap_or(-1)))
             .with_records(Some(records));
         topics[w.topic_index].partitions.push(partition);
     }
     FetchResponse::default().with_responses(topics).with_session_id(0)
+}
+
+/// KIP-392, Kafka's RackAwareReplicaSelector, on the leader: the in-sync follower on an unfenced
+/// broker in `client_rack` that has `fetch_offset` (the furthest along, then the most recently
+/// caught up); None when the leader is in that rack or no follower qualifies (the leader serves).
+fn preferred_read_replica(
+    image: &fjord_metadata::MetadataImage,
+    me: i32,
+    partition: &Partition,
+    client_rack: &str,
+    fetch_offset: i64,
+) -> Option<i32> {
+    let cluster = image.cluster();
+    let in_rack = |id: i32| {
+        cluster
+            .broker(fjord_metadata::BrokerId(id))
+            .is_some_and(|b| !b.fenced && b.rack.as_deref() == Some(client_rack))
+    };
+    if in_rack(me) {
+        return None;
+    }
+    let set = partition.replica_set();
+    set.isr
+        .iter()
+        .filter(|&&id| id != me && in_rack(id))
+        .filter_map(|id| set.followers.get(id).map(|f| (*id, f)))
+        .filter(|(_, f)| f.fetch_offset >= fetch_offset)
+        .max_by_key(|(id, f)| (f.fetch_offset, f.last_caught_up_ms, -id))
+        .map(|(id, _)| id)
+}
+
+/// The records at or above `from` in whole batches read from a log (control batches excluded).
+fn records_from(bytes: &[u8], from: i64) -> u64 {
+    fjord_storage::batch::scan_batches(bytes)
+        .filter_map(Result::ok)
+        .filter(|b| !b.header.is_control())
+        .map(|b| (b.header.last_offset() - b.header.base_offset.max(from) + 1).max(0) as u64)
+        .sum()
 }
 
 /// KIP-320: a consumer's view of the leader epoch must match ours (-1 = not checked).
@@ -287,12 +370,12 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize, read_committed: bool) -> Vec<
                 hw
             };
             let limit = w.partition_max_bytes.min(remaining);
-            let result = if limit == 0 && !first_data {
+            let result = if w.preferred.is_some() || (limit == 0 && !first_data) {
                 Ok(None)
             } else {
                 log.read(Offset(w.fetch_offset), upper, limit, first_data).map(Some)
             };
-            let aborted = if read_committed && !w.follower && w.fetch_offset < upper.0 {
+            let aborted = if read_committed && !w.follower && w.preferred.is_none() && w.fetch_offset < upper.0 {
                 log.aborted_transactions(Offset(w.fetch_offset), upper)
             } else {
                 Vec::new()
@@ -300,6 +383,7 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize, read_committed: bool) -> Vec<
             drop(log);
             let log_start = crate::tiering::log_start_offset(partition, local_start);
             if w.fetch_offset < local_start.0
+                && w.preferred.is_none()
                 && (limit > 0 || first_data)
                 && let Some(remote) = partition.remote()
                 && remote.manifest().is_some_and(|m| {
