@@ -450,3 +450,77 @@ async fn read_remote(broker: &Arc<Broker>, read: Option<RemoteRead>) -> Option<R
     broker.metrics.tiering.observe_read(started.elapsed());
     Some(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use fjord_metadata::{BrokerId, MetadataImage, MetadataRecord};
+    use fjord_storage::{LeaderEpoch, Log};
+
+    use super::*;
+
+    /// Brokers 1-4 in racks a, b, b, c; `fenced` ones fenced.
+    fn image(fenced: &[i32]) -> MetadataImage {
+        let register = |id: i32, rack: &str| MetadataRecord::RegisterBroker {
+            broker_id: BrokerId(id),
+            incarnation_id: uuid::Uuid::new_v4(),
+            broker_epoch: 1,
+            rack: Some(rack.into()),
+            listeners: Vec::new(),
+            fenced: fenced.contains(&id),
+        };
+        MetadataImage::default()
+            .apply(&[register(1, "a"), register(2, "b"), register(3, "b"), register(4, "c")])
+            .expect("applies")
+    }
+
+    /// Broker 1 leads replicas 1-4 with ISR `isr`; followers fetched at the given offsets.
+    fn partition(isr: Vec<i32>, fetched: &[(i32, i64, i64)]) -> (tempfile::TempDir, Partition) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(&dir.path().join("t-0"), fjord_storage::LogConfig::default(), true).expect("opens");
+        let p = Partition::new("t".into(), TopicId::random(), 0, log, LeaderEpoch(0));
+        p.set_replica_set(1, 1, 0, 0, vec![1, 2, 3, 4], isr);
+        for &(id, offset, now) in fetched {
+            p.record_follower_fetch(1, id, offset, now);
+        }
+        (dir, p)
+    }
+
+    #[test]
+    fn the_rack_aware_selector_picks_an_in_sync_follower_in_the_clients_rack() {
+        let (_d, p) = partition(vec![1, 2, 3, 4], &[(2, 0, 10), (3, 0, 20), (4, 0, 10)]);
+        // Both b followers have everything (log end 0): the most recently caught up wins.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "b", 0), Some(3));
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "c", 0), Some(4));
+        // The leader's own rack, an unknown rack: the leader serves.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "a", 0), None);
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "z", 0), None);
+        // Fenced brokers are skipped; so are followers that lack the fetch offset.
+        assert_eq!(preferred_read_replica(&image(&[3]), 1, &p, "b", 0), Some(2));
+        assert_eq!(preferred_read_replica(&image(&[4]), 1, &p, "c", 0), None);
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "b", 5), None);
+    }
+
+    #[test]
+    fn followers_out_of_the_isr_or_never_fetched_are_not_preferred() {
+        let (_d, p) = partition(vec![1, 2, 4], &[(3, 0, 20)]);
+        // 3 fetched but is not in the ISR; 2 is in the ISR but has not fetched this epoch.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "b", 0), None);
+        // Out of the ISR although it fetched: still not preferred.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "c", 0), None);
+    }
+
+    #[test]
+    fn records_served_count_from_the_fetch_offset() {
+        let batch = crate::txn::records::encode_batch(
+            &[
+                (Bytes::from_static(b"a"), Some(Bytes::from_static(b"1"))),
+                (Bytes::from_static(b"b"), Some(Bytes::from_static(b"2"))),
+                (Bytes::from_static(b"c"), Some(Bytes::from_static(b"3"))),
+            ],
+            0,
+        )
+        .expect("encodes");
+        assert_eq!(records_from(&batch, 0), 3);
+        assert_eq!(records_from(&batch, 2), 1);
+    }
+}
