@@ -87,12 +87,13 @@ struct Unreplicated {
 /// At most this many partitions are listed in `/ready` (the count is always whole).
 const READY_LIST_MAX: usize = 100;
 
-/// 200 when every partition hosted here has a leader and its whole replica set in the ISR;
-/// 503 otherwise (and while shutting down), listing them: Kafka's "no under-replicated
-/// partitions" check before restarting the next broker.
+/// 200 when this broker is registered and unfenced and every partition hosted here has a leader
+/// and its whole replica set in the ISR; 503 otherwise (and while shutting down), listing them:
+/// Kafka's "no under-replicated partitions" check before restarting the next broker.
 async fn ready(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
-    let (shutting_down, count, mut listed) = broker
+    let (shutting_down, unfenced, count, mut listed) = broker
         .blocking(|b| {
+            let unfenced = b.image().cluster().is_unfenced(fjord_metadata::BrokerId(b.node_id()));
             let mut found: Vec<Unreplicated> = b
                 .replicas
                 .all()
@@ -110,14 +111,15 @@ async fn ready(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
                 })
                 .collect();
             found.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-            (b.is_shutting_down(), found.len(), found)
+            (b.is_shutting_down(), unfenced, found.len(), found)
         })
         .await;
     listed.truncate(READY_LIST_MAX);
-    let ready = !shutting_down && count == 0;
+    let ready = !shutting_down && unfenced && count == 0;
     let body = serde_json::json!({
         "ready": ready,
         "shutting_down": shutting_down,
+        "unfenced": unfenced,
         "under_replicated_count": count,
         "under_replicated": listed,
     });

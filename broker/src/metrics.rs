@@ -190,6 +190,7 @@ impl ReplicationMetrics {
                 under += i64::from(isr < set.replicas.len());
                 under_min += i64::from(isr < p.min_insync_replicas.load(Ordering::Relaxed) as usize);
                 let leo = p.offsets().2.0;
+                // A replica that has not fetched in this leader epoch lags at least since its start.
                 let lag = set.replicas.iter().filter(|id| **id != me).map(|id| {
                     set.followers
                         .get(id)

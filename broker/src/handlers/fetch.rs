@@ -132,7 +132,7 @@ pub(super) async fn handle(
                 // Kafka: a partition the metadata knows but this broker does not host.
                 None if image
                     .topic(&name)
-                    .is_some_and(|t| t.partitions.len() > p.partition.max(0) as usize) =>
+                    .is_some_and(|t| usize::try_from(p.partition).is_ok_and(|i| i < t.partitions.len())) =>
                 {
                     Some(ResponseError::NotLeaderOrFollower)
                 }

@@ -102,5 +102,5 @@ def test_a_paused_follower_shows_in_metrics_and_ready_until_it_is_back_in_sync(c
     wait_until(lambda: metric(L, OFFLINE) == 0, timeout=30, what=f"{alone} led again")
     for b in cluster.brokers:
         wait_until(lambda b=b: ready(b)[0] == 200, timeout=30, what=f"{b.name} ready again")
-    assert ready(L)[1] == {"ready": True, "shutting_down": False, "under_replicated_count": 0,
-                           "under_replicated": []}
+    assert ready(L)[1] == {"ready": True, "shutting_down": False, "unfenced": True,
+                           "under_replicated_count": 0, "under_replicated": []}
