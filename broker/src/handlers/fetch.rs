@@ -286,7 +286,7 @@ pub(super) async fn handle(
     FetchResponse::default().with_responses(topics).with_session_id(0)
 }
 
-/// KIP-392, Kafka's RackAwareReplicaSelector, on the leader: the in-sync follower on an unfenced
+/// KIP-392, Kafka's RackAwareReplicaSelector, on the leader: the in-sync follower on a live
 /// broker in `client_rack` that has `fetch_offset` (the furthest along, then the most recently
 /// caught up); None when the leader is in that rack or no follower qualifies (the leader serves).
 fn preferred_read_replica(
@@ -300,7 +300,8 @@ fn preferred_read_replica(
     let in_rack = |id: i32| {
         cluster
             .broker(fjord_metadata::BrokerId(id))
-            .is_some_and(|b| !b.fenced && b.rack.as_deref() == Some(client_rack))
+            // Metadata lists it to the client (unfenced, with a listener), as Kafka requires.
+            .is_some_and(|b| !b.fenced && !b.listeners.is_empty() && b.rack.as_deref() == Some(client_rack))
     };
     if in_rack(me) {
         return None;
@@ -465,7 +466,12 @@ mod tests {
             incarnation_id: uuid::Uuid::new_v4(),
             broker_epoch: 1,
             rack: Some(rack.into()),
-            listeners: Vec::new(),
+            listeners: vec![fjord_metadata::Endpoint {
+                name: "PLAINTEXT".into(),
+                host: format!("b{id}"),
+                port: 9092,
+                security_protocol: "PLAINTEXT".into(),
+            }],
             fenced: fenced.contains(&id),
         };
         MetadataImage::default()
