@@ -51,6 +51,11 @@ struct Wanted {
     preferred: Option<i32>,
     /// A consumer read served by this broker as a follower of the partition.
     as_follower: bool,
+    /// For a follower: the high watermark it may know (the one before its fetch arrived). Its
+    /// long-poll ends once the high watermark passes it, since followers serve consumers up to
+    /// the high watermark they learn (KIP-392): otherwise they would learn it only with the next
+    /// append or after `max_wait_ms`. `i64::MAX` for consumers.
+    known_hw: i64,
 }
 
 struct Planned {
@@ -142,6 +147,7 @@ pub(super) async fn handle(
                 Some(part) => epoch_error(p.current_leader_epoch, part.leader_epoch().0),
             });
             let mut diverging = None;
+            let mut known_hw = i64::MAX;
             if follower
                 && fixed_error.is_none()
                 && let Some(part) = &partition
@@ -157,10 +163,12 @@ pub(super) async fn handle(
                     }
                 }
                 if diverging.is_none() {
-                    let (_, moved) = part.record_follower_fetch(me, replica_id, p.fetch_offset, now);
+                    let (hw, moved) = part.record_follower_fetch(me, replica_id, p.fetch_offset, now);
                     if moved {
                         part.wake_waiters();
                     }
+                    // This fetch moved the high watermark: the follower cannot know it yet.
+                    known_hw = if moved { i64::MIN } else { hw.0 };
                 }
             }
             let preferred = match &partition {
@@ -190,6 +198,7 @@ pub(super) async fn handle(
                 diverging,
                 preferred,
                 as_follower,
+                known_hw,
             });
         }
     }
@@ -213,9 +222,10 @@ pub(super) async fn handle(
         }
         let planned = plan_reads(&wanted, max_bytes, request.isolation_level == 1);
         let total: usize = planned.iter().filter_map(|p| p.plan.as_ref()).map(ReadPlan::len).sum();
-        let any_error = planned.iter().any(|p| p.error.is_some() || p.remote.is_some())
-            || wanted.iter().any(|w| w.diverging.is_some() || w.preferred.is_some());
-        if total >= min_bytes || any_error || Instant::now() >= deadline || broker.is_shutting_down() {
+        let answer_now = planned.iter().any(|p| p.error.is_some() || p.remote.is_some())
+            || wanted.iter().any(|w| w.diverging.is_some() || w.preferred.is_some())
+            || wanted.iter().zip(&planned).any(|(w, p)| p.high_watermark > w.known_hw);
+        if total >= min_bytes || answer_now || Instant::now() >= deadline || broker.is_shutting_down() {
             let plans: Vec<Option<ReadPlan>> = planned.iter().map(|p| p.plan.clone()).collect();
             let local = broker.blocking(move |b| {
                 plans

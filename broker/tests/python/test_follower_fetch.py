@@ -7,9 +7,11 @@ the broker's own counters, and the error cases with hand-encoded Fetch v11 reque
 from __future__ import annotations
 
 import re
+import statistics
+import time
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 import wire
@@ -137,3 +139,23 @@ def test_follower_fetch_answers_as_kafka_does(cluster):
     layout = wait_until(lambda: topic_layout(L, two), timeout=20, what=f"{two} metadata")
     outsider = next(b for b in RACKS if b not in layout[0][1])
     assert fetch_v11(cluster.node(outsider), two, 0)["error_code"] == NOT_LEADER_OR_FOLLOWER
+
+
+def test_followers_learn_the_high_watermark_without_waiting_for_the_next_append(cluster):
+    """A follower serves consumers up to the high watermark it learnt; the leader ends a
+    follower's long-poll when the high watermark moves past what it knew, so a record
+    acknowledged on an idle partition is readable at the follower within milliseconds, not
+    after the follower's max_wait (500 ms)."""
+    topic, leader, follower, _ = replicated_topic(cluster, 1)
+    F = cluster.node(follower)
+    p = Producer({"bootstrap.servers": cluster.node(leader).bootstrap, "acks": "all", "linger.ms": 0})
+    waits = []
+    for i in range(7):
+        time.sleep(0.6)  # idle: every follower long-poll is parked at the log end
+        p.produce(topic, value=b"x")
+        assert p.flush(10) == 0
+        acked = time.monotonic()
+        wait_until(lambda i=i: fetch_v11(F, topic, 0)["high_watermark"] >= 2 + i, timeout=5,
+                   what="the follower learnt the high watermark", interval=0.005)
+        waits.append(time.monotonic() - acked)
+    assert statistics.median(waits) < 0.25, f"seconds from ack to follower high watermark: {waits}"
