@@ -613,15 +613,26 @@ impl Broker {
                 new_isr: p.new_isr.iter().map(|id| BrokerId(*id)).collect(),
             })
             .collect();
+        // The ISR each change starts from, for the shrink and expand counters.
+        let before: Vec<Vec<i32>> = proposals.iter().map(|p| p.partition.replica_set().isr).collect();
         let results =
             self.controller_call::<Vec<Result<i32, WireError>>>(ControllerRequest::AlterPartitions { requests });
         match results {
             Ok(results) => {
-                for (proposal, result) in proposals.iter().zip(results) {
+                for ((proposal, result), before) in proposals.iter().zip(results).zip(&before) {
                     let p = &proposal.partition;
                     match result {
-                        Ok(epoch) => tracing::info!(topic = %p.topic, partition = p.index, isr = ?proposal.new_isr,
-                            partition_epoch = epoch, "isr changed"),
+                        Ok(epoch) => {
+                            let m = &self.metrics.replication;
+                            if before.iter().any(|id| !proposal.new_isr.contains(id)) {
+                                m.isr_shrinks.inc();
+                            }
+                            if proposal.new_isr.iter().any(|id| !before.contains(id)) {
+                                m.isr_expands.inc();
+                            }
+                            tracing::info!(topic = %p.topic, partition = p.index, isr = ?proposal.new_isr,
+                                partition_epoch = epoch, "isr changed")
+                        }
                         Err(error) => {
                             p.clear_pending_isr();
                             tracing::info!(topic = %p.topic, partition = p.index, code = error.code,

@@ -276,6 +276,23 @@ pub struct ClusterConfig {
     /// (replica.lag.time.max.ms).
     #[serde(with = "humantime_serde")]
     pub replica_lag_time_max: Duration,
+    /// Which replica a partition leader tells a consumer to fetch from (Kafka's
+    /// `replica.selector.class`, KIP-392): `leader` (Kafka's default) or `rack_aware` (an
+    /// in-sync replica in the client's `client.rack`, Kafka's RackAwareReplicaSelector).
+    /// Followers serve consumer fetches up to their high watermark whatever this says.
+    pub replica_selector: ReplicaSelector,
+}
+
+/// Kafka's `replica.selector.class` choices (see [`ClusterConfig::replica_selector`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaSelector {
+    /// Consumers always fetch from the leader (Kafka's LeaderSelector, its default).
+    #[default]
+    Leader,
+    /// Consumers with a `rack_id` are sent to an in-sync replica in their rack, if one other than
+    /// the leader is there (Kafka's RackAwareReplicaSelector).
+    RackAware,
 }
 
 impl Default for ClusterConfig {
@@ -293,6 +310,7 @@ impl Default for ClusterConfig {
             auto_leader_rebalance: true,
             leader_rebalance_interval: Duration::from_secs(300),
             replica_lag_time_max: Duration::from_secs(30),
+            replica_selector: ReplicaSelector::Leader,
         }
     }
 }
@@ -972,7 +990,8 @@ impl BrokerConfig {
                         "network.inter_broker_listener_name: {inter} is not a listener (known: {})",
                         listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
                     )),
-                    Some(l) if l.protocol != SecurityProtocol::Plaintext => problems.push(format!(
+                    // Only replica fetchers dial it, and only in cluster mode.
+                    Some(l) if l.protocol != SecurityProtocol::Plaintext && self.cluster.is_clustered() => problems.push(format!(
                         "network.inter_broker_listener_name: {inter} is {:?}; replica fetchers speak PLAINTEXT only",
                         l.protocol
                     )),
@@ -1299,6 +1318,64 @@ mod tests {
         // The base without a pod name is a usage error (clap), not a silent node 0.
         let missing = Cli::try_parse_from(["fjord-broker", "--node-id-base", "5"]).expect_err("needs --pod-name");
         assert!(missing.to_string().contains("--pod-name"), "{missing}");
+    }
+
+    #[test]
+    fn the_inter_broker_listener_must_exist_and_be_plaintext_in_cluster_mode() {
+        let load = |args: &[&str]| BrokerConfig::load_from(&cli(args), Vec::new());
+        let cluster = [
+            "--node-id",
+            "1",
+            "--controller-voters",
+            "1@127.0.0.1:9093",
+            "--set",
+            "cluster.id=c1",
+        ];
+        let ok = load(
+            &[
+                &cluster[..],
+                &[
+                    "--set",
+                    "network.listeners=REPLICATION://127.0.0.1:9095",
+                    "--set",
+                    "network.listener_security_protocol_map=REPLICATION:PLAINTEXT",
+                    "--set",
+                    "network.inter_broker_listener_name=REPLICATION",
+                ],
+            ]
+            .concat(),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let unknown = load(&[&cluster[..], &["--set", "network.inter_broker_listener_name=NOPE"]].concat());
+        assert!(
+            unknown
+                .expect_err("unknown")
+                .to_string()
+                .contains("NOPE is not a listener")
+        );
+        let sasl = load(
+            &[
+                &cluster[..],
+                &[
+                    "--set",
+                    "network.listener_security_protocol_map=PLAINTEXT:SASL_PLAINTEXT",
+                ],
+            ]
+            .concat(),
+        );
+        assert!(
+            sasl.expect_err("sasl")
+                .to_string()
+                .contains("replica fetchers speak PLAINTEXT only")
+        );
+        // One node: nothing dials it, so a secured default listener is fine.
+        assert!(
+            load(&[
+                "--set",
+                "network.listener_security_protocol_map=PLAINTEXT:SASL_PLAINTEXT"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use fjord_metadata::MetadataImage;
 use fjord_protocol::SUPPORTED_APIS;
 use fjord_protocol::kafka_protocol::messages::ApiKey;
 use parking_lot::Mutex;
@@ -85,6 +86,128 @@ pub struct Metrics {
     pub network: NetworkMetrics,
     scrape: Mutex<()>,
     cleaner: CleanerMetrics,
+    /// ISR replication and follower fetching.
+    pub replication: ReplicationMetrics,
+}
+
+/// ISR replication and KIP-392 follower fetching (`fjord_replication_*`). The gauges are
+/// aggregates over partitions, refreshed at scrape, so their series do not grow with partitions.
+#[derive(Debug, Default)]
+pub struct ReplicationMetrics {
+    /// ISR shrinks and expansions this broker committed as partition leader.
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
+    /// Record bytes the replica fetchers copied from leaders.
+    pub fetcher_bytes: Counter,
+    /// Consumer fetches answered with a preferred read replica instead of records (as leader).
+    pub preferred_replica_redirects: Counter,
+    /// Records and bytes served to consumers by this broker as a follower (KIP-392).
+    pub follower_fetch_records: Counter,
+    pub follower_fetch_bytes: Counter,
+    under_replicated: Gauge,
+    under_min_isr: Gauge,
+    offline: Gauge,
+    leader_max_follower_lag: Gauge,
+    fetcher_max_lag: Gauge,
+}
+
+impl ReplicationMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let counters = [
+            (
+                "replication_isr_shrinks",
+                "isr shrinks committed as partition leader",
+                &self.isr_shrinks,
+            ),
+            (
+                "replication_isr_expands",
+                "isr expansions committed as partition leader",
+                &self.isr_expands,
+            ),
+            (
+                "replication_fetcher_fetched_bytes",
+                "record bytes the replica fetchers copied from leaders",
+                &self.fetcher_bytes,
+            ),
+            (
+                "replication_preferred_replica_redirects",
+                "consumer partition fetches answered with a preferred read replica (kip-392)",
+                &self.preferred_replica_redirects,
+            ),
+            (
+                "replication_follower_fetch_records",
+                "records served to consumers as a follower (kip-392)",
+                &self.follower_fetch_records,
+            ),
+            (
+                "replication_follower_fetch_bytes",
+                "record bytes served to consumers as a follower (kip-392)",
+                &self.follower_fetch_bytes,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        let gauges = [
+            (
+                "replication_under_replicated_partitions",
+                "partitions led here whose isr is smaller than their replica set",
+                &self.under_replicated,
+            ),
+            (
+                "replication_under_min_isr_partitions",
+                "partitions led here whose isr is below min.insync.replicas",
+                &self.under_min_isr,
+            ),
+            (
+                "replication_offline_partitions",
+                "partitions without a leader in this broker's metadata image (same on every broker)",
+                &self.offline,
+            ),
+            (
+                "replication_leader_max_follower_lag_records",
+                "as leader: most records any replica's fetch position is behind the log end offset",
+                &self.leader_max_follower_lag,
+            ),
+            (
+                "replication_fetcher_max_lag_records",
+                "as follower: most records any followed partition is behind its leader's high watermark",
+                &self.fetcher_max_lag,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+    }
+
+    /// Refreshes the gauges from the hosted partitions and the metadata image.
+    fn refresh(&self, me: i32, partitions: &[Arc<crate::replication::Partition>], image: &MetadataImage) {
+        let (mut under, mut under_min, mut leader_lag, mut fetcher_lag) = (0, 0, 0, 0);
+        for p in partitions {
+            let set = p.replica_set();
+            if set.leader == me {
+                let isr = set.isr.len().max(1);
+                under += i64::from(isr < set.replicas.len());
+                under_min += i64::from(isr < p.min_insync_replicas.load(Ordering::Relaxed) as usize);
+                let leo = p.offsets().2.0;
+                // A replica that has not fetched in this leader epoch lags at least since its start.
+                let lag = set.replicas.iter().filter(|id| **id != me).map(|id| {
+                    set.followers
+                        .get(id)
+                        .map_or(leo - set.epoch_start_offset.min(leo), |f| leo - f.fetch_offset)
+                });
+                leader_lag = lag.fold(leader_lag, i64::max);
+            } else {
+                fetcher_lag = fetcher_lag.max(p.fetcher_lag.load(Ordering::Relaxed));
+            }
+        }
+        self.under_replicated.set(under);
+        self.under_min_isr.set(under_min);
+        self.leader_max_follower_lag.set(leader_lag.max(0));
+        self.fetcher_max_lag.set(fetcher_lag.max(0));
+        self.offline
+            .set(image.partitions().filter(|(_, p)| !p.has_leader()).count() as i64);
+    }
 }
 
 /// The listener's resource limits (`fjord_network_*`).
@@ -346,7 +469,10 @@ impl Metrics {
         let tiering = crate::tiering::TieringMetrics::register(&mut registry);
         let network = NetworkMetrics::default();
         network.register(&mut registry);
+        let replication = ReplicationMetrics::default();
+        replication.register(&mut registry);
         Arc::new(Metrics {
+            replication,
             tiering,
             network,
             registry,
@@ -425,11 +551,18 @@ impl Metrics {
         self.cleaner.failures.inc();
     }
 
-    /// Prometheus text exposition, with partition gauges refreshed from `replicas` and consumer
-    /// lag from the committed offsets in `groups`.
-    pub fn encode(&self, replicas: &ReplicaManager, groups: &GroupCoordinator) -> String {
+    /// Prometheus text exposition, with partition gauges refreshed from `replicas` and `image`
+    /// (this broker is `me`) and consumer lag from the committed offsets in `groups`.
+    pub fn encode(
+        &self,
+        me: i32,
+        replicas: &ReplicaManager,
+        groups: &GroupCoordinator,
+        image: &MetadataImage,
+    ) -> String {
         let _guard = self.scrape.lock();
         let partitions = replicas.all();
+        self.replication.refresh(me, &partitions, image);
         self.partitions.set(partitions.len() as i64);
         let files = fjord_storage::FileCache::global();
         self.open_files.set(files.open_files() as i64);

@@ -8,6 +8,12 @@
 //! with `diverging_epoch` (KIP-595/KIP-320) so it truncates. With `isolation_level=1`
 //! (read_committed) data is returned only below the last stable offset, with the aborted
 //! transactions overlapping the returned range.
+//!
+//! Follower fetching (KIP-392): a consumer fetch (v11+) may read from a follower, up to the high
+//! watermark the follower learnt from its leader. With `cluster.replica_selector = "rack_aware"`
+//! a leader answers a consumer whose `rack_id` names a rack holding an in-sync follower (and not
+//! the leader) with that follower as `preferred_read_replica` and no records, as Kafka's
+//! RackAwareReplicaSelector does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +30,7 @@ use tokio::sync::Notify;
 
 use super::errors::storage_error_code;
 use crate::broker::Broker;
+use crate::config::ReplicaSelector;
 use crate::replication::Partition;
 use crate::tiering::RemoteLog;
 
@@ -40,6 +47,15 @@ struct Wanted {
     follower: bool,
     /// For a follower whose log diverges: the epoch and end offset to truncate to.
     diverging: Option<(i32, i64)>,
+    /// As leader: the replica this consumer should fetch from instead (KIP-392); no records.
+    preferred: Option<i32>,
+    /// A consumer read served by this broker as a follower of the partition.
+    as_follower: bool,
+    /// For a follower: the high watermark it may know (the one before its fetch arrived). Its
+    /// long-poll ends once the high watermark passes it, since followers serve consumers up to
+    /// the high watermark they learn (KIP-392): otherwise they would learn it only with the next
+    /// append or after `max_wait_ms`. `i64::MAX` for consumers.
+    known_hw: i64,
 }
 
 struct Planned {
@@ -113,13 +129,25 @@ pub(super) async fn handle(
                 None
             };
             let follower = replica_id >= 0;
+            let leads = partition.is_some() && super::leads(broker, &name, p.partition);
+            // KIP-392: consumers speaking v11+ may read from any replica of the partition.
+            let as_follower =
+                !follower && version >= 11 && !leads && partition.as_ref().is_some_and(|part| part.has_replica(me));
             let fixed_error = topic_error.or_else(|| match &partition {
+                // Kafka: a partition the metadata knows but this broker does not host.
+                None if image
+                    .topic(&name)
+                    .is_some_and(|t| usize::try_from(p.partition).is_ok_and(|i| i < t.partitions.len())) =>
+                {
+                    Some(ResponseError::NotLeaderOrFollower)
+                }
                 None => Some(ResponseError::UnknownTopicOrPartition),
-                Some(_) if !super::leads(broker, &name, p.partition) => Some(ResponseError::NotLeaderOrFollower),
+                Some(_) if !leads && !as_follower => Some(ResponseError::NotLeaderOrFollower),
                 Some(part) if follower && !part.has_replica(replica_id) => Some(ResponseError::NotLeaderOrFollower),
                 Some(part) => epoch_error(p.current_leader_epoch, part.leader_epoch().0),
             });
             let mut diverging = None;
+            let mut known_hw = i64::MAX;
             if follower
                 && fixed_error.is_none()
                 && let Some(part) = &partition
@@ -135,11 +163,29 @@ pub(super) async fn handle(
                     }
                 }
                 if diverging.is_none() {
-                    let (_, moved) = part.record_follower_fetch(me, replica_id, p.fetch_offset, now);
+                    let (hw, moved) = part.record_follower_fetch(me, replica_id, p.fetch_offset, now);
                     if moved {
                         part.wake_waiters();
                     }
+                    // This fetch moved the high watermark: the follower cannot know it yet.
+                    known_hw = if moved { i64::MIN } else { hw.0 };
                 }
+            }
+            let preferred = match &partition {
+                Some(part)
+                    if leads
+                        && !follower
+                        && version >= 11
+                        && fixed_error.is_none()
+                        && !request.rack_id.is_empty()
+                        && broker.config.cluster.replica_selector == ReplicaSelector::RackAware =>
+                {
+                    preferred_read_replica(&image, me, part, &request.rack_id, p.fetch_offset)
+                }
+                _ => None,
+            };
+            if preferred.is_some() {
+                broker.metrics.replication.preferred_replica_redirects.inc();
             }
             wanted.push(Wanted {
                 topic_index,
@@ -150,6 +196,9 @@ pub(super) async fn handle(
                 fixed_error,
                 follower,
                 diverging,
+                preferred,
+                as_follower,
+                known_hw,
             });
         }
     }
@@ -173,9 +222,10 @@ pub(super) async fn handle(
         }
         let planned = plan_reads(&wanted, max_bytes, request.isolation_level == 1);
         let total: usize = planned.iter().filter_map(|p| p.plan.as_ref()).map(ReadPlan::len).sum();
-        let any_error = planned.iter().any(|p| p.error.is_some() || p.remote.is_some())
-            || wanted.iter().any(|w| w.diverging.is_some());
-        if total >= min_bytes || any_error || Instant::now() >= deadline || broker.is_shutting_down() {
+        let answer_now = planned.iter().any(|p| p.error.is_some() || p.remote.is_some())
+            || wanted.iter().any(|w| w.diverging.is_some() || w.preferred.is_some())
+            || wanted.iter().zip(&planned).any(|(w, p)| p.high_watermark > w.known_hw);
+        if total >= min_bytes || answer_now || Instant::now() >= deadline || broker.is_shutting_down() {
             let plans: Vec<Option<ReadPlan>> = planned.iter().map(|p| p.plan.clone()).collect();
             let local = broker.blocking(move |b| {
                 plans
@@ -212,6 +262,11 @@ pub(super) async fn handle(
             }
             None => Bytes::new(),
         };
+        if w.as_follower && !records.is_empty() {
+            let m = &broker.metrics.replication;
+            m.follower_fetch_bytes.inc_by(records.len() as u64);
+            m.follower_fetch_records.inc_by(records_from(&records, w.fetch_offset));
+        }
         let mut partition = PartitionData::default();
         if let Some((epoch, end_offset)) = w.diverging {
             partition =
@@ -234,11 +289,50 @@ pub(super) async fn handle(
                     })
                     .collect()
             }))
-            .with_preferred_read_replica(super::broker_id(-1))
+            .with_preferred_read_replica(super::broker_id(w.preferred.unwrap_or(-1)))
             .with_records(Some(records));
         topics[w.topic_index].partitions.push(partition);
     }
     FetchResponse::default().with_responses(topics).with_session_id(0)
+}
+
+/// KIP-392, Kafka's RackAwareReplicaSelector, on the leader: the in-sync follower on a live
+/// broker in `client_rack` that has `fetch_offset` (the furthest along, then the most recently
+/// caught up); None when the leader is in that rack or no follower qualifies (the leader serves).
+fn preferred_read_replica(
+    image: &fjord_metadata::MetadataImage,
+    me: i32,
+    partition: &Partition,
+    client_rack: &str,
+    fetch_offset: i64,
+) -> Option<i32> {
+    let cluster = image.cluster();
+    let in_rack = |id: i32| {
+        cluster
+            .broker(fjord_metadata::BrokerId(id))
+            // Metadata lists it to the client (unfenced, with a listener), as Kafka requires.
+            .is_some_and(|b| !b.fenced && !b.listeners.is_empty() && b.rack.as_deref() == Some(client_rack))
+    };
+    if in_rack(me) {
+        return None;
+    }
+    let set = partition.replica_set();
+    set.isr
+        .iter()
+        .filter(|&&id| id != me && in_rack(id))
+        .filter_map(|id| set.followers.get(id).map(|f| (*id, f)))
+        .filter(|(_, f)| f.fetch_offset >= fetch_offset)
+        .max_by_key(|(id, f)| (f.fetch_offset, f.last_caught_up_ms, -id))
+        .map(|(id, _)| id)
+}
+
+/// The records at or above `from` in whole batches read from a log (control batches excluded).
+fn records_from(bytes: &[u8], from: i64) -> u64 {
+    fjord_storage::batch::scan_batches(bytes)
+        .filter_map(Result::ok)
+        .filter(|b| !b.header.is_control())
+        .map(|b| (b.header.last_offset() - b.header.base_offset.max(from) + 1).max(0) as u64)
+        .sum()
 }
 
 /// KIP-320: a consumer's view of the leader epoch must match ours (-1 = not checked).
@@ -287,12 +381,12 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize, read_committed: bool) -> Vec<
                 hw
             };
             let limit = w.partition_max_bytes.min(remaining);
-            let result = if limit == 0 && !first_data {
+            let result = if w.preferred.is_some() || (limit == 0 && !first_data) {
                 Ok(None)
             } else {
                 log.read(Offset(w.fetch_offset), upper, limit, first_data).map(Some)
             };
-            let aborted = if read_committed && !w.follower && w.fetch_offset < upper.0 {
+            let aborted = if read_committed && !w.follower && w.preferred.is_none() && w.fetch_offset < upper.0 {
                 log.aborted_transactions(Offset(w.fetch_offset), upper)
             } else {
                 Vec::new()
@@ -300,6 +394,7 @@ fn plan_reads(wanted: &[Wanted], max_bytes: usize, read_committed: bool) -> Vec<
             drop(log);
             let log_start = crate::tiering::log_start_offset(partition, local_start);
             if w.fetch_offset < local_start.0
+                && w.preferred.is_none()
                 && (limit > 0 || first_data)
                 && let Some(remote) = partition.remote()
                 && remote.manifest().is_some_and(|m| {
@@ -365,4 +460,83 @@ async fn read_remote(broker: &Arc<Broker>, read: Option<RemoteRead>) -> Option<R
         .await;
     broker.metrics.tiering.observe_read(started.elapsed());
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use fjord_metadata::{BrokerId, MetadataImage, MetadataRecord};
+    use fjord_storage::{LeaderEpoch, Log};
+
+    use super::*;
+
+    /// Brokers 1-4 in racks a, b, b, c; `fenced` ones fenced.
+    fn image(fenced: &[i32]) -> MetadataImage {
+        let register = |id: i32, rack: &str| MetadataRecord::RegisterBroker {
+            broker_id: BrokerId(id),
+            incarnation_id: uuid::Uuid::new_v4(),
+            broker_epoch: 1,
+            rack: Some(rack.into()),
+            listeners: vec![fjord_metadata::Endpoint {
+                name: "PLAINTEXT".into(),
+                host: format!("b{id}"),
+                port: 9092,
+                security_protocol: "PLAINTEXT".into(),
+            }],
+            fenced: fenced.contains(&id),
+        };
+        MetadataImage::default()
+            .apply(&[register(1, "a"), register(2, "b"), register(3, "b"), register(4, "c")])
+            .expect("applies")
+    }
+
+    /// Broker 1 leads replicas 1-4 with ISR `isr`; followers fetched at the given offsets.
+    fn partition(isr: Vec<i32>, fetched: &[(i32, i64, i64)]) -> (tempfile::TempDir, Partition) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(&dir.path().join("t-0"), fjord_storage::LogConfig::default(), true).expect("opens");
+        let p = Partition::new("t".into(), TopicId::random(), 0, log, LeaderEpoch(0));
+        p.set_replica_set(1, 1, 0, 0, vec![1, 2, 3, 4], isr);
+        for &(id, offset, now) in fetched {
+            p.record_follower_fetch(1, id, offset, now);
+        }
+        (dir, p)
+    }
+
+    #[test]
+    fn the_rack_aware_selector_picks_an_in_sync_follower_in_the_clients_rack() {
+        let (_d, p) = partition(vec![1, 2, 3, 4], &[(2, 0, 10), (3, 0, 20), (4, 0, 10)]);
+        // Both b followers have everything (log end 0): the most recently caught up wins.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "b", 0), Some(3));
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "c", 0), Some(4));
+        // The leader's own rack, an unknown rack: the leader serves.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "a", 0), None);
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "z", 0), None);
+        // Fenced brokers are skipped; so are followers that lack the fetch offset.
+        assert_eq!(preferred_read_replica(&image(&[3]), 1, &p, "b", 0), Some(2));
+        assert_eq!(preferred_read_replica(&image(&[4]), 1, &p, "c", 0), None);
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "b", 5), None);
+    }
+
+    #[test]
+    fn followers_out_of_the_isr_or_never_fetched_are_not_preferred() {
+        let (_d, p) = partition(vec![1, 2, 4], &[(3, 0, 20)]);
+        // 3 fetched but is not in the ISR; 2 is in the ISR but has not fetched this epoch.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "b", 0), None);
+        // Out of the ISR although it fetched: still not preferred.
+        assert_eq!(preferred_read_replica(&image(&[]), 1, &p, "c", 0), None);
+    }
+
+    #[test]
+    fn records_served_count_from_the_fetch_offset() {
+        let batch = crate::txn::records::encode_batch(
+            &[
+                (Bytes::from_static(b"a"), Some(Bytes::from_static(b"1"))),
+                (Bytes::from_static(b"b"), Some(Bytes::from_static(b"2"))),
+                (Bytes::from_static(b"c"), Some(Bytes::from_static(b"3"))),
+            ],
+            0,
+        )
+        .expect("encodes");
+        assert_eq!(records_from(&batch, 0), 3);
+        assert_eq!(records_from(&batch, 2), 1);
+    }
 }

@@ -17,6 +17,7 @@ use fjord_protocol::kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, R
 use fjord_protocol::kafka_protocol::protocol::StrBytes;
 use fjord_storage::{LeaderEpoch, Offset};
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -52,6 +53,8 @@ pub struct Fetchers {
     /// promise: the leader's high watermark means "on the disk of every ISR member"). False is
     /// Kafka's classic in-memory replication (`storage.fsync_on_acks_all = false`).
     durable: bool,
+    /// Record bytes fetched (the `fjord_replication_fetcher_fetched_bytes` counter).
+    fetched_bytes: Counter,
     by_leader: Mutex<HashMap<i32, Fetcher>>,
 }
 
@@ -64,11 +67,12 @@ impl std::fmt::Debug for Fetchers {
 }
 
 impl Fetchers {
-    pub fn new(me: i32, flusher: Arc<Flusher>, durable: bool) -> Fetchers {
+    pub fn new(me: i32, flusher: Arc<Flusher>, durable: bool, fetched_bytes: Counter) -> Fetchers {
         Fetchers {
             me,
             flusher,
             durable,
+            fetched_bytes,
             by_leader: Mutex::new(HashMap::new()),
         }
     }
@@ -116,6 +120,7 @@ impl Fetchers {
                         changed.clone(),
                         self.flusher.clone(),
                         self.durable,
+                        self.fetched_bytes.clone(),
                     ));
                     tracing::info!(leader, %address, "started replica fetcher");
                     by_leader.insert(
@@ -149,6 +154,7 @@ async fn run(
     changed: Arc<Notify>,
     flusher: Arc<Flusher>,
     durable: bool,
+    fetched_bytes: Counter,
 ) {
     let mut connection: Option<TcpStream> = None;
     let mut correlation_id = 0i32;
@@ -205,6 +211,7 @@ async fn run(
                 let (Some(partition), Some(&epoch)) = (by_key.get(&key).cloned(), epochs.get(&key)) else {
                     continue;
                 };
+                fetched_bytes.inc_by(data.records.as_ref().map_or(0, |r| r.len() as u64));
                 match apply(&partition, leader, epoch, data).await {
                     Applied::Appended => {
                         flusher.mark_dirty(&partition);
@@ -316,6 +323,9 @@ fn apply_blocking(
     }
     // The follower's high watermark: the leader's, up to what this log holds.
     let hw = data.high_watermark.min(log.log_end_offset().0);
+    partition
+        .fetcher_lag
+        .store(data.high_watermark - hw, std::sync::atomic::Ordering::Relaxed);
     let moved = hw > log.high_watermark().0;
     if moved {
         log.set_high_watermark(Offset(hw));

@@ -219,6 +219,7 @@ impl ReplicaManager {
             }
         }
         tracing::info!(data_dir = %data_dir.display(), clean_start, "opening logs");
+        let fetched_bytes = metrics.replication.fetcher_bytes.clone();
         let flusher = Flusher::start(config.storage.flush_interval, data_dir.clone(), metrics);
         Ok(ReplicaManager {
             data_dir,
@@ -227,7 +228,12 @@ impl ReplicaManager {
             synced_offset: parking_lot::Mutex::new(None),
             clean_start,
             staged: parking_lot::Mutex::new(HashMap::new()),
-            fetchers: fetcher::Fetchers::new(config.node_id, flusher.clone(), config.storage.fsync_on_acks_all),
+            fetchers: fetcher::Fetchers::new(
+                config.node_id,
+                flusher.clone(),
+                config.storage.fsync_on_acks_all,
+                fetched_bytes,
+            ),
             flusher,
         })
     }

@@ -3,7 +3,7 @@
 //! watermark moves), and the fetch waiters to wake when the high watermark moves.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 
 use fjord_metadata::TopicId;
@@ -93,6 +93,9 @@ pub struct Partition {
     replica_set: Mutex<ReplicaSet>,
     /// The topic's `min.insync.replicas`.
     pub min_insync_replicas: AtomicU32,
+    /// As follower: records between the leader's high watermark in its last fetch response and
+    /// this log's end (Kafka's fetcher lag), for metrics.
+    pub fetcher_lag: AtomicI64,
 }
 
 impl Partition {
@@ -110,6 +113,7 @@ impl Partition {
             remote: parking_lot::RwLock::new(None),
             replica_set: Mutex::new(ReplicaSet::default()),
             min_insync_replicas: AtomicU32::new(1),
+            fetcher_lag: AtomicI64::new(0),
         }
     }
 

@@ -1,6 +1,8 @@
-"""The HTTP side: /health answers 200 while serving, and /metrics is well-formed Prometheus text
-whose per-API request counters move when requests are made."""
+"""The HTTP side: /health answers 200 while serving, /ready 200 with nothing under-replicated, and
+/metrics is well-formed Prometheus text whose per-API request counters move when requests are
+made."""
 
+import json
 import re
 
 from helpers import admin, consume, produce_ok, unique
@@ -39,6 +41,21 @@ def produce_request_total(samples) -> float:
 def test_health(broker):
     status, _ctype, _body = broker.http_get("/health")
     assert status == 200
+
+
+def test_a_single_node_is_ready_and_reports_no_replication_trouble(broker):
+    """One broker is its own ISR: /ready is 200 (JSON) and the replication gauges are zero. The
+    cluster cases are in test_replication_health.py."""
+    topic = unique("ready")
+    produce_ok(broker.bootstrap, topic, [{"value": b"x"}])
+    status, ctype, body = broker.http_get("/ready")
+    assert (status, ctype) == (200, "application/json"), body
+    assert json.loads(body) == {"ready": True, "shutting_down": False, "unfenced": True,
+                                "under_replicated_count": 0, "under_replicated": []}
+    samples = {name: value for name, _, value in parse_metrics(broker.http_get("/metrics")[2])}
+    for name in ("fjord_replication_under_replicated_partitions", "fjord_replication_offline_partitions",
+                 "fjord_replication_under_min_isr_partitions", "fjord_replication_isr_shrinks_total"):
+        assert samples[name] == 0, name
 
 
 def test_metrics_format_and_counters(broker):

@@ -2,7 +2,7 @@
 
 Independent of every Kafka client library on purpose: the bad-input tests must be able to send
 bytes no client would send, and the encodings here are a second, separate reading of the spec.
-Only the non-flexible request versions are used (ApiVersions v0, Produce v3, Fetch v4), so no
+Only the non-flexible request versions are used (ApiVersions v0, Produce v3, Fetch v4 and v11), so no
 tagged fields or compact encodings are needed, except the request header v2 for ApiVersions v99.
 """
 
@@ -182,6 +182,26 @@ def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: in
     return frame(request_header_v1(1, 4, correlation_id) + body)
 
 
+def fetch_v11_request(correlation_id: int, topic: str, partition: int, offset: int, rack_id: str = "",
+                      max_wait_ms: int = 0, min_bytes: int = 0, max_bytes: int = 1 << 20,
+                      current_leader_epoch: int = -1) -> bytes:
+    """A consumer's Fetch v11 (KIP-392: `rack_id`), the last non-flexible version."""
+    body = (
+        i32(-1)  # replica_id: a consumer
+        + i32(max_wait_ms)
+        + i32(min_bytes)
+        + i32(max_bytes)
+        + i8(0)  # isolation_level READ_UNCOMMITTED
+        + i32(0)  # session_id
+        + i32(-1)  # session_epoch: no session
+        + array([string(topic) + array([i32(partition) + i32(current_leader_epoch) + i64(offset)
+                                        + i64(-1) + i32(max_bytes)])])
+        + array([])  # forgotten_topics_data
+        + string(rack_id)
+    )
+    return frame(request_header_v1(1, 11, correlation_id) + body)
+
+
 # ---------------------------------------------------------------------------------------------
 # Response reading / parsing
 
@@ -329,6 +349,29 @@ def parse_fetch_v4(body: bytes) -> dict[tuple[str, int], dict]:
             out[(topic, p)] = {"error_code": err, "high_watermark": hw,
                                "last_stable_offset": lso, "records": records}
     assert r.remaining() == 0, f"{r.remaining()} trailing bytes in Fetch v4 response"
+    return out
+
+
+def parse_fetch_v11(body: bytes) -> dict[tuple[str, int], dict]:
+    r = Reader(body)
+    r.i32()  # throttle_time_ms
+    top_error = r.i16()
+    r.i32()  # session_id
+    out = {}
+    for _ in range(r.i32()):
+        topic = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            part = {"error_code": r.i16(), "high_watermark": r.i64(), "last_stable_offset": r.i64(),
+                    "log_start_offset": r.i64()}
+            for _ in range(max(r.i32(), 0)):  # aborted transactions
+                r.i64()
+                r.i64()
+            part["preferred_read_replica"] = r.i32()
+            part["records"] = r.nbytes()
+            part["top_error_code"] = top_error
+            out[(topic, p)] = part
+    assert r.remaining() == 0, f"{r.remaining()} trailing bytes in Fetch v11 response"
     return out
 
 
