@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from helpers import unique, wait_until
@@ -223,7 +223,16 @@ def test_unclean_leader_election_off_keeps_the_partition_offline_and_on_brings_i
     # Turn it on for the topic: the controller elects broker 2, alone in the ISR.
     resource = ConfigResource("TOPIC", topic, incremental_configs=[
         ConfigEntry("unclean.leader.election.enable", "true", incremental_operation=AlterConfigOpType.SET)])
-    a.incremental_alter_configs([resource])[resource].result(timeout=15)
+
+    def turn_on() -> bool:
+        # A fresh client: librdkafka sends it to the controller, which may have moved with the kill.
+        fresh = admin(observer.bootstrap)
+        try:
+            fresh.incremental_alter_configs([resource])[resource].result(timeout=15)
+            return True
+        except KafkaException:
+            return False
+    wait_until(turn_on, timeout=60, what="unclean.leader.election.enable set", interval=1)
     wait_until(lambda: topic_layout(observer, topic)[0][:1] == (2,), timeout=30, what="broker 2 leads")
     assert topic_layout(observer, topic)[0][2] == (2,)
     wait_until(lambda: "unclean leader election" in "".join(b.log_text() for b in cluster.brokers if b.alive()),
